@@ -1,0 +1,120 @@
+//! The local API server: the service's routes on 127.0.0.1, each request passed through an emulated API Gateway to
+//! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use shared::local::{API_GATEWAY_BODY_LIMIT, dev_token, invoke};
+use shared::{App, handlers, lambda};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    lambda::init_logging();
+    let port: u16 = match std::env::var("PORT").map(|p| p.parse()) {
+        Err(_) => 8080,
+        Ok(Ok(port)) => port,
+        Ok(Err(_)) => {
+            eprintln!("invalid configuration: PORT must be a port number");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match App::from_env().await {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print_banner(&app, port);
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| serve(app.clone(), req));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    eprintln!("local API server stopped");
+    ExitCode::SUCCESS
+}
+
+async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    // One byte over API Gateway's limit is enough to know the request is too large.
+    let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(too_large()),
+    };
+    let response = invoke(
+        &|r| handlers::handle(&app, r),
+        Request::from_parts(parts, body),
+    )
+    .await;
+    Ok(response.map(Full::new))
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        br#"{"message":"Request Entity Too Large"}"#,
+    )));
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response
+}
+
+fn print_banner(app: &App, port: u16) {
+    let url = format!("http://127.0.0.1:{port}");
+    let auth = if app.config.require_auth {
+        format!(" -H 'Authorization: Bearer {}'", dev_token("local-dev"))
+    } else {
+        String::new()
+    };
+    println!("Chunked upload API on {url}");
+    println!(
+        "  bucket: {}   table: {}",
+        app.config.bucket, app.config.table
+    );
+    if app.config.require_auth {
+        println!("  auth: DEVELOPMENT ONLY, bearer tokens are decoded without verification");
+    }
+    println!("Try it (one chunk of 12 bytes, then complete with its MD5):");
+    println!(
+        "  curl -s{auth} -H 'Content-Range: bytes 0-11/12' -F 'file=@-;filename=hello.txt' {url}/upload <<< 'hello world' \\"
+    );
+    println!("    | tee /dev/stderr | sed -E 's/.*\"upload_id\": ?\"([0-9a-f]+)\".*/\\1/' \\");
+    println!(
+        "    | xargs -I{{}} curl -s{auth} -d upload_id={{}} -d md5=$(echo 'hello world' | md5sum | cut -c1-32) {url}/upload/complete"
+    );
+}

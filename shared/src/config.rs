@@ -1,0 +1,268 @@
+//! Settings, read from the environment once at start-up. Names follow django-chunked-upload's settings.
+
+use std::env;
+
+use crate::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_OBJECT_SIZE};
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CHUNKED_UPLOAD_BUCKET` (required): where parts, buffered chunks and final objects go.
+    pub bucket: String,
+    /// `CHUNKED_UPLOAD_TABLE` (required): the DynamoDB table of upload records.
+    pub table: String,
+    /// `CHUNKED_UPLOAD_EXPIRATION_DELTA` seconds from creation after which an unfinished upload is gone.
+    pub expiration_delta_secs: u64,
+    /// `CHUNKED_UPLOAD_MAX_BYTES`: largest file accepted; `None` means what S3 can store.
+    pub max_bytes: Option<u64>,
+    /// `CHUNKED_UPLOAD_MAX_CHUNK_BYTES`: largest chunk body accepted (API Gateway allows about 4.5 MiB).
+    pub max_chunk_bytes: u64,
+    /// `CHUNKED_UPLOAD_FIELD_NAME`: the multipart field that carries the chunk.
+    pub field_name: String,
+    /// `CHUNKED_UPLOAD_KEY_TEMPLATE`: final object key, with `{upload_id}`, `{filename}` and `{owner}`.
+    pub key_template: String,
+    /// `CHUNKED_UPLOAD_BUFFER_PREFIX`: where chunks wait until a part is full.
+    pub buffer_prefix: String,
+    /// `CHUNKED_UPLOAD_REQUIRE_AUTH`: anonymous requests get 403 when true.
+    pub require_auth: bool,
+    /// `CHUNKED_UPLOAD_MIN_PART_BYTES` / `CHUNKED_UPLOAD_MAX_PART_BYTES`: bounds of the S3 part size.
+    pub min_part_bytes: u64,
+    pub max_part_bytes: u64,
+    /// `CHUNKED_UPLOAD_STORAGE_CLASS`: S3 storage class of the final object.
+    pub storage_class: String,
+    /// `CHUNKED_UPLOAD_S3_PATH_STYLE`: path-style S3 addressing; defaults to true when `AWS_ENDPOINT_URL_S3` or
+    /// `AWS_ENDPOINT_URL` points at an emulator, which rarely serves virtual-hosted buckets.
+    pub s3_path_style: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+];
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests can check parsing without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+        let required = |var: &'static str| {
+            get(var).ok_or_else(|| ConfigError {
+                var,
+                reason: "must be set".into(),
+            })
+        };
+        let number =
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                let Some(raw) = get(var) else {
+                    return Ok(default);
+                };
+                let value: u64 = raw.trim().parse().map_err(|_| ConfigError {
+                    var,
+                    reason: format!("{raw:?} is not a whole number"),
+                })?;
+                if !(min..=max).contains(&value) {
+                    return Err(ConfigError {
+                        var,
+                        reason: format!("{value} is outside {min}..={max}"),
+                    });
+                }
+                Ok(value)
+            };
+
+        let bucket = required("CHUNKED_UPLOAD_BUCKET")?;
+        let table = required("CHUNKED_UPLOAD_TABLE")?;
+        let expiration_delta_secs =
+            number("CHUNKED_UPLOAD_EXPIRATION_DELTA", 86_400, 1, 366 * 86_400)?;
+        let max_bytes = match get("CHUNKED_UPLOAD_MAX_BYTES") {
+            None => None,
+            Some(_) => Some(number(
+                "CHUNKED_UPLOAD_MAX_BYTES",
+                0,
+                1,
+                S3_MAX_OBJECT_SIZE,
+            )?),
+        };
+        let max_chunk_bytes = number(
+            "CHUNKED_UPLOAD_MAX_CHUNK_BYTES",
+            4 * MIB + MIB / 2,
+            1,
+            64 * MIB,
+        )?;
+        let min_part_bytes = number(
+            "CHUNKED_UPLOAD_MIN_PART_BYTES",
+            MIN_PART_SIZE,
+            MIN_PART_SIZE,
+            MAX_PART_SIZE,
+        )?;
+        let max_part_bytes = number(
+            "CHUNKED_UPLOAD_MAX_PART_BYTES",
+            MAX_PART_SIZE,
+            MIN_PART_SIZE,
+            MAX_PART_SIZE,
+        )?;
+        if max_part_bytes < min_part_bytes {
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_MAX_PART_BYTES",
+                reason: format!(
+                    "{max_part_bytes} is below CHUNKED_UPLOAD_MIN_PART_BYTES ({min_part_bytes})"
+                ),
+            });
+        }
+        let field_name = get("CHUNKED_UPLOAD_FIELD_NAME").unwrap_or_else(|| "file".into());
+        let key_template = get("CHUNKED_UPLOAD_KEY_TEMPLATE")
+            .unwrap_or_else(|| "uploads/{upload_id}/{filename}".into());
+        if !key_template.contains("{upload_id}") {
+            // Without the id two uploads of the same name would overwrite each other.
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_KEY_TEMPLATE",
+                reason: format!("{key_template:?} must contain {{upload_id}}"),
+            });
+        }
+        let buffer_prefix = get("CHUNKED_UPLOAD_BUFFER_PREFIX").unwrap_or_else(|| "buffer/".into());
+        if !buffer_prefix.ends_with('/') || buffer_prefix.starts_with('/') {
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_BUFFER_PREFIX",
+                reason: format!("{buffer_prefix:?} must end with '/' and not start with one"),
+            });
+        }
+        let flag = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                None => Ok(default),
+                Some("1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(v) => Err(ConfigError {
+                    var,
+                    reason: format!("{v:?} is not true or false"),
+                }),
+            }
+        };
+        let require_auth = flag("CHUNKED_UPLOAD_REQUIRE_AUTH", true)?;
+        let endpoint_overridden = get("AWS_ENDPOINT_URL_S3")
+            .or_else(|| get("AWS_ENDPOINT_URL"))
+            .is_some();
+        let s3_path_style = flag("CHUNKED_UPLOAD_S3_PATH_STYLE", endpoint_overridden)?;
+        let storage_class =
+            get("CHUNKED_UPLOAD_STORAGE_CLASS").unwrap_or_else(|| "STANDARD".into());
+        if !STORAGE_CLASSES.contains(&storage_class.as_str()) {
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_STORAGE_CLASS",
+                reason: format!(
+                    "{storage_class:?} is not one of {}",
+                    STORAGE_CLASSES.join(", ")
+                ),
+            });
+        }
+        Ok(Config {
+            bucket,
+            table,
+            expiration_delta_secs,
+            max_bytes,
+            max_chunk_bytes,
+            field_name,
+            key_template,
+            buffer_prefix,
+            require_auth,
+            min_part_bytes,
+            max_part_bytes,
+            storage_class,
+            s3_path_style,
+        })
+    }
+
+    /// The largest file this deployment accepts.
+    pub fn size_limit(&self) -> u64 {
+        self.max_bytes
+            .unwrap_or(S3_MAX_OBJECT_SIZE)
+            .min(S3_MAX_OBJECT_SIZE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<String, String> = [
+            ("CHUNKED_UPLOAD_BUCKET", "b"),
+            ("CHUNKED_UPLOAD_TABLE", "t"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.expiration_delta_secs, 86_400);
+        assert_eq!(c.max_bytes, None);
+        assert_eq!(c.size_limit(), S3_MAX_OBJECT_SIZE);
+        assert_eq!(c.field_name, "file");
+        assert_eq!(c.key_template, "uploads/{upload_id}/{filename}");
+        assert!(c.require_auth);
+        assert_eq!(c.min_part_bytes, MIN_PART_SIZE);
+        assert_eq!(c.storage_class, "STANDARD");
+        assert!(!c.s3_path_style);
+        assert!(
+            config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")])
+                .unwrap()
+                .s3_path_style
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "soon"),
+            ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "0"),
+            ("CHUNKED_UPLOAD_MAX_BYTES", "-5"),
+            ("CHUNKED_UPLOAD_MIN_PART_BYTES", "1024"),
+            ("CHUNKED_UPLOAD_REQUIRE_AUTH", "maybe"),
+            ("CHUNKED_UPLOAD_KEY_TEMPLATE", "uploads/{filename}"),
+            ("CHUNKED_UPLOAD_STORAGE_CLASS", "CHEAP"),
+            ("CHUNKED_UPLOAD_BUFFER_PREFIX", "buffer"),
+            ("CHUNKED_UPLOAD_S3_PATH_STYLE", "sometimes"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().contains(var));
+        }
+        assert_eq!(
+            Config::from_lookup(|_| None).unwrap_err().var,
+            "CHUNKED_UPLOAD_BUCKET"
+        );
+    }
+
+    #[test]
+    fn overrides() {
+        let c = config(&[
+            ("CHUNKED_UPLOAD_MAX_BYTES", "1000"),
+            ("CHUNKED_UPLOAD_REQUIRE_AUTH", "false"),
+            ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.size_limit(), 1000);
+        assert!(!c.require_auth);
+        assert_eq!(c.expiration_delta_secs, 2);
+    }
+}

@@ -1,0 +1,105 @@
+//! The one error type of the service, and the one place it becomes an HTTP status and a JSON body.
+
+use lambda_http::{Body, Response, http::StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// START differs from the upload's offset; the body carries the offset so the client can resume.
+    #[error("Offsets do not match")]
+    OffsetMismatch { offset: u64 },
+    /// The upload is complete; the body repeats its result.
+    #[error("Upload has already been completed")]
+    AlreadyComplete { result: Value },
+    #[error("Authentication credentials were not provided")]
+    Unauthenticated,
+    /// Unknown, malformed, or someone else's upload: indistinguishable on purpose.
+    #[error("Upload not found")]
+    NotFound,
+    #[error("Upload expired")]
+    Expired,
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request lost a race with another one and the state it needs is gone; retrying is safe.
+    #[error("{0}")]
+    Conflict(String),
+    /// S3 or DynamoDB failed or throttled; nothing was accepted, so retrying is safe.
+    #[error("Storage is unavailable, retry later")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_)
+            | ApiError::OffsetMismatch { .. }
+            | ApiError::AlreadyComplete { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Expired => StatusCode::GONE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        let mut body = match self {
+            ApiError::AlreadyComplete { result } => result.clone(),
+            _ => json!({}),
+        };
+        body["detail"] = json!(self.to_string());
+        if let ApiError::OffsetMismatch { offset } = self {
+            body["offset"] = json!(offset);
+        }
+        body
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        json_response(self.status(), &self.body())
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_mismatch_carries_offset() {
+        let e = ApiError::OffsetMismatch { offset: 42 };
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.body(),
+            json!({"detail": "Offsets do not match", "offset": 42})
+        );
+    }
+
+    #[test]
+    fn already_complete_repeats_result() {
+        let e = ApiError::AlreadyComplete {
+            result: json!({"key": "k"}),
+        };
+        assert_eq!(
+            e.body(),
+            json!({"key": "k", "detail": "Upload has already been completed"})
+        );
+    }
+}

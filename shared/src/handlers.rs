@@ -1,0 +1,152 @@
+//! HTTP entry points: plain async functions of a `lambda_http::Request`, shared by the Lambda functions, the local
+//! API server and the tests.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{ApiError, json_response};
+use crate::request;
+
+/// The service's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /upload`
+    Chunk,
+    /// `POST /upload/complete`
+    Complete,
+    /// `GET /upload/{upload_id}`
+    Status,
+    /// `DELETE /upload/{upload_id}`
+    Abort,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Chunk => "chunk",
+            Route::Complete => "complete",
+            Route::Status => "status",
+            Route::Abort => "abort",
+        }
+    }
+}
+
+/// Finds the route of a request, and the upload id a status or abort request names. The path may carry a stage
+/// prefix (REST APIs and named HTTP API stages), so it is matched from its end.
+pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
+    let path = req.uri().path().trim_end_matches('/');
+    let segments: Vec<&str> = path.rsplit('/').take(2).collect();
+    let from_path = match segments.as_slice() {
+        ["upload", ..] => None,
+        ["complete", "upload"] => Some("complete"),
+        [id, "upload"] => Some(*id),
+        _ => return Err(ApiError::NotFound),
+    };
+    let id = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("upload_id"))
+        .or(from_path);
+    match (req.method(), id) {
+        (&Method::POST, None) => Ok((Route::Chunk, None)),
+        (&Method::POST, Some("complete")) => Ok((Route::Complete, None)),
+        (&Method::GET, Some(id)) if id != "complete" => Ok((Route::Status, Some(id.to_string()))),
+        (&Method::DELETE, Some(id)) if id != "complete" => Ok((Route::Abort, Some(id.to_string()))),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// Every route: what the local API server serves.
+pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    serve(
+        app,
+        req,
+        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort],
+    )
+    .await
+}
+
+/// The chunk function: chunks, status and abort.
+pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
+    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort]).await
+}
+
+/// The complete function.
+pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
+    serve(app, req, &[Route::Complete]).await
+}
+
+async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
+    let principal = request::principal(&req);
+    let (route, upload_id) = match route_of(&req) {
+        Ok((route, id)) if routes.contains(&route) => (Some(route), id),
+        Ok(_) => (None, None),
+        Err(e) => return e.into_response(),
+    };
+    let Some(route) = route else {
+        return ApiError::NotFound.into_response();
+    };
+    let result = match owner(app, principal.as_deref()) {
+        // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
+        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, upload_id.as_deref())).await,
+        Err(e) => Err(e),
+    };
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(e) => (e.status(), e.body()),
+    };
+    let upload_id = body
+        .get("upload_id")
+        .and_then(Value::as_str)
+        .or(upload_id.as_deref());
+    let offset = body.get("offset").and_then(Value::as_u64);
+    let detail = body.get("detail").and_then(Value::as_str);
+    tracing::info!(
+        route = route.name(),
+        upload_id,
+        principal = principal.as_deref(),
+        status = status.as_u16(),
+        offset,
+        detail,
+        "request"
+    );
+    json_response(status, &body)
+}
+
+/// The owner uploads are bound to: the principal, or `anonymous` where the deployment allows it.
+fn owner(app: &App, principal: Option<&str>) -> Result<String, ApiError> {
+    match principal {
+        Some(p) => Ok(p.to_string()),
+        None if app.config.require_auth => Err(ApiError::Unauthenticated),
+        None => Ok("anonymous".to_string()),
+    }
+}
+
+async fn dispatch(
+    app: &App,
+    req: Request,
+    route: Route,
+    owner: &str,
+    upload_id: Option<&str>,
+) -> Result<Value, ApiError> {
+    let upload_id = || upload_id.ok_or(ApiError::NotFound);
+    match route {
+        Route::Chunk => {
+            let chunk = request::chunk(req, &app.config.field_name).await?;
+            if chunk.data.len() as u64 > app.config.max_chunk_bytes {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "Chunks may be at most {} bytes",
+                    app.config.max_chunk_bytes
+                )));
+            }
+            Ok(app.accept_chunk(owner, chunk).await?.to_json())
+        }
+        Route::Complete => {
+            let fields = request::complete(req).await?;
+            app.complete(owner, &fields.upload_id, &fields.md5).await
+        }
+        Route::Status => app.status(owner, upload_id()?).await,
+        Route::Abort => app.abort(owner, upload_id()?).await,
+    }
+}

@@ -1,0 +1,22 @@
+//! The chunked-upload service: django-chunked-upload's protocol over S3 multipart uploads, with upload state in
+//! DynamoDB.
+//!
+//! - [`protocol`]: the protocol's pure rules; [`upload`]: the operations; [`store`]: DynamoDB and S3.
+//! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`lambda`]: the AWS Lambda glue;
+//!   [`local`]: API Gateway emulation for the local server and the tests.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod lambda;
+pub mod local;
+pub mod md5state;
+pub mod protocol;
+pub mod request;
+pub mod store;
+pub mod upload;
+
+pub use app::App;
+pub use config::Config;
+pub use error::ApiError;

@@ -1,0 +1,252 @@
+//! Decoding requests: who is asking, the chunk and its fields, and the complete request's fields.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::protocol::ContentRange;
+use crate::upload::Chunk;
+
+/// Longest text field we read (ids, names, checksums); anything longer is not ours.
+const MAX_TEXT_FIELD: usize = 4096;
+
+/// The caller's identity as API Gateway's authorizer established it: the `sub` claim of an HTTP API JWT authorizer,
+/// or of a REST API Cognito authorizer (or a Lambda authorizer's `sub`/`principalId`).
+pub fn principal(req: &Request) -> Option<String> {
+    let authorizer = match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref()?,
+        RequestContext::ApiGatewayV1(ctx) => &ctx.authorizer,
+        _ => return None,
+    };
+    let jwt_sub = authorizer
+        .jwt
+        .as_ref()
+        .and_then(|jwt| jwt.claims.get("sub").cloned());
+    let field = |name: &str| {
+        authorizer
+            .fields
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let cognito_sub = authorizer
+        .fields
+        .get("claims")
+        .and_then(|c| c.get("sub"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    jwt_sub
+        .or(cognito_sub)
+        .or_else(|| field("sub"))
+        .or_else(|| field("principalId"))
+        .filter(|s| !s.is_empty())
+}
+
+/// Decoded fields of a request: query string first, then the body's form fields, each name at most once.
+#[derive(Default)]
+struct Fields(HashMap<String, String>);
+
+impl Fields {
+    fn insert(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+        if value.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::BadRequest(format!("Field {name:?} is too long")));
+        }
+        if self.0.insert(name.to_string(), value).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "Field {name:?} is given more than once"
+            )));
+        }
+        Ok(())
+    }
+
+    fn from_query(req: &Request, names: &[&str]) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let query = req.query_string_parameters_ref();
+        for name in names {
+            if let Some(values) = query.and_then(|q| q.all(name)) {
+                for value in values {
+                    fields.insert(name, value.to_string())?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = req.headers().get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "{name} is given more than once"
+        )));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("{name} header is not valid text")))
+}
+
+/// The media type of the request without parameters, lowercased.
+fn media_type(req: &Request) -> Result<Option<String>, ApiError> {
+    Ok(header(req, "content-type")?.map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    }))
+}
+
+fn body_bytes(body: Body) -> Bytes {
+    match body {
+        Body::Binary(bytes) => Bytes::from(bytes),
+        Body::Text(text) => Bytes::from(text.into_bytes()),
+        _ => Bytes::new(),
+    }
+}
+
+fn multipart(content_type: &str, body: Bytes) -> Result<multer::Multipart<'static>, ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| ApiError::BadRequest("multipart/form-data without a boundary".into()))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    Ok(multer::Multipart::new(stream, boundary))
+}
+
+fn multipart_error(e: multer::Error) -> ApiError {
+    ApiError::BadRequest(format!("Malformed multipart body: {e}"))
+}
+
+/// Decodes a chunk request: `multipart/form-data` with the chunk in `field_name`, or a raw body with the fields in
+/// the query string.
+pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
+    let range = header(&req, "content-range")?
+        .ok_or_else(|| ApiError::BadRequest("Missing Content-Range header".into()))
+        .and_then(ContentRange::parse)?;
+    let mut fields = Fields::from_query(&req, &["upload_id", "filename"])?;
+    let media = media_type(&req)?;
+    let content_type = header(&req, "content-type")?
+        .unwrap_or_default()
+        .to_string();
+    let (data, file_name, file_type) = match media.as_deref() {
+        Some("multipart/form-data") => {
+            let mut form = multipart(&content_type, body_bytes(req.into_body()))?;
+            let mut file = None;
+            while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+                let name = field.name().unwrap_or_default().to_string();
+                if name == field_name {
+                    if file.is_some() {
+                        return Err(ApiError::BadRequest(format!(
+                            "Field {name:?} is given more than once"
+                        )));
+                    }
+                    let file_name = field.file_name().map(str::to_string);
+                    let file_type = field.content_type().map(ToString::to_string);
+                    file = Some((
+                        field.bytes().await.map_err(multipart_error)?,
+                        file_name,
+                        file_type,
+                    ));
+                } else if ["upload_id", "filename"].contains(&name.as_str()) {
+                    let value = field.text().await.map_err(multipart_error)?;
+                    fields.insert(&name, value)?;
+                }
+                // Other fields (jQuery-File-Upload adds its own) are not ours to judge.
+            }
+            file.ok_or_else(|| ApiError::BadRequest("No chunk file was submitted".into()))?
+        }
+        None | Some("application/octet-stream") => (body_bytes(req.into_body()), None, None),
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Unsupported content type {other:?}: send the chunk as multipart/form-data or application/octet-stream"
+            )));
+        }
+    };
+    Ok(Chunk {
+        upload_id: fields.take("upload_id").filter(|id| !id.is_empty()),
+        range,
+        data,
+        filename: fields.take("filename").or(file_name),
+        content_type: file_type,
+    })
+}
+
+/// The fields of a complete request: `upload_id` and `md5`, from a JSON, form-urlencoded or multipart body.
+pub struct CompleteFields {
+    pub upload_id: String,
+    pub md5: String,
+}
+
+pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
+    const NAMES: [&str; 2] = ["upload_id", "md5"];
+    let mut fields = Fields::from_query(&req, &NAMES)?;
+    let media = media_type(&req)?;
+    let content_type = header(&req, "content-type")?
+        .unwrap_or_default()
+        .to_string();
+    let body = body_bytes(req.into_body());
+    match media.as_deref() {
+        _ if body.is_empty() => {}
+        Some("application/json") => {
+            let json: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("Malformed JSON body: {e}")))?;
+            let object = json
+                .as_object()
+                .ok_or_else(|| ApiError::BadRequest("The JSON body must be an object".into()))?;
+            for name in NAMES {
+                match object.get(name) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) => fields.insert(name, s.clone())?,
+                    Some(_) => {
+                        return Err(ApiError::BadRequest(format!(
+                            "Field {name:?} must be a string"
+                        )));
+                    }
+                }
+            }
+        }
+        Some("application/x-www-form-urlencoded") => {
+            for (name, value) in form_urlencoded::parse(&body) {
+                if NAMES.contains(&name.as_ref()) {
+                    fields.insert(&name, value.into_owned())?;
+                }
+            }
+        }
+        Some("multipart/form-data") => {
+            let mut form = multipart(&content_type, body)?;
+            while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+                let name = field.name().unwrap_or_default().to_string();
+                if NAMES.contains(&name.as_str()) {
+                    let value = field.text().await.map_err(multipart_error)?;
+                    fields.insert(&name, value)?;
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Unsupported content type {:?}: send JSON, form-urlencoded or multipart/form-data",
+                other.unwrap_or("none")
+            )));
+        }
+    }
+    let mut required = |name: &str| {
+        fields
+            .take(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} is required")))
+    };
+    Ok(CompleteFields {
+        upload_id: required("upload_id")?,
+        md5: required("md5")?,
+    })
+}

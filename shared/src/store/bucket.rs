@@ -1,0 +1,264 @@
+//! S3: the multipart upload, the buffered chunks, and the final object.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass,
+};
+use bytes::Bytes;
+
+use super::record::Part;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct Bucket {
+    client: Client,
+    name: String,
+}
+
+/// Why a completion did not go through.
+pub enum CompleteFailure {
+    /// A recorded ETag no longer matches the part in S3: never complete with bytes nobody accepted.
+    InvalidPart,
+    /// The multipart upload is gone: completed already, or aborted.
+    NoSuchUpload,
+    Other(ApiError),
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, err: &SdkError<E>) -> ApiError {
+    let detail = match err.as_service_error() {
+        Some(e) => format!(
+            "{op}: {}: {}",
+            e.code().unwrap_or("error"),
+            e.message().unwrap_or_default()
+        ),
+        None => format!("{op}: {err:?}"),
+    };
+    tracing::warn!(error = %detail, "s3 call failed");
+    ApiError::Unavailable(detail)
+}
+
+fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+}
+
+impl Bucket {
+    pub fn new(client: Client, name: String) -> Self {
+        Bucket { client, name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        storage_class: &str,
+    ) -> Result<String, ApiError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .content_type(content_type)
+            .storage_class(StorageClass::from(storage_class))
+            .send()
+            .await
+            .map_err(|e| unavailable("CreateMultipartUpload", &e))?;
+        out.upload_id
+            .ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
+    }
+
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ApiError> {
+        self.client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutObject", &e))?;
+        Ok(())
+    }
+
+    /// Reads a buffered chunk. A missing one was joined into a part by a request that won the race for this offset.
+    pub async fn get(&self, key: &str) -> Result<Bytes, ApiError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                if code(&e) == Some("NoSuchKey") {
+                    ApiError::Conflict(
+                        "A buffered chunk is gone: another request moved this upload on".into(),
+                    )
+                } else {
+                    unavailable("GetObject", &e)
+                }
+            })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("GetObject body: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        number: u32,
+        data: Bytes,
+    ) -> Result<String, ApiError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(multipart_id)
+            .part_number(number as i32)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| {
+                if code(&e) == Some("NoSuchUpload") {
+                    ApiError::Expired
+                } else {
+                    unavailable("UploadPart", &e)
+                }
+            })?;
+        out.e_tag
+            .ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
+    }
+
+    /// Completes with exactly the recorded parts and ETags; returns the object's ETag.
+    pub async fn complete(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        parts: &[Part],
+    ) -> Result<String, CompleteFailure> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.number as i32)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(multipart_id)
+            .multipart_upload(completed)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.e_tag.ok_or_else(|| {
+                CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))
+            }),
+            Err(e) => Err(match code(&e) {
+                Some("InvalidPart") | Some("InvalidPartOrder") => CompleteFailure::InvalidPart,
+                Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
+                _ => CompleteFailure::Other(unavailable("CompleteMultipartUpload", &e)),
+            }),
+        }
+    }
+
+    /// ETag of an object, or `None` if there is none.
+    pub async fn head_etag(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag.unwrap_or_default())),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(unavailable("HeadObject", &e)),
+        }
+    }
+
+    /// Aborts a multipart upload; one already gone is success.
+    pub async fn abort(&self, key: &str, multipart_id: &str) -> Result<(), ApiError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(multipart_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(unavailable("AbortMultipartUpload", &e)),
+        }
+    }
+
+    /// Deletes every object under `prefix` (buffered chunks, including those of requests that never committed).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ApiError> {
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| unavailable("ListObjectsV2", &e))?;
+            let keys: Vec<String> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key.clone())
+                .collect();
+            self.delete(&keys).await?;
+            token = page.next_continuation_token;
+            if token.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes these keys; missing ones are fine.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
+        for batch in keys.chunks(1000) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+            self.client
+                .delete_objects()
+                .bucket(&self.name)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| unavailable("DeleteObjects", &e))?;
+        }
+        Ok(())
+    }
+}

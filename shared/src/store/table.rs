@@ -1,0 +1,322 @@
+//! DynamoDB: every change to an upload is one conditional write on the state it was computed from.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::record::{
+    Buffered, Part, Status, UploadRecord, attr, blob, encode_buffers, encode_parts,
+};
+use crate::error::ApiError;
+use crate::protocol::ContentRange;
+
+#[derive(Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+}
+
+/// The outcome of a conditional write.
+pub enum Written {
+    /// The write happened; the item as it is now.
+    Won(UploadRecord),
+    /// The condition failed; the item as it was (`None`: there is no such upload).
+    Lost(Option<UploadRecord>),
+}
+
+/// What a chunk changes in the record when it commits.
+pub struct ChunkCommit<'a> {
+    pub upload_id: &'a str,
+    pub start: u64,
+    pub new_offset: u64,
+    pub md5_state: Vec<u8>,
+    pub parts: &'a [Part],
+    pub buffers: &'a [Buffered],
+    pub flush_at: u64,
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+/// `#name` placeholders for every attribute used in expressions (many of ours are DynamoDB reserved words).
+fn names(list: &[&str]) -> HashMap<String, String> {
+    list.iter()
+        .map(|a| (format!("#{a}"), (*a).to_string()))
+        .collect()
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, err: SdkError<E>) -> ApiError {
+    let detail = match err.as_service_error() {
+        Some(e) => format!(
+            "{op}: {}: {}",
+            e.code().unwrap_or("error"),
+            e.message().unwrap_or_default()
+        ),
+        None => format!("{op}: {err:?}"),
+    };
+    tracing::warn!(error = %detail, "dynamodb call failed");
+    ApiError::Unavailable(detail)
+}
+
+impl Table {
+    pub fn new(client: Client, name: String) -> Self {
+        Table { client, name }
+    }
+
+    pub async fn get(&self, upload_id: &str) -> Result<Option<UploadRecord>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", e))?;
+        out.item.as_ref().map(UploadRecord::from_item).transpose()
+    }
+
+    /// Stores a new upload; fails only if the id exists, which a fresh random id never does.
+    pub async fn create(&self, record: &UploadRecord) -> Result<(), ApiError> {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(record.to_item()))
+            .condition_expression("attribute_not_exists(#upload_id)")
+            .set_expression_attribute_names(Some(names(&[attr::UPLOAD_ID])))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
+    /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
+    /// only buffers or is refused; the caller checks the record it gets.
+    pub async fn claim(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        range: &ContentRange,
+    ) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .update_expression("ADD #last_part_number :one")
+            .condition_expression(
+                "#owner = :owner AND #status = :uploading AND #offset = :start AND #total = :total \
+                 AND #flush_at <= :end",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                attr::LAST_PART_NUMBER,
+                attr::OWNER,
+                attr::STATUS,
+                attr::OFFSET,
+                attr::TOTAL,
+                attr::FLUSH_AT,
+            ])))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
+            .expression_attribute_values(":start", n(range.start))
+            .expression_attribute_values(":total", n(range.total))
+            .expression_attribute_values(":end", n(range.end_exclusive()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Commits a chunk, only if the upload is still at `start` and uploading.
+    pub async fn commit_chunk(&self, c: ChunkCommit<'_>) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(c.upload_id))
+            .update_expression(
+                "SET #offset = :offset, #md5_state = :md5, #parts = :parts, #buffers = :buffers, \
+                 #flush_at = :flush_at",
+            )
+            .condition_expression("#offset = :start AND #status = :uploading")
+            .set_expression_attribute_names(Some(names(&[
+                attr::OFFSET,
+                attr::MD5_STATE,
+                attr::PARTS,
+                attr::BUFFERS,
+                attr::FLUSH_AT,
+                attr::STATUS,
+            ])))
+            .expression_attribute_values(":offset", n(c.new_offset))
+            .expression_attribute_values(":md5", blob(c.md5_state))
+            .expression_attribute_values(":parts", blob(encode_parts(c.parts)))
+            .expression_attribute_values(":buffers", blob(encode_buffers(c.buffers)))
+            .expression_attribute_values(":flush_at", n(c.flush_at))
+            .expression_attribute_values(":start", n(c.start))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Takes the right to complete a fully uploaded upload: only one request at a time calls S3's completion. A
+    /// claim older than `stale_before_ms` belonged to a request that died, and is taken over.
+    pub async fn claim_completion(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        now_ms: u64,
+        stale_before_ms: u64,
+    ) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .update_expression("SET #status = :completing, #completing_since_ms = :now")
+            .condition_expression(
+                "#owner = :owner AND #offset = #total AND (#status = :uploading \
+                 OR (#status = :completing AND #completing_since_ms < :stale))",
+            )
+            .set_expression_attribute_names(Some(names(&[
+                attr::STATUS,
+                attr::COMPLETING_SINCE_MS,
+                attr::OWNER,
+                attr::OFFSET,
+                attr::TOTAL,
+            ])))
+            .expression_attribute_values(":completing", s(Status::Completing.as_str()))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":stale", n(stale_before_ms))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Gives a completion claim back (S3 failed), so a retry need not wait for the lease to run out.
+    pub async fn release_completion(
+        &self,
+        upload_id: &str,
+        since_ms: u64,
+    ) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .update_expression("SET #status = :uploading REMOVE #completing_since_ms")
+            .condition_expression("#status = :completing AND #completing_since_ms = :since")
+            .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::COMPLETING_SINCE_MS])))
+            .expression_attribute_values(":completing", s(Status::Completing.as_str()))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
+            .expression_attribute_values(":since", n(since_ms))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Records the completion's result, only if this request's claim still holds.
+    pub async fn mark_complete(
+        &self,
+        upload_id: &str,
+        since_ms: u64,
+        md5: &str,
+        etag: &str,
+    ) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .update_expression("SET #status = :complete, #md5 = :md5, #etag = :etag")
+            .condition_expression("#status = :completing AND #completing_since_ms = :since")
+            .set_expression_attribute_names(Some(names(&[
+                attr::STATUS,
+                attr::MD5,
+                attr::ETAG,
+                attr::COMPLETING_SINCE_MS,
+            ])))
+            .expression_attribute_values(":complete", s(Status::Complete.as_str()))
+            .expression_attribute_values(":completing", s(Status::Completing.as_str()))
+            .expression_attribute_values(":since", n(since_ms))
+            .expression_attribute_values(":md5", s(md5))
+            .expression_attribute_values(":etag", s(etag))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Stops all chunks from being accepted, before the bytes are removed.
+    pub async fn mark_aborted(&self, upload_id: &str, owner: &str) -> Result<Written, ApiError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .update_expression("SET #status = :aborted")
+            .condition_expression("#owner = :owner AND #status IN (:uploading, :aborted)")
+            .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::OWNER])))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":aborted", s(Status::Aborted.as_str()))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    pub async fn delete(&self, upload_id: &str) -> Result<(), ApiError> {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
+/// Sorts a conditional write's result into won, lost (with the item as it was), or a storage failure.
+fn conditional(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
+) -> Result<Written, ApiError> {
+    match result {
+        Ok(out) => match out.attributes {
+            Some(item) => Ok(Written::Won(UploadRecord::from_item(&item)?)),
+            None => Err(ApiError::Unavailable("UpdateItem returned no item".into())),
+        },
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            let old = match e.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                _ => None,
+            };
+            Ok(Written::Lost(
+                old.as_ref().map(UploadRecord::from_item).transpose()?,
+            ))
+        }
+        Err(err) => Err(unavailable("UpdateItem", err)),
+    }
+}

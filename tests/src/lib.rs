@@ -1,0 +1,345 @@
+//! Test harness: the service's handlers behind the emulated API Gateway, on the emulators whose endpoints
+//! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...).
+
+use std::collections::HashMap;
+
+use aws_config::BehaviorVersion;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use bytes::Bytes;
+use lambda_http::http::{self, Method};
+use md5::{Digest, Md5};
+use serde_json::Value;
+use shared::{App, Config, handlers, local};
+
+pub const KIB: usize = 1024;
+pub const MIB: usize = 1024 * 1024;
+
+/// The service under test, with the settings of the environment plus `overrides`.
+pub struct Service {
+    pub app: App,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// A response: status and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn upload_id(&self) -> String {
+        self.body["upload_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no upload_id in {self:?}"))
+            .to_string()
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.body["offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no offset in {self:?}"))
+    }
+
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected reply: {self:?}");
+        self
+    }
+}
+
+/// A user of the API: sends requests with their bearer token (none for anonymous).
+#[derive(Clone)]
+pub struct User {
+    pub token: Option<String>,
+}
+
+impl User {
+    pub fn named(sub: &str) -> Self {
+        User {
+            token: Some(local::dev_token(sub)),
+        }
+    }
+
+    pub fn anonymous() -> Self {
+        User { token: None }
+    }
+}
+
+/// How a chunk is put into the request body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Encoding {
+    Multipart,
+    Raw,
+}
+
+impl Service {
+    pub async fn new(overrides: &[(&str, &str)]) -> Self {
+        let overrides: HashMap<String, String> = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::from_lookup(|name| {
+            overrides
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        })
+        .unwrap_or_else(|e| {
+            panic!("{e}: run the tests with `make test`, which starts the emulators")
+        });
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL_S3").is_ok()
+                && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+            "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
+        );
+        let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        // LocalStack may pause before streaming a freshly completed object; the checks wait for it.
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                .build(),
+        );
+        Service {
+            app: App::new(config, &sdk),
+            s3,
+        }
+    }
+
+    pub async fn default() -> Self {
+        Self::new(&[]).await
+    }
+
+    /// One HTTP request through the emulated API Gateway.
+    pub async fn send(&self, request: http::Request<Bytes>) -> Reply {
+        let response = local::invoke(&|r| handlers::handle(&self.app, r), request).await;
+        let status = response.status().as_u16();
+        let body = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
+            panic!(
+                "status {status}: body is not JSON ({e}): {:?}",
+                response.body()
+            )
+        });
+        Reply { status, body }
+    }
+
+    pub fn request(user: &User, method: Method, uri: &str) -> http::request::Builder {
+        let builder = http::Request::builder().method(method).uri(uri);
+        match &user.token {
+            Some(token) => builder.header("authorization", format!("Bearer {token}")),
+            None => builder,
+        }
+    }
+
+    /// Sends bytes `[start, start + data.len())` of a `total`-byte file.
+    pub async fn chunk(
+        &self,
+        user: &User,
+        upload_id: Option<&str>,
+        start: usize,
+        data: &[u8],
+        total: usize,
+        encoding: Encoding,
+    ) -> Reply {
+        let range = format!("bytes {}-{}/{}", start, start + data.len() - 1, total);
+        self.chunk_with_range(user, upload_id, &range, data, encoding)
+            .await
+    }
+
+    pub async fn chunk_with_range(
+        &self,
+        user: &User,
+        upload_id: Option<&str>,
+        range: &str,
+        data: &[u8],
+        encoding: Encoding,
+    ) -> Reply {
+        let request = match encoding {
+            Encoding::Multipart => {
+                let mut fields = vec![];
+                if let Some(id) = upload_id {
+                    fields.push(("upload_id", id));
+                }
+                let (content_type, body) =
+                    multipart_body(&fields, Some(("file", "data.bin", data)));
+                Self::request(user, Method::POST, "/upload")
+                    .header("content-type", content_type)
+                    .header("content-range", range)
+                    .body(body)
+            }
+            Encoding::Raw => {
+                let uri = match upload_id {
+                    Some(id) => format!("/upload?upload_id={id}&filename=data.bin"),
+                    None => "/upload?filename=data.bin".to_string(),
+                };
+                Self::request(user, Method::POST, &uri)
+                    .header("content-type", "application/octet-stream")
+                    .header("content-range", range)
+                    .body(Bytes::copy_from_slice(data))
+            }
+        };
+        self.send(request.expect("request")).await
+    }
+
+    pub async fn complete(&self, user: &User, upload_id: &str, md5: &str) -> Reply {
+        let body = format!("upload_id={upload_id}&md5={md5}");
+        let request = Self::request(user, Method::POST, "/upload/complete")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Bytes::from(body));
+        self.send(request.expect("request")).await
+    }
+
+    pub async fn status(&self, user: &User, upload_id: &str) -> Reply {
+        let request =
+            Self::request(user, Method::GET, &format!("/upload/{upload_id}")).body(Bytes::new());
+        self.send(request.expect("request")).await
+    }
+
+    pub async fn abort(&self, user: &User, upload_id: &str) -> Reply {
+        let request =
+            Self::request(user, Method::DELETE, &format!("/upload/{upload_id}")).body(Bytes::new());
+        self.send(request.expect("request")).await
+    }
+
+    /// Uploads `data` in `chunk_size` chunks, in order, and returns the upload id.
+    pub async fn upload_all(
+        &self,
+        user: &User,
+        data: &[u8],
+        chunk_size: usize,
+        encoding: Encoding,
+    ) -> String {
+        let mut upload_id: Option<String> = None;
+        for (i, piece) in data.chunks(chunk_size).enumerate() {
+            let reply = self
+                .chunk(
+                    user,
+                    upload_id.as_deref(),
+                    i * chunk_size,
+                    piece,
+                    data.len(),
+                    encoding,
+                )
+                .await;
+            reply.assert_status(200);
+            assert_eq!(reply.offset(), (i * chunk_size + piece.len()) as u64);
+            upload_id = Some(reply.upload_id());
+        }
+        upload_id.expect("at least one chunk")
+    }
+
+    /// The bytes of an object in the bucket.
+    pub async fn object(&self, key: &str) -> Vec<u8> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.app.config.bucket)
+            .key(key)
+            .send()
+            .await;
+        let out = out.unwrap_or_else(|e| panic!("object {key}: {e:?}"));
+        out.body
+            .collect()
+            .await
+            .expect("object body")
+            .into_bytes()
+            .to_vec()
+    }
+
+    /// Keys under a prefix.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.app.config.bucket)
+            .prefix(prefix)
+            .send()
+            .await;
+        let out = out.unwrap_or_else(|e| panic!("list {prefix}: {e:?}"));
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key.clone())
+            .collect()
+    }
+
+    /// Buffered chunks of an upload still in S3.
+    pub async fn buffered_keys(&self, upload_id: &str) -> Vec<String> {
+        self.keys(&format!("{}{upload_id}/", self.app.config.buffer_prefix))
+            .await
+    }
+
+    /// Multipart uploads in progress for a key.
+    pub async fn multipart_uploads(&self, key: &str) -> usize {
+        let out = self
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.app.config.bucket)
+            .prefix(key)
+            .send()
+            .await;
+        out.unwrap_or_else(|e| panic!("list multipart uploads: {e:?}"))
+            .uploads()
+            .len()
+    }
+
+    /// The raw DynamoDB item of an upload, if any.
+    pub async fn record(&self, upload_id: &str) -> Option<shared::store::UploadRecord> {
+        self.app.table.get(upload_id).await.expect("GetItem")
+    }
+}
+
+/// A `multipart/form-data` body with text fields and an optional file part `(field, filename, bytes)`.
+pub fn multipart_body(
+    fields: &[(&str, &str)],
+    file: Option<(&str, &str, &[u8])>,
+) -> (String, Bytes) {
+    let boundary = "----chunked-upload-test-boundary-7d93b1";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((name, filename, data)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        Bytes::from(body),
+    )
+}
+
+/// `len` pseudo-random bytes from `seed` (xorshift: fast, and no two test files alike).
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    shared::md5state::hex(&Md5::digest(data))
+}

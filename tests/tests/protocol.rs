@@ -1,0 +1,679 @@
+//! The protocol's answers: resuming, every error of the table, ownership, expiry, abort and races.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use integration_tests::{Encoding, KIB, MIB, Reply, Service, User, data, md5_hex};
+use lambda_http::http::Method;
+use serde_json::json;
+
+fn alice() -> User {
+    User::named("alice")
+}
+
+/// Starts an upload of `file` with its first `first` bytes sent; returns the upload id.
+async fn started(svc: &Service, user: &User, file: &[u8], first: usize) -> String {
+    let reply = svc
+        .chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw)
+        .await;
+    reply.assert_status(200);
+    reply.upload_id()
+}
+
+async fn finish(svc: &Service, user: &User, id: &str, file: &[u8], from: usize, chunk: usize) {
+    let mut start = from;
+    while start < file.len() {
+        let end = (start + chunk).min(file.len());
+        svc.chunk(
+            user,
+            Some(id),
+            start,
+            &file[start..end],
+            file.len(),
+            Encoding::Raw,
+        )
+        .await
+        .assert_status(200);
+        start = end;
+    }
+    let done = svc.complete(user, id, &md5_hex(file)).await;
+    done.assert_status(200);
+    assert!(
+        svc.object(done.body["key"].as_str().expect("key")).await == file,
+        "object differs"
+    );
+}
+
+#[tokio::test]
+async fn chunk_reply_has_id_offset_and_expiry() {
+    let svc = Service::default().await;
+    let file = data(1000, 20);
+    let reply = svc
+        .chunk(&alice(), None, 0, &file[..400], 1000, Encoding::Multipart)
+        .await;
+    reply.assert_status(200);
+    let id = reply.upload_id();
+    assert_eq!(id.len(), 32);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(reply.offset(), 400);
+    let expires = reply.body["expires"].as_str().expect("expires");
+    assert_eq!(expires.len(), "2026-11-28T17:56:22.186Z".len(), "{expires}");
+    assert!(expires.ends_with('Z'));
+    let status = svc.status(&alice(), &id).await;
+    status.assert_status(200);
+    assert_eq!(
+        status.body,
+        json!({"upload_id": id, "offset": 400, "expires": expires, "status": "uploading",
+               "filename": "data.bin", "size": 1000})
+    );
+}
+
+#[tokio::test]
+async fn resume_after_disconnect_using_status() {
+    let svc = Service::default().await;
+    let file = data(7 * MIB + 3, 21);
+    let id = started(&svc, &alice(), &file, MIB).await;
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        MIB,
+        &file[MIB..3 * MIB],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(200);
+    // The client lost track of what it sent: it asks, then goes on from the server's offset.
+    let offset = svc.status(&alice(), &id).await.offset() as usize;
+    assert_eq!(offset, 3 * MIB);
+    finish(&svc, &alice(), &id, &file, offset, 2 * MIB).await;
+}
+
+#[tokio::test]
+async fn resume_using_the_offset_in_a_400() {
+    let svc = Service::default().await;
+    let file = data(6 * MIB, 22);
+    let id = started(&svc, &alice(), &file, 2 * MIB).await;
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        2 * MIB,
+        &file[2 * MIB..4 * MIB],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await;
+    // The reply to that chunk was lost; the client resends it and learns the offset from the error.
+    let resent = svc
+        .chunk(
+            &alice(),
+            Some(&id),
+            2 * MIB,
+            &file[2 * MIB..4 * MIB],
+            file.len(),
+            Encoding::Raw,
+        )
+        .await;
+    resent.assert_status(400);
+    assert_eq!(resent.offset(), 4 * MIB as u64);
+    assert_eq!(resent.detail(), "Offsets do not match");
+    // A client that jumped ahead is told too.
+    let ahead = svc
+        .chunk(
+            &alice(),
+            Some(&id),
+            5 * MIB,
+            &file[5 * MIB..],
+            file.len(),
+            Encoding::Raw,
+        )
+        .await;
+    ahead.assert_status(400);
+    assert_eq!(ahead.offset(), 4 * MIB as u64);
+    finish(&svc, &alice(), &id, &file, resent.offset() as usize, MIB).await;
+}
+
+#[tokio::test]
+async fn first_chunk_must_start_at_zero() {
+    let svc = Service::default().await;
+    let reply = svc
+        .chunk(&alice(), None, 10, &data(10, 1), 100, Encoding::Raw)
+        .await;
+    reply.assert_status(400);
+    assert_eq!(reply.offset(), 0);
+}
+
+#[tokio::test]
+async fn malformed_chunks_get_400() {
+    let svc = Service::default().await;
+    let file = data(10 * KIB, 23);
+    let id = started(&svc, &alice(), &file, 6 * KIB).await;
+    let chunk = &file[6 * KIB..8 * KIB];
+    let cases: Vec<(&str, Reply)> = vec![
+        ("missing range", {
+            let r = Service::request(&alice(), Method::POST, &format!("/upload?upload_id={id}"))
+                .header("content-type", "application/octet-stream")
+                .body(Bytes::copy_from_slice(chunk));
+            svc.send(r.expect("request")).await
+        }),
+        (
+            "malformed range",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes=6144-8191/10240",
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        (
+            "negative range",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes -6144-8191/10240",
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        (
+            "overflowing range",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes 6144-99999999999999999999/99999999999999999999",
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        (
+            "length differs from range",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes 6144-8000/10240",
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        (
+            "end >= total",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes 6144-10240/10240",
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        (
+            "total differs",
+            svc.chunk(&alice(), Some(&id), 6 * KIB, chunk, 20 * KIB, Encoding::Raw)
+                .await,
+        ),
+        (
+            "empty chunk",
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                "bytes 6144-8191/10240",
+                &[],
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        ("no file field", {
+            let (ct, body) = integration_tests::multipart_body(&[("upload_id", &id)], None);
+            let r = Service::request(&alice(), Method::POST, "/upload")
+                .header("content-type", ct)
+                .header("content-range", "bytes 6144-8191/10240")
+                .body(body);
+            svc.send(r.expect("request")).await
+        }),
+        ("duplicate upload_id", {
+            let (ct, body) = integration_tests::multipart_body(
+                &[("upload_id", &id), ("upload_id", &id)],
+                Some(("file", "f", chunk)),
+            );
+            let r = Service::request(&alice(), Method::POST, "/upload")
+                .header("content-type", ct)
+                .header("content-range", "bytes 6144-8191/10240")
+                .body(body);
+            svc.send(r.expect("request")).await
+        }),
+    ];
+    for (case, reply) in cases {
+        assert_eq!(reply.status, 400, "{case}: {reply:?}");
+        assert!(!reply.detail().is_empty(), "{case}: {reply:?}");
+    }
+    // Nothing of that was taken, and nothing accepted was lost.
+    assert_eq!(svc.status(&alice(), &id).await.offset(), 6 * KIB as u64);
+    finish(&svc, &alice(), &id, &file, 6 * KIB, 4 * KIB).await;
+}
+
+#[tokio::test]
+async fn sizes_over_the_limits_get_400() {
+    let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_BYTES", "1000")]).await;
+    let reply = svc
+        .chunk(&alice(), None, 0, &data(100, 1), 1001, Encoding::Raw)
+        .await;
+    reply.assert_status(400);
+    assert!(reply.detail().contains("exceeds"), "{reply:?}");
+    svc.chunk(&alice(), None, 0, &data(100, 1), 1000, Encoding::Raw)
+        .await
+        .assert_status(200);
+    // With no maximum configured, S3's own limit of 5 TiB still holds.
+    let svc = Service::default().await;
+    let range = format!("bytes 0-99/{}", 5u64 * 1024 * 1024 * 1024 * 1024 + 1);
+    svc.chunk_with_range(&alice(), None, &range, &data(100, 1), Encoding::Raw)
+        .await
+        .assert_status(400);
+}
+
+#[tokio::test]
+async fn chunks_over_the_allowed_size_get_413() {
+    let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_CHUNK_BYTES", "1000")]).await;
+    svc.chunk(&alice(), None, 0, &data(1001, 1), 5000, Encoding::Raw)
+        .await
+        .assert_status(413);
+}
+
+#[tokio::test]
+async fn chunks_too_small_to_gather_get_400() {
+    let svc = Service::default().await;
+    // A 1000-chunk part of 5 MiB needs chunks of at least 5243 bytes.
+    svc.chunk(&alice(), None, 0, &data(1000, 1), 100 * MIB, Encoding::Raw)
+        .await
+        .assert_status(400);
+}
+
+#[tokio::test]
+async fn wrong_content_types_get_415() {
+    let svc = Service::default().await;
+    let r = Service::request(&alice(), Method::POST, "/upload")
+        .header("content-type", "text/plain")
+        .header("content-range", "bytes 0-4/5")
+        .body(Bytes::from_static(b"hello"));
+    svc.send(r.expect("request")).await.assert_status(415);
+}
+
+#[tokio::test]
+async fn invalid_base64_from_api_gateway_gets_400() {
+    let svc = Service::default().await;
+    let event = json!({
+        "version": "2.0", "routeKey": "POST /upload", "rawPath": "/upload", "rawQueryString": "",
+        "headers": {"content-range": "bytes 0-4/5", "content-type": "application/octet-stream"},
+        "requestContext": {"http": {"method": "POST", "path": "/upload", "protocol": "HTTP/1.1",
+                                    "sourceIp": "127.0.0.1", "userAgent": "t"},
+                           "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}},
+                           "requestId": "r", "routeKey": "POST /upload", "stage": "$default", "timeEpoch": 0},
+        "body": "%%%not base64%%%", "isBase64Encoded": true
+    });
+    let event = serde_json::from_value(event).expect("event");
+    let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
+    let response = serde_json::to_value(&response).expect("response");
+    assert_eq!(response["statusCode"], 400);
+    let body: serde_json::Value =
+        serde_json::from_str(response["body"].as_str().expect("body")).expect("json");
+    assert_eq!(body["detail"], "The request body is not valid base64");
+}
+
+#[tokio::test]
+async fn anonymous_requests_get_403_when_auth_is_required() {
+    let svc = Service::default().await;
+    let file = data(100, 30);
+    let anon = User::anonymous();
+    svc.chunk(&anon, None, 0, &file, 100, Encoding::Raw)
+        .await
+        .assert_status(403);
+    let id = started(&svc, &alice(), &file, 50).await;
+    svc.status(&anon, &id).await.assert_status(403);
+    svc.complete(&anon, &id, &md5_hex(&file))
+        .await
+        .assert_status(403);
+    svc.abort(&anon, &id).await.assert_status(403);
+    // Without auth required, anonymous uploads work.
+    let open = Service::new(&[("CHUNKED_UPLOAD_REQUIRE_AUTH", "false")]).await;
+    let id = open.upload_all(&anon, &file, 60, Encoding::Multipart).await;
+    open.complete(&anon, &id, &md5_hex(&file))
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn uploads_are_bound_to_their_creator() {
+    let svc = Service::default().await;
+    let (alice, bob) = (alice(), User::named("bob"));
+    let file = data(20 * KIB, 31);
+    let id = started(&svc, &alice, &file, 10 * KIB).await;
+    svc.status(&bob, &id).await.assert_status(404);
+    svc.chunk(
+        &bob,
+        Some(&id),
+        10 * KIB,
+        &file[10 * KIB..],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(404);
+    svc.complete(&bob, &id, &md5_hex(&file))
+        .await
+        .assert_status(404);
+    svc.abort(&bob, &id).await.assert_status(404);
+    // Bob's attempts changed nothing: Alice finishes her file.
+    assert_eq!(svc.status(&alice, &id).await.offset(), 10 * KIB as u64);
+    finish(&svc, &alice, &id, &file, 10 * KIB, 10 * KIB).await;
+    svc.status(&bob, &id).await.assert_status(404);
+    // Bob's own upload is his alone.
+    let bobs = svc.upload_all(&bob, &file[..KIB], KIB, Encoding::Raw).await;
+    svc.status(&alice, &bobs).await.assert_status(404);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_get_404() {
+    let svc = Service::default().await;
+    let unknown = "0123456789abcdef0123456789abcdef";
+    svc.status(&alice(), unknown).await.assert_status(404);
+    svc.abort(&alice(), unknown).await.assert_status(404);
+    svc.complete(&alice(), unknown, &md5_hex(b""))
+        .await
+        .assert_status(404);
+    svc.chunk(
+        &alice(),
+        Some(unknown),
+        10,
+        &data(10, 1),
+        100,
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(404);
+    for bad in ["..%2F..%2Fetc", "ZZZ", "0123456789ABCDEF0123456789ABCDEF"] {
+        svc.status(&alice(), bad).await.assert_status(404);
+    }
+    svc.chunk(&alice(), Some("nope"), 10, &data(10, 1), 100, Encoding::Raw)
+        .await
+        .assert_status(404);
+}
+
+#[tokio::test]
+async fn complete_checks_size_and_md5_and_loses_nothing() {
+    let svc = Service::default().await;
+    let file = data(9 * MIB + 1, 32);
+    let id = started(&svc, &alice(), &file, 4 * MIB).await;
+    let early = svc.complete(&alice(), &id, &md5_hex(&file)).await;
+    early.assert_status(400);
+    assert!(early.detail().contains("incomplete"), "{early:?}");
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        4 * MIB,
+        &file[4 * MIB..8 * MIB],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(200);
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        8 * MIB,
+        &file[8 * MIB..],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(200);
+    let wrong = svc
+        .complete(&alice(), &id, &md5_hex(b"something else"))
+        .await;
+    wrong.assert_status(400);
+    assert_eq!(wrong.detail(), "md5 checksum does not match");
+    svc.complete(&alice(), &id, "not-an-md5")
+        .await
+        .assert_status(400);
+    let status = svc.status(&alice(), &id).await;
+    assert_eq!(
+        (status.body["status"].as_str(), status.offset()),
+        (Some("uploading"), file.len() as u64)
+    );
+    let done = svc
+        .complete(&alice(), &id, &md5_hex(&file).to_uppercase())
+        .await;
+    done.assert_status(200);
+    assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
+    // A repeated complete gets the 400 of a completed upload, with the same result.
+    let again = svc.complete(&alice(), &id, &md5_hex(&file)).await;
+    again.assert_status(400);
+    assert_eq!(again.detail(), "Upload has already been completed");
+    for field in ["key", "etag", "md5", "size", "bucket", "upload_id"] {
+        assert_eq!(again.body[field], done.body[field], "{field}");
+    }
+    // So does a chunk, and an abort leaves the object alone.
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        0,
+        &file[..MIB],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(400);
+    svc.abort(&alice(), &id).await.assert_status(400);
+    assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
+}
+
+#[tokio::test]
+async fn complete_requires_its_fields() {
+    let svc = Service::default().await;
+    for body in [
+        "",
+        "upload_id=0123456789abcdef0123456789abcdef",
+        "md5=d41d8cd98f00b204e9800998ecf8427e",
+    ] {
+        let r = Service::request(&alice(), Method::POST, "/upload/complete")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Bytes::from(body));
+        svc.send(r.expect("request")).await.assert_status(400);
+    }
+    let r = Service::request(&alice(), Method::POST, "/upload/complete")
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(b"{not json"));
+    svc.send(r.expect("request")).await.assert_status(400);
+    let r = Service::request(&alice(), Method::POST, "/upload/complete")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Bytes::from_static(b"upload_id=a&upload_id=b&md5=c"));
+    svc.send(r.expect("request")).await.assert_status(400);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let svc = Service::default().await;
+    let get = |path: &str, method: Method| {
+        Service::request(&alice(), method, path)
+            .body(Bytes::new())
+            .expect("req")
+    };
+    svc.send(get("/nothing", Method::GET))
+        .await
+        .assert_status(404);
+    svc.send(get("/upload", Method::GET))
+        .await
+        .assert_status(405);
+    svc.send(get("/upload/complete", Method::GET))
+        .await
+        .assert_status(405);
+}
+
+#[tokio::test]
+async fn expired_uploads_get_410() {
+    let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
+    let file = data(10 * KIB, 33);
+    let id = started(&svc, &alice(), &file, 6 * KIB).await;
+    let record = svc.record(&id).await.expect("record");
+    assert_eq!(record.expires_at_ms - record.created_at_ms, 1000);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The record is still there (TTL has not run), but the upload is over.
+    assert!(svc.record(&id).await.is_some());
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        6 * KIB,
+        &file[6 * KIB..],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(410);
+    svc.status(&alice(), &id).await.assert_status(410);
+    svc.complete(&alice(), &id, &md5_hex(&file))
+        .await
+        .assert_status(410);
+    // It can still be aborted, which removes its bytes.
+    svc.abort(&alice(), &id).await.assert_status(200);
+    assert!(svc.buffered_keys(&id).await.is_empty());
+}
+
+#[tokio::test]
+async fn abort_removes_everything() {
+    let svc = Service::default().await;
+    let file = data(14 * MIB, 34);
+    let id = started(&svc, &alice(), &file, 4 * MIB).await;
+    for i in 1..3 {
+        svc.chunk(
+            &alice(),
+            Some(&id),
+            i * 4 * MIB,
+            &file[i * 4 * MIB..(i + 1) * 4 * MIB],
+            file.len(),
+            Encoding::Raw,
+        )
+        .await
+        .assert_status(200);
+    }
+    let record = svc.record(&id).await.expect("record");
+    assert_eq!((record.parts.len(), record.buffers.len()), (1, 1));
+    assert_eq!(svc.multipart_uploads(&record.key).await, 1);
+    let reply = svc.abort(&alice(), &id).await;
+    reply.assert_status(200);
+    assert_eq!(reply.body, json!({"upload_id": id, "status": "aborted"}));
+    assert_eq!(svc.multipart_uploads(&record.key).await, 0);
+    assert!(svc.buffered_keys(&id).await.is_empty());
+    assert!(svc.record(&id).await.is_none());
+    svc.status(&alice(), &id).await.assert_status(404);
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        12 * MIB,
+        &file[12 * MIB..],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(404);
+    svc.abort(&alice(), &id).await.assert_status(404);
+}
+
+/// Many requests for one offset at once: exactly one is accepted, and the file still comes out right.
+async fn race(same_bytes: bool, chunk: usize) {
+    let svc = Service::default().await;
+    let file = data(3 * chunk, 35);
+    let id = started(&svc, &alice(), &file, chunk).await;
+    let contenders: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            if same_bytes || i == 0 {
+                file[chunk..2 * chunk].to_vec()
+            } else {
+                data(chunk, 100 + i)
+            }
+        })
+        .collect();
+    let user = alice();
+    let replies = join_all(
+        contenders
+            .iter()
+            .map(|bytes| svc.chunk(&user, Some(&id), chunk, bytes, file.len(), Encoding::Raw)),
+    )
+    .await;
+    let winners: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{replies:?}");
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        // Losers learn where the upload stands (or, if the winner moved the buffered bytes away, to ask).
+        assert!(
+            reply.status == 400 && reply.offset() == 2 * chunk as u64 || reply.status == 409,
+            "{reply:?}"
+        );
+    }
+    let mut expected = file.clone();
+    expected[chunk..2 * chunk].copy_from_slice(&contenders[winners[0]]);
+    svc.chunk(
+        &alice(),
+        Some(&id),
+        2 * chunk,
+        &file[2 * chunk..],
+        file.len(),
+        Encoding::Raw,
+    )
+    .await
+    .assert_status(200);
+    let done = svc.complete(&alice(), &id, &md5_hex(&expected)).await;
+    done.assert_status(200);
+    assert!(svc.object(done.body["key"].as_str().expect("key")).await == expected);
+    assert!(svc.buffered_keys(&id).await.is_empty());
+}
+
+#[tokio::test]
+async fn race_for_one_offset_with_the_same_bytes() {
+    race(true, 3 * MIB).await;
+}
+
+#[tokio::test]
+async fn race_for_one_offset_with_different_bytes() {
+    race(false, 3 * MIB).await;
+}
+
+#[tokio::test]
+async fn race_with_small_buffered_chunks() {
+    race(false, 64 * KIB).await;
+}
+
+#[tokio::test]
+async fn concurrent_completes_agree() {
+    let svc = Service::default().await;
+    let file = data(6 * MIB, 36);
+    let id = svc
+        .upload_all(&alice(), &file, 2 * MIB, Encoding::Raw)
+        .await;
+    let md5 = md5_hex(&file);
+    let user = alice();
+    let replies = join_all((0..5).map(|_| svc.complete(&user, &id, &md5))).await;
+    // One completion; the others are told it is under way (409) or done (400 with the same result).
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "{replies:?}");
+    for reply in &replies {
+        assert!(matches!(reply.status, 200 | 400 | 409), "{reply:?}");
+        if reply.status == 400 {
+            assert_eq!(reply.body["etag"], ok[0].body["etag"], "{reply:?}");
+        }
+    }
+    let again = svc.complete(&user, &id, &md5).await;
+    again.assert_status(400);
+    assert_eq!(again.body["etag"], ok[0].body["etag"]);
+    assert!(svc.object(ok[0].body["key"].as_str().expect("key")).await == file);
+}
