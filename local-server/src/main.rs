@@ -43,10 +43,8 @@ async fn main() -> ExitCode {
         }
     };
     print_banner(&app, port);
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
         eprintln!("cannot install signal handlers");
         return ExitCode::from(1);
     };
@@ -71,25 +69,16 @@ async fn main() -> ExitCode {
 async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // One byte over API Gateway's limit is enough to know the request is too large.
-    let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1)
-        .collect()
-        .await
-    {
+    let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(too_large()),
     };
-    let response = invoke(
-        &|r| handlers::handle(&app, r),
-        Request::from_parts(parts, body),
-    )
-    .await;
+    let response = invoke(&|r| handlers::handle(&app, r), Request::from_parts(parts, body)).await;
     Ok(response.map(Full::new))
 }
 
 fn too_large() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(
-        br#"{"message":"Request Entity Too Large"}"#,
-    )));
+    let mut response = Response::new(Full::new(Bytes::from_static(br#"{"message":"Request Entity Too Large"}"#)));
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
     response
 }
@@ -102,10 +91,7 @@ fn print_banner(app: &App, port: u16) {
         String::new()
     };
     println!("Chunked upload API on {url}");
-    println!(
-        "  bucket: {}   table: {}",
-        app.config.bucket, app.config.table
-    );
+    println!("  bucket: {}   table: {}", app.config.bucket, app.config.table);
     if app.config.require_auth {
         println!("  auth: DEVELOPMENT ONLY, bearer tokens are decoded without verification");
     }

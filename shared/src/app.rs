@@ -20,9 +20,7 @@ impl App {
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(config.s3_path_style)
-            .build();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
         App {
             table: Table::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             bucket: Bucket::new(aws_sdk_s3::Client::from_conf(s3), config.bucket.clone()),

@@ -62,72 +62,40 @@ impl Config {
     /// Reads the settings through `lookup`, so tests can check parsing without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
-        let required = |var: &'static str| {
-            get(var).ok_or_else(|| ConfigError {
-                var,
-                reason: "must be set".into(),
-            })
-        };
-        let number =
-            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-                let Some(raw) = get(var) else {
-                    return Ok(default);
-                };
-                let value: u64 = raw.trim().parse().map_err(|_| ConfigError {
-                    var,
-                    reason: format!("{raw:?} is not a whole number"),
-                })?;
-                if !(min..=max).contains(&value) {
-                    return Err(ConfigError {
-                        var,
-                        reason: format!("{value} is outside {min}..={max}"),
-                    });
-                }
-                Ok(value)
+        let required = |var: &'static str| get(var).ok_or_else(|| ConfigError { var, reason: "must be set".into() });
+        let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let Some(raw) = get(var) else {
+                return Ok(default);
             };
+            let value: u64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError { var, reason: format!("{raw:?} is not a whole number") })?;
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError { var, reason: format!("{value} is outside {min}..={max}") });
+            }
+            Ok(value)
+        };
 
         let bucket = required("CHUNKED_UPLOAD_BUCKET")?;
         let table = required("CHUNKED_UPLOAD_TABLE")?;
-        let expiration_delta_secs =
-            number("CHUNKED_UPLOAD_EXPIRATION_DELTA", 86_400, 1, 366 * 86_400)?;
+        let expiration_delta_secs = number("CHUNKED_UPLOAD_EXPIRATION_DELTA", 86_400, 1, 366 * 86_400)?;
         let max_bytes = match get("CHUNKED_UPLOAD_MAX_BYTES") {
             None => None,
-            Some(_) => Some(number(
-                "CHUNKED_UPLOAD_MAX_BYTES",
-                0,
-                1,
-                S3_MAX_OBJECT_SIZE,
-            )?),
+            Some(_) => Some(number("CHUNKED_UPLOAD_MAX_BYTES", 0, 1, S3_MAX_OBJECT_SIZE)?),
         };
-        let max_chunk_bytes = number(
-            "CHUNKED_UPLOAD_MAX_CHUNK_BYTES",
-            4 * MIB + MIB / 2,
-            1,
-            64 * MIB,
-        )?;
-        let min_part_bytes = number(
-            "CHUNKED_UPLOAD_MIN_PART_BYTES",
-            MIN_PART_SIZE,
-            MIN_PART_SIZE,
-            MAX_PART_SIZE,
-        )?;
-        let max_part_bytes = number(
-            "CHUNKED_UPLOAD_MAX_PART_BYTES",
-            MAX_PART_SIZE,
-            MIN_PART_SIZE,
-            MAX_PART_SIZE,
-        )?;
+        let max_chunk_bytes = number("CHUNKED_UPLOAD_MAX_CHUNK_BYTES", 4 * MIB + MIB / 2, 1, 64 * MIB)?;
+        let min_part_bytes = number("CHUNKED_UPLOAD_MIN_PART_BYTES", MIN_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE)?;
+        let max_part_bytes = number("CHUNKED_UPLOAD_MAX_PART_BYTES", MAX_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE)?;
         if max_part_bytes < min_part_bytes {
             return Err(ConfigError {
                 var: "CHUNKED_UPLOAD_MAX_PART_BYTES",
-                reason: format!(
-                    "{max_part_bytes} is below CHUNKED_UPLOAD_MIN_PART_BYTES ({min_part_bytes})"
-                ),
+                reason: format!("{max_part_bytes} is below CHUNKED_UPLOAD_MIN_PART_BYTES ({min_part_bytes})"),
             });
         }
         let field_name = get("CHUNKED_UPLOAD_FIELD_NAME").unwrap_or_else(|| "file".into());
-        let key_template = get("CHUNKED_UPLOAD_KEY_TEMPLATE")
-            .unwrap_or_else(|| "uploads/{upload_id}/{filename}".into());
+        let key_template =
+            get("CHUNKED_UPLOAD_KEY_TEMPLATE").unwrap_or_else(|| "uploads/{upload_id}/{filename}".into());
         if !key_template.contains("{upload_id}") {
             // Without the id two uploads of the same name would overwrite each other.
             return Err(ConfigError {
@@ -147,26 +115,17 @@ impl Config {
                 None => Ok(default),
                 Some("1" | "true" | "yes" | "on") => Ok(true),
                 Some("0" | "false" | "no" | "off") => Ok(false),
-                Some(v) => Err(ConfigError {
-                    var,
-                    reason: format!("{v:?} is not true or false"),
-                }),
+                Some(v) => Err(ConfigError { var, reason: format!("{v:?} is not true or false") }),
             }
         };
         let require_auth = flag("CHUNKED_UPLOAD_REQUIRE_AUTH", true)?;
-        let endpoint_overridden = get("AWS_ENDPOINT_URL_S3")
-            .or_else(|| get("AWS_ENDPOINT_URL"))
-            .is_some();
+        let endpoint_overridden = get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")).is_some();
         let s3_path_style = flag("CHUNKED_UPLOAD_S3_PATH_STYLE", endpoint_overridden)?;
-        let storage_class =
-            get("CHUNKED_UPLOAD_STORAGE_CLASS").unwrap_or_else(|| "STANDARD".into());
+        let storage_class = get("CHUNKED_UPLOAD_STORAGE_CLASS").unwrap_or_else(|| "STANDARD".into());
         if !STORAGE_CLASSES.contains(&storage_class.as_str()) {
             return Err(ConfigError {
                 var: "CHUNKED_UPLOAD_STORAGE_CLASS",
-                reason: format!(
-                    "{storage_class:?} is not one of {}",
-                    STORAGE_CLASSES.join(", ")
-                ),
+                reason: format!("{storage_class:?} is not one of {}", STORAGE_CLASSES.join(", ")),
             });
         }
         Ok(Config {
@@ -188,9 +147,7 @@ impl Config {
 
     /// The largest file this deployment accepts.
     pub fn size_limit(&self) -> u64 {
-        self.max_bytes
-            .unwrap_or(S3_MAX_OBJECT_SIZE)
-            .min(S3_MAX_OBJECT_SIZE)
+        self.max_bytes.unwrap_or(S3_MAX_OBJECT_SIZE).min(S3_MAX_OBJECT_SIZE)
     }
 }
 
@@ -200,13 +157,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut vars: HashMap<String, String> = [
-            ("CHUNKED_UPLOAD_BUCKET", "b"),
-            ("CHUNKED_UPLOAD_TABLE", "t"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut vars: HashMap<String, String> = [("CHUNKED_UPLOAD_BUCKET", "b"), ("CHUNKED_UPLOAD_TABLE", "t")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Config::from_lookup(|k| vars.get(k).cloned())
     }
@@ -223,11 +177,7 @@ mod tests {
         assert_eq!(c.min_part_bytes, MIN_PART_SIZE);
         assert_eq!(c.storage_class, "STANDARD");
         assert!(!c.s3_path_style);
-        assert!(
-            config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")])
-                .unwrap()
-                .s3_path_style
-        );
+        assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
     }
 
     #[test]
@@ -247,10 +197,7 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().contains(var));
         }
-        assert_eq!(
-            Config::from_lookup(|_| None).unwrap_err().var,
-            "CHUNKED_UPLOAD_BUCKET"
-        );
+        assert_eq!(Config::from_lookup(|_| None).unwrap_err().var, "CHUNKED_UPLOAD_BUCKET");
     }
 
     #[test]

@@ -37,9 +37,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_)
-            | ApiError::OffsetMismatch { .. }
-            | ApiError::AlreadyComplete { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::OffsetMismatch { .. } | ApiError::AlreadyComplete { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthenticated => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Expired => StatusCode::GONE,
@@ -71,10 +71,7 @@ impl ApiError {
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -86,20 +83,12 @@ mod tests {
     fn offset_mismatch_carries_offset() {
         let e = ApiError::OffsetMismatch { offset: 42 };
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            e.body(),
-            json!({"detail": "Offsets do not match", "offset": 42})
-        );
+        assert_eq!(e.body(), json!({"detail": "Offsets do not match", "offset": 42}));
     }
 
     #[test]
     fn already_complete_repeats_result() {
-        let e = ApiError::AlreadyComplete {
-            result: json!({"key": "k"}),
-        };
-        assert_eq!(
-            e.body(),
-            json!({"key": "k", "detail": "Upload has already been completed"})
-        );
+        let e = ApiError::AlreadyComplete { result: json!({"key": "k"}) };
+        assert_eq!(e.body(), json!({"key": "k", "detail": "Upload has already been completed"}));
     }
 }

@@ -44,10 +44,7 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
         [id, "upload"] => Some(*id),
         _ => return Err(ApiError::NotFound),
     };
-    let id = req
-        .path_parameters_ref()
-        .and_then(|p| p.first("upload_id"))
-        .or(from_path);
+    let id = req.path_parameters_ref().and_then(|p| p.first("upload_id")).or(from_path);
     match (req.method(), id) {
         (&Method::POST, None) => Ok((Route::Chunk, None)),
         (&Method::POST, Some("complete")) => Ok((Route::Complete, None)),
@@ -59,12 +56,7 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(
-        app,
-        req,
-        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort],
-    )
-    .await
+    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort]).await
 }
 
 /// The chunk function: chunks, status and abort.
@@ -96,10 +88,7 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(body) => (StatusCode::OK, body),
         Err(e) => (e.status(), e.body()),
     };
-    let upload_id = body
-        .get("upload_id")
-        .and_then(Value::as_str)
-        .or(upload_id.as_deref());
+    let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_deref());
     let offset = body.get("offset").and_then(Value::as_u64);
     let detail = body.get("detail").and_then(Value::as_str);
     tracing::info!(

@@ -44,12 +44,7 @@ where
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time()
-        .try_init();
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).try_init();
 }
 
 /// Answers one API Gateway event (HTTP API or REST API) with `handler`.
@@ -73,14 +68,13 @@ pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
         LambdaRequest::ApiGatewayV2(e) => (e.body.take(), std::mem::take(&mut e.is_base64_encoded)),
         _ => return Err(ApiError::BadRequest("Unsupported event source".into())),
     };
-    let body =
-        match body {
-            None => Body::Empty,
-            Some(text) if is_base64 => Body::Binary(BASE64.decode(text).map_err(|_| {
-                ApiError::BadRequest("The request body is not valid base64".into())
-            })?),
-            Some(text) => Body::Text(text),
-        };
+    let body = match body {
+        None => Body::Empty,
+        Some(text) if is_base64 => Body::Binary(
+            BASE64.decode(text).map_err(|_| ApiError::BadRequest("The request body is not valid base64".into()))?,
+        ),
+        Some(text) => Body::Text(text),
+    };
     let mut request = Request::from(event);
     *request.body_mut() = body;
     Ok(request)

@@ -13,8 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64URL};
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
-    ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpResponse,
 };
 use lambda_http::aws_lambda_events::encodings::Body as EventBody;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
@@ -47,45 +47,28 @@ where
     let event = match serde_json::to_vec(&event(request, claims)) {
         Ok(event) => event,
         Err(e) => {
-            return plain(
-                500,
-                json!({"message": format!("could not encode the event: {e}")}),
-            );
+            return plain(500, json!({"message": format!("could not encode the event: {e}")}));
         }
     };
     if event.len() > LAMBDA_PAYLOAD_LIMIT {
-        return plain(
-            413,
-            json!({"message": "Request too long for a Lambda invocation"}),
-        );
+        return plain(413, json!({"message": "Request too long for a Lambda invocation"}));
     }
     // Lambda hands the function JSON; parse it the same way, so the emulation cannot accept what Lambda would not.
     let lambda_request: LambdaRequest = match serde_json::from_slice(&event) {
         Ok(r) => r,
         Err(e) => {
-            return plain(
-                500,
-                json!({"message": format!("could not decode the event: {e}")}),
-            );
+            return plain(500, json!({"message": format!("could not decode the event: {e}")}));
         }
     };
     let response = lambda::serve(handler, lambda_request).await;
-    match serde_json::to_value(&response)
-        .and_then(serde_json::from_value::<ApiGatewayV2httpResponse>)
-    {
+    match serde_json::to_value(&response).and_then(serde_json::from_value::<ApiGatewayV2httpResponse>) {
         Ok(r) => into_http(r),
-        Err(e) => plain(
-            502,
-            json!({"message": format!("malformed Lambda response: {e}")}),
-        ),
+        Err(e) => plain(502, json!({"message": format!("malformed Lambda response: {e}")})),
     }
 }
 
 /// The HTTP API (payload format 2.0) event for a request.
-fn event(
-    request: http::Request<Bytes>,
-    claims: Option<HashMap<String, String>>,
-) -> ApiGatewayV2httpRequest {
+fn event(request: http::Request<Bytes>, claims: Option<HashMap<String, String>>) -> ApiGatewayV2httpRequest {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or_default().to_string();
@@ -95,21 +78,15 @@ fn event(
     event.raw_path = Some(path.clone());
     event.query_string_parameters = query_map(&raw_query);
     event.raw_query_string = Some(raw_query);
-    if let Some(id) = path
-        .strip_prefix("/upload/")
-        .filter(|id| !id.contains('/') && *id != "complete")
-    {
+    if let Some(id) = path.strip_prefix("/upload/").filter(|id| !id.contains('/') && *id != "complete") {
         event.path_parameters = HashMap::from([("upload_id".to_string(), id.to_string())]);
     }
     event.request_context.http.method = parts.method.clone();
     event.request_context.http.path = Some(path);
     event.request_context.http.protocol = Some("HTTP/1.1".into());
     event.request_context.http.source_ip = Some("127.0.0.1".into());
-    event.request_context.http.user_agent = parts
-        .headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    event.request_context.http.user_agent =
+        parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string);
     event.request_context.stage = Some("$default".into());
     event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
     event.request_context.time_epoch = now_ms() as i64;
@@ -152,29 +129,15 @@ fn bearer_claims(headers: &http::HeaderMap) -> Result<Option<HashMap<String, Str
     let Some(value) = headers.get("authorization") else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .map_err(|_| ())?
-        .strip_prefix("Bearer ")
-        .ok_or(())?
-        .trim();
+    let token = value.to_str().map_err(|_| ())?.strip_prefix("Bearer ").ok_or(())?.trim();
     let payload = token.split('.').nth(1).ok_or(())?;
-    let json: Value = serde_json::from_slice(
-        &BASE64URL
-            .decode(payload.trim_end_matches('='))
-            .map_err(|_| ())?,
-    )
-    .map_err(|_| ())?;
+    let json: Value =
+        serde_json::from_slice(&BASE64URL.decode(payload.trim_end_matches('=')).map_err(|_| ())?).map_err(|_| ())?;
     let claims: HashMap<String, String> = json
         .as_object()
         .ok_or(())?
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map_or_else(|| v.to_string(), str::to_string),
-            )
-        })
+        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
         .collect();
     if claims.get("sub").is_none_or(String::is_empty) {
         return Err(());
@@ -191,18 +154,14 @@ pub fn dev_token(sub: &str) -> String {
 
 fn into_http(r: ApiGatewayV2httpResponse) -> http::Response<Bytes> {
     let body = match r.body {
-        Some(EventBody::Text(text)) if r.is_base64_encoded => {
-            BASE64.decode(text).unwrap_or_default().into()
-        }
+        Some(EventBody::Text(text)) if r.is_base64_encoded => BASE64.decode(text).unwrap_or_default().into(),
         Some(EventBody::Text(text)) => Bytes::from(text.into_bytes()),
         Some(EventBody::Binary(bytes)) => Bytes::from(bytes),
         _ => Bytes::new(),
     };
     let mut response = http::Response::new(body);
-    *response.status_mut() = u16::try_from(r.status_code)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() =
+        u16::try_from(r.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = r.headers;
     response
 }
@@ -211,9 +170,7 @@ fn into_http(r: ApiGatewayV2httpResponse) -> http::Response<Bytes> {
 fn plain(status: u16, body: Value) -> http::Response<Bytes> {
     let mut response = http::Response::new(Bytes::from(body.to_string()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 
@@ -224,10 +181,7 @@ mod tests {
     #[test]
     fn dev_tokens_decode_to_claims() {
         let mut headers = http::HeaderMap::new();
-        headers.insert(
-            "authorization",
-            format!("Bearer {}", dev_token("alice")).parse().unwrap(),
-        );
+        headers.insert("authorization", format!("Bearer {}", dev_token("alice")).parse().unwrap());
         let claims = bearer_claims(&headers).unwrap().unwrap();
         assert_eq!(claims["sub"], "alice");
         headers.insert("authorization", "Bearer nonsense".parse().unwrap());

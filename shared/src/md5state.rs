@@ -14,8 +14,7 @@ pub fn empty() -> Vec<u8> {
 pub fn restore(saved: &[u8]) -> Result<Md5, ApiError> {
     let state = SerializedState::<Md5>::try_from(saved)
         .map_err(|_| ApiError::Conflict("The upload's checksum state is damaged".into()))?;
-    Md5::deserialize(&state)
-        .map_err(|_| ApiError::Conflict("The upload's checksum state is damaged".into()))
+    Md5::deserialize(&state).map_err(|_| ApiError::Conflict("The upload's checksum state is damaged".into()))
 }
 
 /// Saved state after hashing `data` on top of `saved`.
@@ -52,10 +51,7 @@ mod tests {
             saved = extend(&saved, piece).unwrap();
         }
         assert_eq!(finish_hex(&saved).unwrap(), hex(&Md5::digest(&data)));
-        assert_eq!(
-            finish_hex(&empty()).unwrap(),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
+        assert_eq!(finish_hex(&empty()).unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
     }
 
     #[test]

@@ -26,12 +26,7 @@ pub struct ContentRange {
 
 impl ContentRange {
     pub fn parse(header: &str) -> Result<Self, ApiError> {
-        let bad = || {
-            ApiError::BadRequest(format!(
-                "Malformed Content-Range header: {:?}",
-                truncate(header, 100)
-            ))
-        };
+        let bad = || ApiError::BadRequest(format!("Malformed Content-Range header: {:?}", truncate(header, 100)));
         let rest = header.trim().strip_prefix("bytes").ok_or_else(bad)?;
         let rest = rest.strip_prefix(' ').ok_or_else(bad)?.trim_start();
         let (range, total) = rest.split_once('/').ok_or_else(bad)?;
@@ -45,14 +40,10 @@ impl ContentRange {
         };
         let (start, end, total) = (number(start)?, number(end)?, number(total)?);
         if end < start {
-            return Err(ApiError::BadRequest(format!(
-                "Content-Range end {end} is before its start {start}"
-            )));
+            return Err(ApiError::BadRequest(format!("Content-Range end {end} is before its start {start}")));
         }
         if end >= total {
-            return Err(ApiError::BadRequest(format!(
-                "Content-Range end {end} must be below the total size {total}"
-            )));
+            return Err(ApiError::BadRequest(format!("Content-Range end {end} must be below the total size {total}")));
         }
         Ok(ContentRange { start, end, total })
     }
@@ -91,9 +82,7 @@ pub fn parse_md5_hex(md5: &str) -> Result<String, ApiError> {
     if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(md5.to_ascii_lowercase())
     } else {
-        Err(ApiError::BadRequest(
-            "md5 must be 32 hexadecimal digits".into(),
-        ))
+        Err(ApiError::BadRequest("md5 must be 32 hexadecimal digits".into()))
     }
 }
 
@@ -116,9 +105,7 @@ pub fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base
         .chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}')
-        })
+        .filter(|c| !c.is_control() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'))
         .collect();
     let mut cleaned = cleaned.trim().replace("..", "_");
     // Object keys are at most 1024 bytes; leave room for the template around the name.
@@ -129,11 +116,7 @@ pub fn sanitize_filename(name: &str) -> String {
         }
         cleaned.truncate(cut);
     }
-    if cleaned.is_empty() || cleaned == "." {
-        "upload".into()
-    } else {
-        cleaned
-    }
+    if cleaned.is_empty() || cleaned == "." { "upload".into() } else { cleaned }
 }
 
 /// Renders the key template; `owner` is sanitized like a file name since it comes from a token.
@@ -147,17 +130,10 @@ pub fn render_key(template: &str, upload_id: &str, filename: &str, owner: &str) 
 /// The content type to store: the client's if it said something specific, else a guess from the name.
 pub fn content_type_for(declared: Option<&str>, filename: &str) -> String {
     match declared.map(str::trim) {
-        Some(ct)
-            if !ct.is_empty()
-                && ct != "application/octet-stream"
-                && ct.len() <= 255
-                && ct.is_ascii() =>
-        {
+        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" && ct.len() <= 255 && ct.is_ascii() => {
             ct.to_string()
         }
-        _ => mime_guess::from_path(filename)
-            .first_or_octet_stream()
-            .to_string(),
+        _ => mime_guess::from_path(filename).first_or_octet_stream().to_string(),
     }
 }
 
@@ -175,14 +151,7 @@ mod tests {
 
     #[test]
     fn content_range_parses() {
-        assert_eq!(
-            ContentRange::parse("bytes 0-99/1000").unwrap(),
-            ContentRange {
-                start: 0,
-                end: 99,
-                total: 1000
-            }
-        );
+        assert_eq!(ContentRange::parse("bytes 0-99/1000").unwrap(), ContentRange { start: 0, end: 99, total: 1000 });
         let r = ContentRange::parse("bytes 900-999/1000").unwrap();
         assert!(r.is_last());
         assert_eq!(r.chunk_len(), 100);
@@ -224,24 +193,15 @@ mod tests {
 
     #[test]
     fn md5_hex() {
-        assert_eq!(
-            parse_md5_hex("D41D8CD98F00B204E9800998ECF8427E").unwrap(),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
+        assert_eq!(parse_md5_hex("D41D8CD98F00B204E9800998ECF8427E").unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
         assert!(parse_md5_hex("d41d8cd98f00b204e9800998ecf8427").is_err());
         assert!(parse_md5_hex("g41d8cd98f00b204e9800998ecf8427e").is_err());
     }
 
     #[test]
     fn part_sizes() {
-        assert_eq!(
-            plan_part_size(1, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(),
-            MIN_PART_SIZE
-        );
-        assert_eq!(
-            plan_part_size(64 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(),
-            MIN_PART_SIZE
-        );
+        assert_eq!(plan_part_size(1, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(), MIN_PART_SIZE);
+        assert_eq!(plan_part_size(64 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(), MIN_PART_SIZE);
         let huge = S3_MAX_OBJECT_SIZE;
         let size = plan_part_size(huge, MIN_PART_SIZE, MAX_PART_SIZE).unwrap();
         assert!(huge.div_ceil(size) <= PLANNED_MAX_PARTS);
@@ -264,19 +224,10 @@ mod tests {
 
     #[test]
     fn keys_and_types() {
-        assert_eq!(
-            render_key("uploads/{upload_id}/{filename}", "abc", "f.txt", "u"),
-            "uploads/abc/f.txt"
-        );
-        assert_eq!(
-            render_key("{owner}/{upload_id}", "abc", "f", "../x"),
-            "x/abc"
-        );
+        assert_eq!(render_key("uploads/{upload_id}/{filename}", "abc", "f.txt", "u"), "uploads/abc/f.txt");
+        assert_eq!(render_key("{owner}/{upload_id}", "abc", "f", "../x"), "x/abc");
         assert_eq!(content_type_for(None, "a.png"), "image/png");
-        assert_eq!(
-            content_type_for(Some("application/octet-stream"), "a.png"),
-            "image/png"
-        );
+        assert_eq!(content_type_for(Some("application/octet-stream"), "a.png"), "image/png");
         assert_eq!(content_type_for(Some("text/csv"), "a.png"), "text/csv");
         assert_eq!(content_type_for(None, "noext"), "application/octet-stream");
     }

@@ -22,28 +22,11 @@ pub fn principal(req: &Request) -> Option<String> {
         RequestContext::ApiGatewayV1(ctx) => &ctx.authorizer,
         _ => return None,
     };
-    let jwt_sub = authorizer
-        .jwt
-        .as_ref()
-        .and_then(|jwt| jwt.claims.get("sub").cloned());
-    let field = |name: &str| {
-        authorizer
-            .fields
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let cognito_sub = authorizer
-        .fields
-        .get("claims")
-        .and_then(|c| c.get("sub"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    jwt_sub
-        .or(cognito_sub)
-        .or_else(|| field("sub"))
-        .or_else(|| field("principalId"))
-        .filter(|s| !s.is_empty())
+    let jwt_sub = authorizer.jwt.as_ref().and_then(|jwt| jwt.claims.get("sub").cloned());
+    let field = |name: &str| authorizer.fields.get(name).and_then(Value::as_str).map(str::to_string);
+    let cognito_sub =
+        authorizer.fields.get("claims").and_then(|c| c.get("sub")).and_then(Value::as_str).map(str::to_string);
+    jwt_sub.or(cognito_sub).or_else(|| field("sub")).or_else(|| field("principalId")).filter(|s| !s.is_empty())
 }
 
 /// Decoded fields of a request: query string first, then the body's form fields, each name at most once.
@@ -56,9 +39,7 @@ impl Fields {
             return Err(ApiError::BadRequest(format!("Field {name:?} is too long")));
         }
         if self.0.insert(name.to_string(), value).is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "Field {name:?} is given more than once"
-            )));
+            return Err(ApiError::BadRequest(format!("Field {name:?} is given more than once")));
         }
         Ok(())
     }
@@ -87,25 +68,14 @@ fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError>
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "{name} is given more than once"
-        )));
+        return Err(ApiError::BadRequest(format!("{name} is given more than once")));
     }
-    value
-        .to_str()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest(format!("{name} header is not valid text")))
+    value.to_str().map(Some).map_err(|_| ApiError::BadRequest(format!("{name} header is not valid text")))
 }
 
 /// The media type of the request without parameters, lowercased.
 fn media_type(req: &Request) -> Result<Option<String>, ApiError> {
-    Ok(header(req, "content-type")?.map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    }))
+    Ok(header(req, "content-type")?.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()))
 }
 
 fn body_bytes(body: Body) -> Bytes {
@@ -135,9 +105,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
         .and_then(ContentRange::parse)?;
     let mut fields = Fields::from_query(&req, &["upload_id", "filename"])?;
     let media = media_type(&req)?;
-    let content_type = header(&req, "content-type")?
-        .unwrap_or_default()
-        .to_string();
+    let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
     let (data, file_name, file_type) = match media.as_deref() {
         Some("multipart/form-data") => {
             let mut form = multipart(&content_type, body_bytes(req.into_body()))?;
@@ -146,17 +114,11 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
                 let name = field.name().unwrap_or_default().to_string();
                 if name == field_name {
                     if file.is_some() {
-                        return Err(ApiError::BadRequest(format!(
-                            "Field {name:?} is given more than once"
-                        )));
+                        return Err(ApiError::BadRequest(format!("Field {name:?} is given more than once")));
                     }
                     let file_name = field.file_name().map(str::to_string);
                     let file_type = field.content_type().map(ToString::to_string);
-                    file = Some((
-                        field.bytes().await.map_err(multipart_error)?,
-                        file_name,
-                        file_type,
-                    ));
+                    file = Some((field.bytes().await.map_err(multipart_error)?, file_name, file_type));
                 } else if ["upload_id", "filename"].contains(&name.as_str()) {
                     let value = field.text().await.map_err(multipart_error)?;
                     fields.insert(&name, value)?;
@@ -191,26 +153,21 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
     const NAMES: [&str; 2] = ["upload_id", "md5"];
     let mut fields = Fields::from_query(&req, &NAMES)?;
     let media = media_type(&req)?;
-    let content_type = header(&req, "content-type")?
-        .unwrap_or_default()
-        .to_string();
+    let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
     let body = body_bytes(req.into_body());
     match media.as_deref() {
         _ if body.is_empty() => {}
         Some("application/json") => {
-            let json: Value = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::BadRequest(format!("Malformed JSON body: {e}")))?;
-            let object = json
-                .as_object()
-                .ok_or_else(|| ApiError::BadRequest("The JSON body must be an object".into()))?;
+            let json: Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("Malformed JSON body: {e}")))?;
+            let object =
+                json.as_object().ok_or_else(|| ApiError::BadRequest("The JSON body must be an object".into()))?;
             for name in NAMES {
                 match object.get(name) {
                     None | Some(Value::Null) => {}
                     Some(Value::String(s)) => fields.insert(name, s.clone())?,
                     Some(_) => {
-                        return Err(ApiError::BadRequest(format!(
-                            "Field {name:?} must be a string"
-                        )));
+                        return Err(ApiError::BadRequest(format!("Field {name:?} must be a string")));
                     }
                 }
             }
@@ -245,8 +202,5 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} is required")))
     };
-    Ok(CompleteFields {
-        upload_id: required("upload_id")?,
-        md5: required("md5")?,
-    })
+    Ok(CompleteFields { upload_id: required("upload_id")?, md5: required("md5")? })
 }

@@ -12,8 +12,8 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{
-    self, ContentRange, MAX_BUFFERED_CHUNKS, S3_MAX_PARTS, content_type_for, plan_part_size,
-    render_key, sanitize_filename,
+    self, ContentRange, MAX_BUFFERED_CHUNKS, S3_MAX_PARTS, content_type_for, plan_part_size, render_key,
+    sanitize_filename,
 };
 use crate::store::record::{buffer_key, buffer_prefix_of};
 use crate::store::{Buffered, ChunkCommit, CompleteFailure, Part, Status, UploadRecord, Written};
@@ -57,18 +57,14 @@ struct Staged {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn iso8601(ms: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    ))
-    .unwrap_or_default()
+    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .unwrap_or_default()
 }
 
 impl App {
@@ -104,20 +100,13 @@ impl App {
         if range.start != 0 {
             return Err(ApiError::OffsetMismatch { offset: 0 });
         }
-        let part_size = plan_part_size(
-            range.total,
-            self.config.min_part_bytes,
-            self.config.max_part_bytes,
-        )?;
+        let part_size = plan_part_size(range.total, self.config.min_part_bytes, self.config.max_part_bytes)?;
         check_chunk_size(&range, part_size)?;
         let upload_id = protocol::new_upload_id();
         let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
         let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
         let key = render_key(&self.config.key_template, &upload_id, &filename, owner);
-        let multipart_id = self
-            .bucket
-            .create_multipart(&key, &content_type, &self.config.storage_class)
-            .await?;
+        let multipart_id = self.bucket.create_multipart(&key, &content_type, &self.config.storage_class).await?;
         let created_at_ms = now_ms();
         let flush_at = part_size.min(range.total);
         let mut record = UploadRecord {
@@ -145,9 +134,7 @@ impl App {
         if flushes {
             record.last_part_number = 1;
         }
-        let staged = self
-            .stage(&record, &range, chunk.data, flushes.then_some(1))
-            .await;
+        let staged = self.stage(&record, &range, chunk.data, flushes.then_some(1)).await;
         let staged = match staged {
             Ok(staged) => staged,
             Err(e) => {
@@ -164,11 +151,7 @@ impl App {
             self.discard_bytes(&record).await;
             return Err(e);
         }
-        Ok(Accepted {
-            upload_id: record.upload_id,
-            offset: record.offset,
-            expires_at_ms: record.expires_at_ms,
-        })
+        Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
     }
 
     async fn append(
@@ -195,8 +178,7 @@ impl App {
         check_chunk_size(&range, record.part_size)?;
         if part_number.is_some_and(|n| n > S3_MAX_PARTS) {
             return Err(ApiError::Conflict(
-                "This upload has used up S3's part numbers on failed attempts; start it again"
-                    .into(),
+                "This upload has used up S3's part numbers on failed attempts; start it again".into(),
             ));
         }
         let staged = self.stage(&record, &range, data, part_number).await?;
@@ -215,19 +197,13 @@ impl App {
         match written {
             Ok(Written::Won(record)) => {
                 self.delete_quietly(&staged.joined).await;
-                Ok(Accepted {
-                    upload_id: record.upload_id,
-                    offset: record.offset,
-                    expires_at_ms: record.expires_at_ms,
-                })
+                Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
             }
             Ok(Written::Lost(current)) => {
                 self.delete_quietly(staged.own_buffer.as_slice()).await;
                 let current = current.ok_or(ApiError::NotFound)?;
                 check_chunk(&current, owner, &range, now)?;
-                Err(ApiError::Conflict(
-                    "Another request changed this upload; ask for its status".into(),
-                ))
+                Err(ApiError::Conflict("Another request changed this upload; ask for its status".into()))
             }
             Err(e) => {
                 // The commit may or may not have landed; the buffered chunk is left for cleanup rather than risk
@@ -258,64 +234,34 @@ impl App {
         let mut own_buffer = None;
         match part_number {
             Some(number) => {
-                joined = record
-                    .buffers
-                    .iter()
-                    .map(|b| buffer_key(bucket_prefix, &record.upload_id, *b))
-                    .collect();
+                joined = record.buffers.iter().map(|b| buffer_key(bucket_prefix, &record.upload_id, *b)).collect();
                 let pieces = try_join_all(joined.iter().map(|k| self.bucket.get(k))).await?;
-                let etag = self
-                    .bucket
-                    .upload_part(
-                        &record.key,
-                        &record.multipart_id,
-                        number,
-                        concat(pieces, data),
-                    )
-                    .await?;
+                let etag =
+                    self.bucket.upload_part(&record.key, &record.multipart_id, number, concat(pieces, data)).await?;
                 parts.push(Part { number, etag });
                 buffers.clear();
                 flush_at = (range.end_exclusive() + record.part_size).min(record.total);
             }
             None => {
-                let buffered = Buffered {
-                    start: range.start,
-                    token: rand::random(),
-                };
+                let buffered = Buffered { start: range.start, token: rand::random() };
                 let key = buffer_key(bucket_prefix, &record.upload_id, buffered);
                 self.bucket.put(&key, data).await?;
                 buffers.push(buffered);
                 own_buffer = Some(key);
             }
         }
-        let md5_state = hashing
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("hashing: {e}")))??;
-        Ok(Staged {
-            md5_state,
-            parts,
-            buffers,
-            flush_at,
-            joined,
-            own_buffer,
-        })
+        let md5_state = hashing.await.map_err(|e| ApiError::Unavailable(format!("hashing: {e}")))??;
+        Ok(Staged { md5_state, parts, buffers, flush_at, joined, own_buffer })
     }
 
-    pub async fn complete(
-        &self,
-        owner: &str,
-        upload_id: &str,
-        md5: &str,
-    ) -> Result<Value, ApiError> {
+    pub async fn complete(&self, owner: &str, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
         let md5 = protocol::parse_md5_hex(md5)?;
         let record = self.owned(upload_id, owner).await?;
         let now = now_ms();
         match record.status {
             Status::Complete => {
-                return Err(ApiError::AlreadyComplete {
-                    result: self.result_json(&record),
-                });
+                return Err(ApiError::AlreadyComplete { result: self.result_json(&record) });
             }
             Status::Aborted => return Err(ApiError::NotFound),
             _ if record.is_expired(now) => return Err(ApiError::Expired),
@@ -330,29 +276,17 @@ impl App {
         if md5state::finish_hex(&record.md5_state)? != md5 {
             return Err(ApiError::BadRequest("md5 checksum does not match".into()));
         }
-        let record = match self
-            .table
-            .claim_completion(
-                upload_id,
-                owner,
-                now,
-                now.saturating_sub(COMPLETION_LEASE_MS),
-            )
-            .await?
-        {
-            Written::Won(record) => record,
-            Written::Lost(Some(r)) if r.status == Status::Complete => {
-                return Err(ApiError::AlreadyComplete {
-                    result: self.result_json(&r),
-                });
-            }
-            Written::Lost(Some(r)) if r.status == Status::Completing => {
-                return Err(ApiError::Conflict(
-                    "Another request is completing this upload; retry shortly".into(),
-                ));
-            }
-            Written::Lost(_) => return Err(ApiError::NotFound),
-        };
+        let record =
+            match self.table.claim_completion(upload_id, owner, now, now.saturating_sub(COMPLETION_LEASE_MS)).await? {
+                Written::Won(record) => record,
+                Written::Lost(Some(r)) if r.status == Status::Complete => {
+                    return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
+                }
+                Written::Lost(Some(r)) if r.status == Status::Completing => {
+                    return Err(ApiError::Conflict("Another request is completing this upload; retry shortly".into()));
+                }
+                Written::Lost(_) => return Err(ApiError::NotFound),
+            };
         let etag = match self.complete_in_s3(&record).await {
             Ok(etag) => etag,
             Err(e) => {
@@ -362,28 +296,16 @@ impl App {
                 return Err(e);
             }
         };
-        match self
-            .table
-            .mark_complete(upload_id, now, &md5, &etag)
-            .await?
-        {
+        match self.table.mark_complete(upload_id, now, &md5, &etag).await? {
             Written::Won(record) => Ok(self.result_json(&record)),
             // Our claim ran out and another request finished the same bytes: the same result.
-            Written::Lost(Some(current)) if current.status == Status::Complete => {
-                Ok(self.result_json(&current))
-            }
-            Written::Lost(_) => Err(ApiError::Conflict(
-                "The completion was interrupted; retry".into(),
-            )),
+            Written::Lost(Some(current)) if current.status == Status::Complete => Ok(self.result_json(&current)),
+            Written::Lost(_) => Err(ApiError::Conflict("The completion was interrupted; retry".into())),
         }
     }
 
     async fn complete_in_s3(&self, record: &UploadRecord) -> Result<String, ApiError> {
-        match self
-            .bucket
-            .complete(&record.key, &record.multipart_id, &record.parts)
-            .await
-        {
+        match self.bucket.complete(&record.key, &record.multipart_id, &record.parts).await {
             Ok(etag) => Ok(etag),
             Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record).await,
             Err(CompleteFailure::InvalidPart) => {
@@ -431,9 +353,7 @@ impl App {
         let record = match self.table.mark_aborted(upload_id, owner).await? {
             Written::Won(record) => record,
             Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Complete => {
-                return Err(ApiError::AlreadyComplete {
-                    result: self.result_json(&r),
-                });
+                return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
             }
             Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Completing => {
                 return Err(ApiError::Conflict("The upload is being completed".into()));
@@ -441,9 +361,7 @@ impl App {
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
         self.bucket.abort(&record.key, &record.multipart_id).await?;
-        self.bucket
-            .delete_prefix(&buffer_prefix_of(&self.config.buffer_prefix, upload_id))
-            .await?;
+        self.bucket.delete_prefix(&buffer_prefix_of(&self.config.buffer_prefix, upload_id)).await?;
         self.table.delete(upload_id).await?;
         Ok(json!({"upload_id": upload_id, "status": Status::Aborted.as_str()}))
     }
@@ -477,11 +395,7 @@ impl App {
     }
 
     fn result_json(&self, record: &UploadRecord) -> Value {
-        let (md5, etag) = record
-            .completed
-            .as_ref()
-            .map(|c| (c.md5.as_str(), c.etag.as_str()))
-            .unwrap_or_default();
+        let (md5, etag) = record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str())).unwrap_or_default();
         json!({
             "upload_id": record.upload_id,
             "status": record.status.as_str(),
@@ -498,20 +412,13 @@ impl App {
 }
 
 /// Why a chunk cannot be taken at this record, in django-chunked-upload's order of checks.
-fn check_chunk(
-    record: &UploadRecord,
-    owner: &str,
-    range: &ContentRange,
-    now_ms: u64,
-) -> Result<(), ApiError> {
+fn check_chunk(record: &UploadRecord, owner: &str, range: &ContentRange, now_ms: u64) -> Result<(), ApiError> {
     if record.owner != owner {
         return Err(ApiError::NotFound);
     }
     match record.status {
         Status::Complete => {
-            return Err(ApiError::BadRequest(
-                "Upload has already been completed".into(),
-            ));
+            return Err(ApiError::BadRequest("Upload has already been completed".into()));
         }
         Status::Completing => {
             return Err(ApiError::Conflict("The upload is being completed".into()));
@@ -529,9 +436,7 @@ fn check_chunk(
         )));
     }
     if range.start != record.offset {
-        return Err(ApiError::OffsetMismatch {
-            offset: record.offset,
-        });
+        return Err(ApiError::OffsetMismatch { offset: record.offset });
     }
     Ok(())
 }
@@ -551,8 +456,7 @@ fn concat(pieces: Vec<Bytes>, last: Bytes) -> Bytes {
     if pieces.is_empty() {
         return last;
     }
-    let mut out =
-        BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum::<usize>() + last.len());
+    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum::<usize>() + last.len());
     for piece in pieces.iter().chain(std::iter::once(&last)) {
         out.extend_from_slice(piece);
     }
@@ -572,11 +476,7 @@ fn multipart_etag(parts: &[Part]) -> Option<String> {
             hasher.update([u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?]);
         }
     }
-    Some(format!(
-        "\"{}-{}\"",
-        md5state::hex(&hasher.finalize()),
-        parts.len()
-    ))
+    Some(format!("\"{}-{}\"", md5state::hex(&hasher.finalize()), parts.len()))
 }
 
 #[cfg(test)]
@@ -592,54 +492,26 @@ mod tests {
     #[test]
     fn multipart_etags() {
         let parts = vec![
-            Part {
-                number: 1,
-                etag: format!("\"{}\"", md5state::hex(&Md5::digest(b"a"))),
-            },
-            Part {
-                number: 2,
-                etag: format!("\"{}\"", md5state::hex(&Md5::digest(b"b"))),
-            },
+            Part { number: 1, etag: format!("\"{}\"", md5state::hex(&Md5::digest(b"a"))) },
+            Part { number: 2, etag: format!("\"{}\"", md5state::hex(&Md5::digest(b"b"))) },
         ];
         let mut joined = Md5::digest(b"a").to_vec();
         joined.extend_from_slice(&Md5::digest(b"b"));
         let expected = format!("\"{}-2\"", md5state::hex(&Md5::digest(&joined)));
         assert_eq!(multipart_etag(&parts), Some(expected));
-        assert_eq!(
-            multipart_etag(&[Part {
-                number: 1,
-                etag: "\"x\"".into()
-            }]),
-            None
-        );
+        assert_eq!(multipart_etag(&[Part { number: 1, etag: "\"x\"".into() }]), None);
     }
 
     #[test]
     fn small_chunks_are_refused_unless_last() {
         let part = 5 * protocol::MIB;
-        let small = ContentRange {
-            start: 0,
-            end: 99,
-            total: 10 * part,
-        };
+        let small = ContentRange { start: 0, end: 99, total: 10 * part };
         assert!(check_chunk_size(&small, part).is_err());
-        let last = ContentRange {
-            start: 0,
-            end: 99,
-            total: 100,
-        };
+        let last = ContentRange { start: 0, end: 99, total: 100 };
         assert!(check_chunk_size(&last, part).is_ok());
-        let fine = ContentRange {
-            start: 0,
-            end: 65_535,
-            total: 10 * part,
-        };
+        let fine = ContentRange { start: 0, end: 65_535, total: 10 * part };
         assert!(check_chunk_size(&fine, part).is_ok());
-        let small_file = ContentRange {
-            start: 0,
-            end: 0,
-            total: 1000,
-        };
+        let small_file = ContentRange { start: 0, end: 0, total: 1000 };
         assert!(check_chunk_size(&small_file, part).is_ok());
     }
 }

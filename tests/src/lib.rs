@@ -29,16 +29,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn upload_id(&self) -> String {
-        self.body["upload_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no upload_id in {self:?}"))
-            .to_string()
+        self.body["upload_id"].as_str().unwrap_or_else(|| panic!("no upload_id in {self:?}")).to_string()
     }
 
     pub fn offset(&self) -> u64 {
-        self.body["offset"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no offset in {self:?}"))
+        self.body["offset"].as_u64().unwrap_or_else(|| panic!("no offset in {self:?}"))
     }
 
     pub fn detail(&self) -> &str {
@@ -60,9 +55,7 @@ pub struct User {
 
 impl User {
     pub fn named(sub: &str) -> Self {
-        User {
-            token: Some(local::dev_token(sub)),
-        }
+        User { token: Some(local::dev_token(sub)) }
     }
 
     pub fn anonymous() -> Self {
@@ -79,22 +72,12 @@ pub enum Encoding {
 
 impl Service {
     pub async fn new(overrides: &[(&str, &str)]) -> Self {
-        let overrides: HashMap<String, String> = overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let config = Config::from_lookup(|name| {
-            overrides
-                .get(name)
-                .cloned()
-                .or_else(|| std::env::var(name).ok())
-        })
-        .unwrap_or_else(|e| {
-            panic!("{e}: run the tests with `make test`, which starts the emulators")
-        });
+        let overrides: HashMap<String, String> =
+            overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| std::env::var(name).ok()))
+            .unwrap_or_else(|e| panic!("{e}: run the tests with `make test`, which starts the emulators"));
         assert!(
-            std::env::var("AWS_ENDPOINT_URL_S3").is_ok()
-                && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+            std::env::var("AWS_ENDPOINT_URL_S3").is_ok() && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
             "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
         );
         let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
@@ -105,10 +88,7 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service {
-            app: App::new(config, &sdk),
-            s3,
-        }
+        Service { app: App::new(config, &sdk), s3 }
     }
 
     pub async fn default() -> Self {
@@ -119,12 +99,8 @@ impl Service {
     pub async fn send(&self, request: http::Request<Bytes>) -> Reply {
         let response = local::invoke(&|r| handlers::handle(&self.app, r), request).await;
         let status = response.status().as_u16();
-        let body = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
-            panic!(
-                "status {status}: body is not JSON ({e}): {:?}",
-                response.body()
-            )
-        });
+        let body = serde_json::from_slice(response.body())
+            .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {:?}", response.body()));
         Reply { status, body }
     }
 
@@ -147,8 +123,7 @@ impl Service {
         encoding: Encoding,
     ) -> Reply {
         let range = format!("bytes {}-{}/{}", start, start + data.len() - 1, total);
-        self.chunk_with_range(user, upload_id, &range, data, encoding)
-            .await
+        self.chunk_with_range(user, upload_id, &range, data, encoding).await
     }
 
     pub async fn chunk_with_range(
@@ -165,8 +140,7 @@ impl Service {
                 if let Some(id) = upload_id {
                     fields.push(("upload_id", id));
                 }
-                let (content_type, body) =
-                    multipart_body(&fields, Some(("file", "data.bin", data)));
+                let (content_type, body) = multipart_body(&fields, Some(("file", "data.bin", data)));
                 Self::request(user, Method::POST, "/upload")
                     .header("content-type", content_type)
                     .header("content-range", range)
@@ -195,37 +169,20 @@ impl Service {
     }
 
     pub async fn status(&self, user: &User, upload_id: &str) -> Reply {
-        let request =
-            Self::request(user, Method::GET, &format!("/upload/{upload_id}")).body(Bytes::new());
+        let request = Self::request(user, Method::GET, &format!("/upload/{upload_id}")).body(Bytes::new());
         self.send(request.expect("request")).await
     }
 
     pub async fn abort(&self, user: &User, upload_id: &str) -> Reply {
-        let request =
-            Self::request(user, Method::DELETE, &format!("/upload/{upload_id}")).body(Bytes::new());
+        let request = Self::request(user, Method::DELETE, &format!("/upload/{upload_id}")).body(Bytes::new());
         self.send(request.expect("request")).await
     }
 
     /// Uploads `data` in `chunk_size` chunks, in order, and returns the upload id.
-    pub async fn upload_all(
-        &self,
-        user: &User,
-        data: &[u8],
-        chunk_size: usize,
-        encoding: Encoding,
-    ) -> String {
+    pub async fn upload_all(&self, user: &User, data: &[u8], chunk_size: usize, encoding: Encoding) -> String {
         let mut upload_id: Option<String> = None;
         for (i, piece) in data.chunks(chunk_size).enumerate() {
-            let reply = self
-                .chunk(
-                    user,
-                    upload_id.as_deref(),
-                    i * chunk_size,
-                    piece,
-                    data.len(),
-                    encoding,
-                )
-                .await;
+            let reply = self.chunk(user, upload_id.as_deref(), i * chunk_size, piece, data.len(), encoding).await;
             reply.assert_status(200);
             assert_eq!(reply.offset(), (i * chunk_size + piece.len()) as u64);
             upload_id = Some(reply.upload_id());
@@ -235,56 +192,27 @@ impl Service {
 
     /// The bytes of an object in the bucket.
     pub async fn object(&self, key: &str) -> Vec<u8> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.app.config.bucket)
-            .key(key)
-            .send()
-            .await;
+        let out = self.s3.get_object().bucket(&self.app.config.bucket).key(key).send().await;
         let out = out.unwrap_or_else(|e| panic!("object {key}: {e:?}"));
-        out.body
-            .collect()
-            .await
-            .expect("object body")
-            .into_bytes()
-            .to_vec()
+        out.body.collect().await.expect("object body").into_bytes().to_vec()
     }
 
     /// Keys under a prefix.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.app.config.bucket)
-            .prefix(prefix)
-            .send()
-            .await;
+        let out = self.s3.list_objects_v2().bucket(&self.app.config.bucket).prefix(prefix).send().await;
         let out = out.unwrap_or_else(|e| panic!("list {prefix}: {e:?}"));
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key.clone())
-            .collect()
+        out.contents().iter().filter_map(|o| o.key.clone()).collect()
     }
 
     /// Buffered chunks of an upload still in S3.
     pub async fn buffered_keys(&self, upload_id: &str) -> Vec<String> {
-        self.keys(&format!("{}{upload_id}/", self.app.config.buffer_prefix))
-            .await
+        self.keys(&format!("{}{upload_id}/", self.app.config.buffer_prefix)).await
     }
 
     /// Multipart uploads in progress for a key.
     pub async fn multipart_uploads(&self, key: &str) -> usize {
-        let out = self
-            .s3
-            .list_multipart_uploads()
-            .bucket(&self.app.config.bucket)
-            .prefix(key)
-            .send()
-            .await;
-        out.unwrap_or_else(|e| panic!("list multipart uploads: {e:?}"))
-            .uploads()
-            .len()
+        let out = self.s3.list_multipart_uploads().bucket(&self.app.config.bucket).prefix(key).send().await;
+        out.unwrap_or_else(|e| panic!("list multipart uploads: {e:?}")).uploads().len()
     }
 
     /// The raw DynamoDB item of an upload, if any.
@@ -294,18 +222,12 @@ impl Service {
 }
 
 /// A `multipart/form-data` body with text fields and an optional file part `(field, filename, bytes)`.
-pub fn multipart_body(
-    fields: &[(&str, &str)],
-    file: Option<(&str, &str, &[u8])>,
-) -> (String, Bytes) {
+pub fn multipart_body(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Bytes) {
     let boundary = "----chunked-upload-test-boundary-7d93b1";
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
         );
     }
     if let Some((name, filename, data)) = file {
@@ -320,10 +242,7 @@ pub fn multipart_body(
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        Bytes::from(body),
-    )
+    (format!("multipart/form-data; boundary={boundary}"), Bytes::from(body))
 }
 
 /// `len` pseudo-random bytes from `seed` (xorshift: fast, and no two test files alike).

@@ -14,9 +14,7 @@ fn alice() -> User {
 
 /// Starts an upload of `file` with its first `first` bytes sent; returns the upload id.
 async fn started(svc: &Service, user: &User, file: &[u8], first: usize) -> String {
-    let reply = svc
-        .chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw)
-        .await;
+    let reply = svc.chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw).await;
     reply.assert_status(200);
     reply.upload_id()
 }
@@ -25,40 +23,23 @@ async fn finish(svc: &Service, user: &User, id: &str, file: &[u8], from: usize, 
     let mut start = from;
     while start < file.len() {
         let end = (start + chunk).min(file.len());
-        svc.chunk(
-            user,
-            Some(id),
-            start,
-            &file[start..end],
-            file.len(),
-            Encoding::Raw,
-        )
-        .await
-        .assert_status(200);
+        svc.chunk(user, Some(id), start, &file[start..end], file.len(), Encoding::Raw).await.assert_status(200);
         start = end;
     }
     let done = svc.complete(user, id, &md5_hex(file)).await;
     done.assert_status(200);
-    assert!(
-        svc.object(done.body["key"].as_str().expect("key")).await == file,
-        "object differs"
-    );
+    assert!(svc.object(done.body["key"].as_str().expect("key")).await == file, "object differs");
 }
 
 #[tokio::test]
 async fn chunk_reply_has_id_offset_and_expiry() {
     let svc = Service::default().await;
     let file = data(1000, 20);
-    let reply = svc
-        .chunk(&alice(), None, 0, &file[..400], 1000, Encoding::Multipart)
-        .await;
+    let reply = svc.chunk(&alice(), None, 0, &file[..400], 1000, Encoding::Multipart).await;
     reply.assert_status(200);
     let id = reply.upload_id();
     assert_eq!(id.len(), 32);
-    assert!(
-        id.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    );
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert_eq!(reply.offset(), 400);
     let expires = reply.body["expires"].as_str().expect("expires");
     assert_eq!(expires.len(), "2026-11-28T17:56:22.186Z".len(), "{expires}");
@@ -77,16 +58,7 @@ async fn resume_after_disconnect_using_status() {
     let svc = Service::default().await;
     let file = data(7 * MIB + 3, 21);
     let id = started(&svc, &alice(), &file, MIB).await;
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        MIB,
-        &file[MIB..3 * MIB],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(200);
+    svc.chunk(&alice(), Some(&id), MIB, &file[MIB..3 * MIB], file.len(), Encoding::Raw).await.assert_status(200);
     // The client lost track of what it sent: it asks, then goes on from the server's offset.
     let offset = svc.status(&alice(), &id).await.offset() as usize;
     assert_eq!(offset, 3 * MIB);
@@ -98,40 +70,14 @@ async fn resume_using_the_offset_in_a_400() {
     let svc = Service::default().await;
     let file = data(6 * MIB, 22);
     let id = started(&svc, &alice(), &file, 2 * MIB).await;
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        2 * MIB,
-        &file[2 * MIB..4 * MIB],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await;
+    svc.chunk(&alice(), Some(&id), 2 * MIB, &file[2 * MIB..4 * MIB], file.len(), Encoding::Raw).await;
     // The reply to that chunk was lost; the client resends it and learns the offset from the error.
-    let resent = svc
-        .chunk(
-            &alice(),
-            Some(&id),
-            2 * MIB,
-            &file[2 * MIB..4 * MIB],
-            file.len(),
-            Encoding::Raw,
-        )
-        .await;
+    let resent = svc.chunk(&alice(), Some(&id), 2 * MIB, &file[2 * MIB..4 * MIB], file.len(), Encoding::Raw).await;
     resent.assert_status(400);
     assert_eq!(resent.offset(), 4 * MIB as u64);
     assert_eq!(resent.detail(), "Offsets do not match");
     // A client that jumped ahead is told too.
-    let ahead = svc
-        .chunk(
-            &alice(),
-            Some(&id),
-            5 * MIB,
-            &file[5 * MIB..],
-            file.len(),
-            Encoding::Raw,
-        )
-        .await;
+    let ahead = svc.chunk(&alice(), Some(&id), 5 * MIB, &file[5 * MIB..], file.len(), Encoding::Raw).await;
     ahead.assert_status(400);
     assert_eq!(ahead.offset(), 4 * MIB as u64);
     finish(&svc, &alice(), &id, &file, resent.offset() as usize, MIB).await;
@@ -140,9 +86,7 @@ async fn resume_using_the_offset_in_a_400() {
 #[tokio::test]
 async fn first_chunk_must_start_at_zero() {
     let svc = Service::default().await;
-    let reply = svc
-        .chunk(&alice(), None, 10, &data(10, 1), 100, Encoding::Raw)
-        .await;
+    let reply = svc.chunk(&alice(), None, 10, &data(10, 1), 100, Encoding::Raw).await;
     reply.assert_status(400);
     assert_eq!(reply.offset(), 0);
 }
@@ -162,25 +106,11 @@ async fn malformed_chunks_get_400() {
         }),
         (
             "malformed range",
-            svc.chunk_with_range(
-                &alice(),
-                Some(&id),
-                "bytes=6144-8191/10240",
-                chunk,
-                Encoding::Raw,
-            )
-            .await,
+            svc.chunk_with_range(&alice(), Some(&id), "bytes=6144-8191/10240", chunk, Encoding::Raw).await,
         ),
         (
             "negative range",
-            svc.chunk_with_range(
-                &alice(),
-                Some(&id),
-                "bytes -6144-8191/10240",
-                chunk,
-                Encoding::Raw,
-            )
-            .await,
+            svc.chunk_with_range(&alice(), Some(&id), "bytes -6144-8191/10240", chunk, Encoding::Raw).await,
         ),
         (
             "overflowing range",
@@ -195,42 +125,14 @@ async fn malformed_chunks_get_400() {
         ),
         (
             "length differs from range",
-            svc.chunk_with_range(
-                &alice(),
-                Some(&id),
-                "bytes 6144-8000/10240",
-                chunk,
-                Encoding::Raw,
-            )
-            .await,
+            svc.chunk_with_range(&alice(), Some(&id), "bytes 6144-8000/10240", chunk, Encoding::Raw).await,
         ),
         (
             "end >= total",
-            svc.chunk_with_range(
-                &alice(),
-                Some(&id),
-                "bytes 6144-10240/10240",
-                chunk,
-                Encoding::Raw,
-            )
-            .await,
+            svc.chunk_with_range(&alice(), Some(&id), "bytes 6144-10240/10240", chunk, Encoding::Raw).await,
         ),
-        (
-            "total differs",
-            svc.chunk(&alice(), Some(&id), 6 * KIB, chunk, 20 * KIB, Encoding::Raw)
-                .await,
-        ),
-        (
-            "empty chunk",
-            svc.chunk_with_range(
-                &alice(),
-                Some(&id),
-                "bytes 6144-8191/10240",
-                &[],
-                Encoding::Raw,
-            )
-            .await,
-        ),
+        ("total differs", svc.chunk(&alice(), Some(&id), 6 * KIB, chunk, 20 * KIB, Encoding::Raw).await),
+        ("empty chunk", svc.chunk_with_range(&alice(), Some(&id), "bytes 6144-8191/10240", &[], Encoding::Raw).await),
         ("no file field", {
             let (ct, body) = integration_tests::multipart_body(&[("upload_id", &id)], None);
             let r = Service::request(&alice(), Method::POST, "/upload")
@@ -263,37 +165,27 @@ async fn malformed_chunks_get_400() {
 #[tokio::test]
 async fn sizes_over_the_limits_get_400() {
     let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_BYTES", "1000")]).await;
-    let reply = svc
-        .chunk(&alice(), None, 0, &data(100, 1), 1001, Encoding::Raw)
-        .await;
+    let reply = svc.chunk(&alice(), None, 0, &data(100, 1), 1001, Encoding::Raw).await;
     reply.assert_status(400);
     assert!(reply.detail().contains("exceeds"), "{reply:?}");
-    svc.chunk(&alice(), None, 0, &data(100, 1), 1000, Encoding::Raw)
-        .await
-        .assert_status(200);
+    svc.chunk(&alice(), None, 0, &data(100, 1), 1000, Encoding::Raw).await.assert_status(200);
     // With no maximum configured, S3's own limit of 5 TiB still holds.
     let svc = Service::default().await;
     let range = format!("bytes 0-99/{}", 5u64 * 1024 * 1024 * 1024 * 1024 + 1);
-    svc.chunk_with_range(&alice(), None, &range, &data(100, 1), Encoding::Raw)
-        .await
-        .assert_status(400);
+    svc.chunk_with_range(&alice(), None, &range, &data(100, 1), Encoding::Raw).await.assert_status(400);
 }
 
 #[tokio::test]
 async fn chunks_over_the_allowed_size_get_413() {
     let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_CHUNK_BYTES", "1000")]).await;
-    svc.chunk(&alice(), None, 0, &data(1001, 1), 5000, Encoding::Raw)
-        .await
-        .assert_status(413);
+    svc.chunk(&alice(), None, 0, &data(1001, 1), 5000, Encoding::Raw).await.assert_status(413);
 }
 
 #[tokio::test]
 async fn chunks_too_small_to_gather_get_400() {
     let svc = Service::default().await;
     // A 1000-chunk part of 5 MiB needs chunks of at least 5243 bytes.
-    svc.chunk(&alice(), None, 0, &data(1000, 1), 100 * MIB, Encoding::Raw)
-        .await
-        .assert_status(400);
+    svc.chunk(&alice(), None, 0, &data(1000, 1), 100 * MIB, Encoding::Raw).await.assert_status(400);
 }
 
 #[tokio::test]
@@ -322,8 +214,7 @@ async fn invalid_base64_from_api_gateway_gets_400() {
     let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
     let response = serde_json::to_value(&response).expect("response");
     assert_eq!(response["statusCode"], 400);
-    let body: serde_json::Value =
-        serde_json::from_str(response["body"].as_str().expect("body")).expect("json");
+    let body: serde_json::Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("json");
     assert_eq!(body["detail"], "The request body is not valid base64");
 }
 
@@ -332,21 +223,15 @@ async fn anonymous_requests_get_403_when_auth_is_required() {
     let svc = Service::default().await;
     let file = data(100, 30);
     let anon = User::anonymous();
-    svc.chunk(&anon, None, 0, &file, 100, Encoding::Raw)
-        .await
-        .assert_status(403);
+    svc.chunk(&anon, None, 0, &file, 100, Encoding::Raw).await.assert_status(403);
     let id = started(&svc, &alice(), &file, 50).await;
     svc.status(&anon, &id).await.assert_status(403);
-    svc.complete(&anon, &id, &md5_hex(&file))
-        .await
-        .assert_status(403);
+    svc.complete(&anon, &id, &md5_hex(&file)).await.assert_status(403);
     svc.abort(&anon, &id).await.assert_status(403);
     // Without auth required, anonymous uploads work.
     let open = Service::new(&[("CHUNKED_UPLOAD_REQUIRE_AUTH", "false")]).await;
     let id = open.upload_all(&anon, &file, 60, Encoding::Multipart).await;
-    open.complete(&anon, &id, &md5_hex(&file))
-        .await
-        .assert_status(200);
+    open.complete(&anon, &id, &md5_hex(&file)).await.assert_status(200);
 }
 
 #[tokio::test]
@@ -356,19 +241,8 @@ async fn uploads_are_bound_to_their_creator() {
     let file = data(20 * KIB, 31);
     let id = started(&svc, &alice, &file, 10 * KIB).await;
     svc.status(&bob, &id).await.assert_status(404);
-    svc.chunk(
-        &bob,
-        Some(&id),
-        10 * KIB,
-        &file[10 * KIB..],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(404);
-    svc.complete(&bob, &id, &md5_hex(&file))
-        .await
-        .assert_status(404);
+    svc.chunk(&bob, Some(&id), 10 * KIB, &file[10 * KIB..], file.len(), Encoding::Raw).await.assert_status(404);
+    svc.complete(&bob, &id, &md5_hex(&file)).await.assert_status(404);
     svc.abort(&bob, &id).await.assert_status(404);
     // Bob's attempts changed nothing: Alice finishes her file.
     assert_eq!(svc.status(&alice, &id).await.offset(), 10 * KIB as u64);
@@ -385,25 +259,12 @@ async fn unknown_and_malformed_ids_get_404() {
     let unknown = "0123456789abcdef0123456789abcdef";
     svc.status(&alice(), unknown).await.assert_status(404);
     svc.abort(&alice(), unknown).await.assert_status(404);
-    svc.complete(&alice(), unknown, &md5_hex(b""))
-        .await
-        .assert_status(404);
-    svc.chunk(
-        &alice(),
-        Some(unknown),
-        10,
-        &data(10, 1),
-        100,
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(404);
+    svc.complete(&alice(), unknown, &md5_hex(b"")).await.assert_status(404);
+    svc.chunk(&alice(), Some(unknown), 10, &data(10, 1), 100, Encoding::Raw).await.assert_status(404);
     for bad in ["..%2F..%2Fetc", "ZZZ", "0123456789ABCDEF0123456789ABCDEF"] {
         svc.status(&alice(), bad).await.assert_status(404);
     }
-    svc.chunk(&alice(), Some("nope"), 10, &data(10, 1), 100, Encoding::Raw)
-        .await
-        .assert_status(404);
+    svc.chunk(&alice(), Some("nope"), 10, &data(10, 1), 100, Encoding::Raw).await.assert_status(404);
 }
 
 #[tokio::test]
@@ -414,42 +275,17 @@ async fn complete_checks_size_and_md5_and_loses_nothing() {
     let early = svc.complete(&alice(), &id, &md5_hex(&file)).await;
     early.assert_status(400);
     assert!(early.detail().contains("incomplete"), "{early:?}");
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        4 * MIB,
-        &file[4 * MIB..8 * MIB],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(200);
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        8 * MIB,
-        &file[8 * MIB..],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(200);
-    let wrong = svc
-        .complete(&alice(), &id, &md5_hex(b"something else"))
-        .await;
+    svc.chunk(&alice(), Some(&id), 4 * MIB, &file[4 * MIB..8 * MIB], file.len(), Encoding::Raw)
+        .await
+        .assert_status(200);
+    svc.chunk(&alice(), Some(&id), 8 * MIB, &file[8 * MIB..], file.len(), Encoding::Raw).await.assert_status(200);
+    let wrong = svc.complete(&alice(), &id, &md5_hex(b"something else")).await;
     wrong.assert_status(400);
     assert_eq!(wrong.detail(), "md5 checksum does not match");
-    svc.complete(&alice(), &id, "not-an-md5")
-        .await
-        .assert_status(400);
+    svc.complete(&alice(), &id, "not-an-md5").await.assert_status(400);
     let status = svc.status(&alice(), &id).await;
-    assert_eq!(
-        (status.body["status"].as_str(), status.offset()),
-        (Some("uploading"), file.len() as u64)
-    );
-    let done = svc
-        .complete(&alice(), &id, &md5_hex(&file).to_uppercase())
-        .await;
+    assert_eq!((status.body["status"].as_str(), status.offset()), (Some("uploading"), file.len() as u64));
+    let done = svc.complete(&alice(), &id, &md5_hex(&file).to_uppercase()).await;
     done.assert_status(200);
     assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
     // A repeated complete gets the 400 of a completed upload, with the same result.
@@ -460,16 +296,7 @@ async fn complete_checks_size_and_md5_and_loses_nothing() {
         assert_eq!(again.body[field], done.body[field], "{field}");
     }
     // So does a chunk, and an abort leaves the object alone.
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        0,
-        &file[..MIB],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(400);
+    svc.chunk(&alice(), Some(&id), 0, &file[..MIB], file.len(), Encoding::Raw).await.assert_status(400);
     svc.abort(&alice(), &id).await.assert_status(400);
     assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
 }
@@ -477,11 +304,7 @@ async fn complete_checks_size_and_md5_and_loses_nothing() {
 #[tokio::test]
 async fn complete_requires_its_fields() {
     let svc = Service::default().await;
-    for body in [
-        "",
-        "upload_id=0123456789abcdef0123456789abcdef",
-        "md5=d41d8cd98f00b204e9800998ecf8427e",
-    ] {
+    for body in ["", "upload_id=0123456789abcdef0123456789abcdef", "md5=d41d8cd98f00b204e9800998ecf8427e"] {
         let r = Service::request(&alice(), Method::POST, "/upload/complete")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Bytes::from(body));
@@ -500,20 +323,10 @@ async fn complete_requires_its_fields() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let svc = Service::default().await;
-    let get = |path: &str, method: Method| {
-        Service::request(&alice(), method, path)
-            .body(Bytes::new())
-            .expect("req")
-    };
-    svc.send(get("/nothing", Method::GET))
-        .await
-        .assert_status(404);
-    svc.send(get("/upload", Method::GET))
-        .await
-        .assert_status(405);
-    svc.send(get("/upload/complete", Method::GET))
-        .await
-        .assert_status(405);
+    let get = |path: &str, method: Method| Service::request(&alice(), method, path).body(Bytes::new()).expect("req");
+    svc.send(get("/nothing", Method::GET)).await.assert_status(404);
+    svc.send(get("/upload", Method::GET)).await.assert_status(405);
+    svc.send(get("/upload/complete", Method::GET)).await.assert_status(405);
 }
 
 #[tokio::test]
@@ -526,20 +339,9 @@ async fn expired_uploads_get_410() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The record is still there (TTL has not run), but the upload is over.
     assert!(svc.record(&id).await.is_some());
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        6 * KIB,
-        &file[6 * KIB..],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(410);
+    svc.chunk(&alice(), Some(&id), 6 * KIB, &file[6 * KIB..], file.len(), Encoding::Raw).await.assert_status(410);
     svc.status(&alice(), &id).await.assert_status(410);
-    svc.complete(&alice(), &id, &md5_hex(&file))
-        .await
-        .assert_status(410);
+    svc.complete(&alice(), &id, &md5_hex(&file)).await.assert_status(410);
     // It can still be aborted, which removes its bytes.
     svc.abort(&alice(), &id).await.assert_status(200);
     assert!(svc.buffered_keys(&id).await.is_empty());
@@ -551,16 +353,9 @@ async fn abort_removes_everything() {
     let file = data(14 * MIB, 34);
     let id = started(&svc, &alice(), &file, 4 * MIB).await;
     for i in 1..3 {
-        svc.chunk(
-            &alice(),
-            Some(&id),
-            i * 4 * MIB,
-            &file[i * 4 * MIB..(i + 1) * 4 * MIB],
-            file.len(),
-            Encoding::Raw,
-        )
-        .await
-        .assert_status(200);
+        svc.chunk(&alice(), Some(&id), i * 4 * MIB, &file[i * 4 * MIB..(i + 1) * 4 * MIB], file.len(), Encoding::Raw)
+            .await
+            .assert_status(200);
     }
     let record = svc.record(&id).await.expect("record");
     assert_eq!((record.parts.len(), record.buffers.len()), (1, 1));
@@ -572,16 +367,7 @@ async fn abort_removes_everything() {
     assert!(svc.buffered_keys(&id).await.is_empty());
     assert!(svc.record(&id).await.is_none());
     svc.status(&alice(), &id).await.assert_status(404);
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        12 * MIB,
-        &file[12 * MIB..],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(404);
+    svc.chunk(&alice(), Some(&id), 12 * MIB, &file[12 * MIB..], file.len(), Encoding::Raw).await.assert_status(404);
     svc.abort(&alice(), &id).await.assert_status(404);
 }
 
@@ -591,47 +377,21 @@ async fn race(same_bytes: bool, chunk: usize) {
     let file = data(3 * chunk, 35);
     let id = started(&svc, &alice(), &file, chunk).await;
     let contenders: Vec<Vec<u8>> = (0..8)
-        .map(|i| {
-            if same_bytes || i == 0 {
-                file[chunk..2 * chunk].to_vec()
-            } else {
-                data(chunk, 100 + i)
-            }
-        })
+        .map(|i| if same_bytes || i == 0 { file[chunk..2 * chunk].to_vec() } else { data(chunk, 100 + i) })
         .collect();
     let user = alice();
-    let replies = join_all(
-        contenders
-            .iter()
-            .map(|bytes| svc.chunk(&user, Some(&id), chunk, bytes, file.len(), Encoding::Raw)),
-    )
-    .await;
-    let winners: Vec<usize> = replies
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status == 200)
-        .map(|(i, _)| i)
-        .collect();
+    let replies =
+        join_all(contenders.iter().map(|bytes| svc.chunk(&user, Some(&id), chunk, bytes, file.len(), Encoding::Raw)))
+            .await;
+    let winners: Vec<usize> = replies.iter().enumerate().filter(|(_, r)| r.status == 200).map(|(i, _)| i).collect();
     assert_eq!(winners.len(), 1, "{replies:?}");
     for reply in replies.iter().filter(|r| r.status != 200) {
         // Losers learn where the upload stands (or, if the winner moved the buffered bytes away, to ask).
-        assert!(
-            reply.status == 400 && reply.offset() == 2 * chunk as u64 || reply.status == 409,
-            "{reply:?}"
-        );
+        assert!(reply.status == 400 && reply.offset() == 2 * chunk as u64 || reply.status == 409, "{reply:?}");
     }
     let mut expected = file.clone();
     expected[chunk..2 * chunk].copy_from_slice(&contenders[winners[0]]);
-    svc.chunk(
-        &alice(),
-        Some(&id),
-        2 * chunk,
-        &file[2 * chunk..],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(200);
+    svc.chunk(&alice(), Some(&id), 2 * chunk, &file[2 * chunk..], file.len(), Encoding::Raw).await.assert_status(200);
     let done = svc.complete(&alice(), &id, &md5_hex(&expected)).await;
     done.assert_status(200);
     assert!(svc.object(done.body["key"].as_str().expect("key")).await == expected);
@@ -657,9 +417,7 @@ async fn race_with_small_buffered_chunks() {
 async fn concurrent_completes_agree() {
     let svc = Service::default().await;
     let file = data(6 * MIB, 36);
-    let id = svc
-        .upload_all(&alice(), &file, 2 * MIB, Encoding::Raw)
-        .await;
+    let id = svc.upload_all(&alice(), &file, 2 * MIB, Encoding::Raw).await;
     let md5 = md5_hex(&file);
     let user = alice();
     let replies = join_all((0..5).map(|_| svc.complete(&user, &id, &md5))).await;

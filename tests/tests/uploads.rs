@@ -19,10 +19,7 @@ async fn upload_and_check(svc: &Service, file: &[u8], chunk_size: usize, encodin
     let object = svc.object(&key).await;
     assert_eq!(object.len(), file.len());
     assert!(object == file, "the object differs from the file");
-    assert!(
-        svc.buffered_keys(&upload_id).await.is_empty(),
-        "buffered chunks left behind"
-    );
+    assert!(svc.buffered_keys(&upload_id).await.is_empty(), "buffered chunks left behind");
     assert_eq!(svc.multipart_uploads(&key).await, 0);
     let status = svc.status(&user, &upload_id).await;
     status.assert_status(200);
@@ -45,13 +42,7 @@ async fn one_byte_file() {
 #[tokio::test]
 async fn small_file_in_many_chunks() {
     let svc = Service::default().await;
-    upload_and_check(
-        &svc,
-        &data(3 * MIB + 12_345, 2),
-        100 * KIB,
-        Encoding::Multipart,
-    )
-    .await;
+    upload_and_check(&svc, &data(3 * MIB + 12_345, 2), 100 * KIB, Encoding::Multipart).await;
 }
 
 #[tokio::test]
@@ -82,16 +73,7 @@ async fn chunk_sizes_that_vary() {
     let (mut start, mut upload_id) = (0, None::<String>);
     for size in sizes.iter().cycle() {
         let end = (start + size).min(file.len());
-        let reply = svc
-            .chunk(
-                &user,
-                upload_id.as_deref(),
-                start,
-                &file[start..end],
-                file.len(),
-                Encoding::Raw,
-            )
-            .await;
+        let reply = svc.chunk(&user, upload_id.as_deref(), start, &file[start..end], file.len(), Encoding::Raw).await;
         reply.assert_status(200);
         upload_id = Some(reply.upload_id());
         start = end;
@@ -110,37 +92,14 @@ async fn parts_are_gathered_from_buffered_chunks() {
     let svc = Service::default().await;
     let user = User::named("alice");
     let file = data(12 * MIB, 7);
-    let id = svc
-        .chunk(&user, None, 0, &file[..4 * MIB], file.len(), Encoding::Raw)
-        .await
-        .upload_id();
+    let id = svc.chunk(&user, None, 0, &file[..4 * MIB], file.len(), Encoding::Raw).await.upload_id();
     let record = svc.record(&id).await.expect("record");
-    assert_eq!(
-        (record.parts.len(), record.buffers.len()),
-        (0, 1),
-        "4 MiB waits for the next chunk"
-    );
+    assert_eq!((record.parts.len(), record.buffers.len()), (0, 1), "4 MiB waits for the next chunk");
     assert_eq!(svc.buffered_keys(&id).await.len(), 1);
-    svc.chunk(
-        &user,
-        Some(&id),
-        4 * MIB,
-        &file[4 * MIB..8 * MIB],
-        file.len(),
-        Encoding::Raw,
-    )
-    .await
-    .assert_status(200);
+    svc.chunk(&user, Some(&id), 4 * MIB, &file[4 * MIB..8 * MIB], file.len(), Encoding::Raw).await.assert_status(200);
     let record = svc.record(&id).await.expect("record");
-    assert_eq!(
-        (record.parts.len(), record.buffers.len()),
-        (1, 0),
-        "8 MiB make a part"
-    );
-    assert!(
-        svc.buffered_keys(&id).await.is_empty(),
-        "the joined chunk is deleted"
-    );
+    assert_eq!((record.parts.len(), record.buffers.len()), (1, 0), "8 MiB make a part");
+    assert!(svc.buffered_keys(&id).await.is_empty(), "the joined chunk is deleted");
     assert!(record.parts[0].etag.len() >= 32);
 }
 
@@ -150,9 +109,7 @@ async fn complete_accepts_json_and_multipart_bodies() {
     let user = User::named("alice");
     for (i, kind) in ["json", "multipart"].iter().enumerate() {
         let file = data(5000, 10 + i as u64);
-        let id = svc
-            .upload_all(&user, &file, 2000, Encoding::Multipart)
-            .await;
+        let id = svc.upload_all(&user, &file, 2000, Encoding::Multipart).await;
         let md5 = md5_hex(&file);
         let (content_type, body) = match *kind {
             "json" => (
@@ -174,47 +131,27 @@ async fn filename_and_content_type_come_from_the_first_chunk() {
     let svc = Service::default().await;
     let user = User::named("alice");
     let file = b"%PDF-1.4 tiny".to_vec();
-    let (content_type, body) = integration_tests::multipart_body(
-        &[],
-        Some(("file", "../../secret/Report 2026.pdf", &file)),
-    );
+    let (content_type, body) =
+        integration_tests::multipart_body(&[], Some(("file", "../../secret/Report 2026.pdf", &file)));
     let request = Service::request(&user, lambda_http::http::Method::POST, "/upload")
         .header("content-type", content_type)
-        .header(
-            "content-range",
-            format!("bytes 0-{}/{}", file.len() - 1, file.len()),
-        )
+        .header("content-range", format!("bytes 0-{}/{}", file.len() - 1, file.len()))
         .body(body)
         .expect("request");
     let reply = svc.send(request).await;
     reply.assert_status(200);
-    let done = svc
-        .complete(&user, &reply.upload_id(), &md5_hex(&file))
-        .await;
+    let done = svc.complete(&user, &reply.upload_id(), &md5_hex(&file)).await;
     done.assert_status(200);
     let key = done.body["key"].as_str().expect("key");
-    assert_eq!(
-        key,
-        format!("uploads/{}/Report 2026.pdf", reply.upload_id())
-    );
-    let head = svc
-        .s3
-        .head_object()
-        .bucket(&svc.app.config.bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("head");
+    assert_eq!(key, format!("uploads/{}/Report 2026.pdf", reply.upload_id()));
+    let head = svc.s3.head_object().bucket(&svc.app.config.bucket).key(key).send().await.expect("head");
     assert_eq!(head.content_type(), Some("application/pdf"));
 }
 
 #[tokio::test]
 async fn key_template_and_storage_class_are_configurable() {
     let svc = Service::new(&[
-        (
-            "CHUNKED_UPLOAD_KEY_TEMPLATE",
-            "by-user/{owner}/{upload_id}-{filename}",
-        ),
+        ("CHUNKED_UPLOAD_KEY_TEMPLATE", "by-user/{owner}/{upload_id}-{filename}"),
         ("CHUNKED_UPLOAD_STORAGE_CLASS", "STANDARD_IA"),
     ])
     .await;
@@ -225,16 +162,6 @@ async fn key_template_and_storage_class_are_configurable() {
     done.assert_status(200);
     let key = done.body["key"].as_str().expect("key");
     assert_eq!(key, format!("by-user/carol/{id}-data.bin"));
-    let head = svc
-        .s3
-        .head_object()
-        .bucket(&svc.app.config.bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("head");
-    assert_eq!(
-        head.storage_class().map(|s| s.as_str()),
-        Some("STANDARD_IA")
-    );
+    let head = svc.s3.head_object().bucket(&svc.app.config.bucket).key(key).send().await.expect("head");
+    assert_eq!(head.storage_class().map(|s| s.as_str()), Some("STANDARD_IA"));
 }

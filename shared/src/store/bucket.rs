@@ -3,12 +3,11 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass,
-};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass};
 use bytes::Bytes;
 
 use super::record::Part;
+use super::unavailable;
 use crate::error::ApiError;
 
 #[derive(Clone)]
@@ -24,19 +23,6 @@ pub enum CompleteFailure {
     /// The multipart upload is gone: completed already, or aborted.
     NoSuchUpload,
     Other(ApiError),
-}
-
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, err: &SdkError<E>) -> ApiError {
-    let detail = match err.as_service_error() {
-        Some(e) => format!(
-            "{op}: {}: {}",
-            e.code().unwrap_or("error"),
-            e.message().unwrap_or_default()
-        ),
-        None => format!("{op}: {err:?}"),
-    };
-    tracing::warn!(error = %detail, "s3 call failed");
-    ApiError::Unavailable(detail)
 }
 
 fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
@@ -68,8 +54,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| unavailable("CreateMultipartUpload", &e))?;
-        out.upload_id
-            .ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
+        out.upload_id.ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ApiError> {
@@ -86,27 +71,14 @@ impl Bucket {
 
     /// Reads a buffered chunk. A missing one was joined into a part by a request that won the race for this offset.
     pub async fn get(&self, key: &str) -> Result<Bytes, ApiError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.name)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                if code(&e) == Some("NoSuchKey") {
-                    ApiError::Conflict(
-                        "A buffered chunk is gone: another request moved this upload on".into(),
-                    )
-                } else {
-                    unavailable("GetObject", &e)
-                }
-            })?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("GetObject body: {e}")))?;
+        let out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| {
+            if code(&e) == Some("NoSuchKey") {
+                ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
+            } else {
+                unavailable("GetObject", &e)
+            }
+        })?;
+        let body = out.body.collect().await.map_err(|e| ApiError::Unavailable(format!("GetObject body: {e}")))?;
         Ok(body.into_bytes())
     }
 
@@ -128,33 +100,18 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| {
-                if code(&e) == Some("NoSuchUpload") {
-                    ApiError::Expired
-                } else {
-                    unavailable("UploadPart", &e)
-                }
+                if code(&e) == Some("NoSuchUpload") { ApiError::Expired } else { unavailable("UploadPart", &e) }
             })?;
-        out.e_tag
-            .ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
+        out.e_tag.ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
     }
 
     /// Completes with exactly the recorded parts and ETags; returns the object's ETag.
-    pub async fn complete(
-        &self,
-        key: &str,
-        multipart_id: &str,
-        parts: &[Part],
-    ) -> Result<String, CompleteFailure> {
+    pub async fn complete(&self, key: &str, multipart_id: &str, parts: &[Part]) -> Result<String, CompleteFailure> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|p| {
-                        CompletedPart::builder()
-                            .part_number(p.number as i32)
-                            .e_tag(&p.etag)
-                            .build()
-                    })
+                    .map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(&p.etag).build())
                     .collect(),
             ))
             .build();
@@ -168,9 +125,9 @@ impl Bucket {
             .send()
             .await;
         match result {
-            Ok(out) => out.e_tag.ok_or_else(|| {
-                CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))
-            }),
+            Ok(out) => {
+                out.e_tag.ok_or_else(|| CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into())))
+            }
             Err(e) => Err(match code(&e) {
                 Some("InvalidPart") | Some("InvalidPartOrder") => CompleteFailure::InvalidPart,
                 Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
@@ -181,14 +138,7 @@ impl Bucket {
 
     /// ETag of an object, or `None` if there is none.
     pub async fn head_etag(&self, key: &str) -> Result<Option<String>, ApiError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.name)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(&self.name).key(key).send().await {
             Ok(out) => Ok(Some(out.e_tag.unwrap_or_default())),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(unavailable("HeadObject", &e)),
@@ -197,15 +147,7 @@ impl Bucket {
 
     /// Aborts a multipart upload; one already gone is success.
     pub async fn abort(&self, key: &str, multipart_id: &str) -> Result<(), ApiError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.name)
-            .key(key)
-            .upload_id(multipart_id)
-            .send()
-            .await
-        {
+        match self.client.abort_multipart_upload().bucket(&self.name).key(key).upload_id(multipart_id).send().await {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some("NoSuchUpload") => Ok(()),
             Err(e) => Err(unavailable("AbortMultipartUpload", &e)),
@@ -225,11 +167,7 @@ impl Bucket {
                 .send()
                 .await
                 .map_err(|e| unavailable("ListObjectsV2", &e))?;
-            let keys: Vec<String> = page
-                .contents()
-                .iter()
-                .filter_map(|o| o.key.clone())
-                .collect();
+            let keys: Vec<String> = page.contents().iter().filter_map(|o| o.key.clone()).collect();
             self.delete(&keys).await?;
             token = page.next_continuation_token;
             if token.is_none() {

@@ -29,14 +29,7 @@ impl Status {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            Status::Uploading,
-            Status::Completing,
-            Status::Complete,
-            Status::Aborted,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        [Status::Uploading, Status::Completing, Status::Complete, Status::Aborted].into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -126,17 +119,8 @@ impl UploadRecord {
 
     /// Buffered chunks with their lengths, in order.
     pub fn buffer_spans(&self) -> Vec<(Buffered, u64)> {
-        let ends = self
-            .buffers
-            .iter()
-            .skip(1)
-            .map(|b| b.start)
-            .chain(std::iter::once(self.offset));
-        self.buffers
-            .iter()
-            .zip(ends)
-            .map(|(b, end)| (*b, end - b.start))
-            .collect()
+        let ends = self.buffers.iter().skip(1).map(|b| b.start).chain(std::iter::once(self.offset));
+        self.buffers.iter().zip(ends).map(|(b, end)| (*b, end - b.start)).collect()
     }
 
     pub fn to_item(&self) -> HashMap<String, AttributeValue> {
@@ -152,18 +136,12 @@ impl UploadRecord {
             (attr::STATUS.into(), s(self.status.as_str())),
             (attr::CREATED_AT_MS.into(), n(self.created_at_ms)),
             (attr::EXPIRES_AT_MS.into(), n(self.expires_at_ms)),
-            (
-                attr::EXPIRES_AT.into(),
-                n(self.expires_at_ms.div_ceil(1000)),
-            ),
+            (attr::EXPIRES_AT.into(), n(self.expires_at_ms.div_ceil(1000))),
             (attr::KEY.into(), s(&self.key)),
             (attr::MULTIPART_ID.into(), s(&self.multipart_id)),
             (attr::PART_SIZE.into(), n(self.part_size)),
             (attr::FLUSH_AT.into(), n(self.flush_at)),
-            (
-                attr::LAST_PART_NUMBER.into(),
-                n(self.last_part_number.into()),
-            ),
+            (attr::LAST_PART_NUMBER.into(), n(self.last_part_number.into())),
             (attr::PARTS.into(), blob(encode_parts(&self.parts))),
             (attr::BUFFERS.into(), blob(encode_buffers(&self.buffers))),
             (attr::MD5_STATE.into(), blob(self.md5_state.clone())),
@@ -179,31 +157,18 @@ impl UploadRecord {
     }
 
     pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
-        let damaged =
-            |name: &str| ApiError::Conflict(format!("The upload record is damaged ({name})"));
+        let damaged = |name: &str| ApiError::Conflict(format!("The upload record is damaged ({name})"));
         let s = |name: &'static str| -> Result<String, ApiError> {
-            item.get(name)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .ok_or_else(|| damaged(name))
+            item.get(name).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| damaged(name))
         };
         let n = |name: &'static str| -> Result<u64, ApiError> {
-            item.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| damaged(name))
+            item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| damaged(name))
         };
         let b = |name: &'static str| -> Result<&[u8], ApiError> {
-            item.get(name)
-                .and_then(|v| v.as_b().ok())
-                .map(Blob::as_ref)
-                .ok_or_else(|| damaged(name))
+            item.get(name).and_then(|v| v.as_b().ok()).map(Blob::as_ref).ok_or_else(|| damaged(name))
         };
         let completed = match (item.get(attr::MD5), item.get(attr::ETAG)) {
-            (Some(_), Some(_)) => Some(Completed {
-                md5: s(attr::MD5)?,
-                etag: s(attr::ETAG)?,
-            }),
+            (Some(_), Some(_)) => Some(Completed { md5: s(attr::MD5)?, etag: s(attr::ETAG)? }),
             _ => None,
         };
         Ok(UploadRecord {
@@ -220,8 +185,7 @@ impl UploadRecord {
             multipart_id: s(attr::MULTIPART_ID)?,
             part_size: n(attr::PART_SIZE)?,
             flush_at: n(attr::FLUSH_AT)?,
-            last_part_number: u32::try_from(n(attr::LAST_PART_NUMBER)?)
-                .map_err(|_| damaged(attr::LAST_PART_NUMBER))?,
+            last_part_number: u32::try_from(n(attr::LAST_PART_NUMBER)?).map_err(|_| damaged(attr::LAST_PART_NUMBER))?,
             parts: decode_parts(b(attr::PARTS)?).ok_or_else(|| damaged(attr::PARTS))?,
             buffers: decode_buffers(b(attr::BUFFERS)?).ok_or_else(|| damaged(attr::BUFFERS))?,
             md5_state: b(attr::MD5_STATE)?.to_vec(),
@@ -297,11 +261,7 @@ pub fn decode_parts(mut bytes: &[u8]) -> Option<Vec<Part>> {
 /// The 16 bytes of an ETag of the form `"<32 lowercase hex>"`, the form that round-trips exactly.
 fn md5_etag_bytes(etag: &str) -> Option<[u8; 16]> {
     let inner = etag.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.len() != 32
-        || !inner
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if inner.len() != 32 || !inner.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let mut raw = [0u8; 16];
@@ -312,15 +272,7 @@ fn md5_etag_bytes(etag: &str) -> Option<[u8; 16]> {
 }
 
 pub fn encode_buffers(buffers: &[Buffered]) -> Vec<u8> {
-    buffers
-        .iter()
-        .flat_map(|b| {
-            b.start
-                .to_be_bytes()
-                .into_iter()
-                .chain(b.token.to_be_bytes())
-        })
-        .collect()
+    buffers.iter().flat_map(|b| b.start.to_be_bytes().into_iter().chain(b.token.to_be_bytes())).collect()
 }
 
 pub fn decode_buffers(bytes: &[u8]) -> Option<Vec<Buffered>> {
@@ -358,20 +310,8 @@ mod tests {
             part_size: 5 << 20,
             flush_at: 100,
             last_part_number: 2,
-            parts: vec![Part {
-                number: 2,
-                etag: "\"0123456789abcdef0123456789abcdef\"".into(),
-            }],
-            buffers: vec![
-                Buffered {
-                    start: 10,
-                    token: 7,
-                },
-                Buffered {
-                    start: 25,
-                    token: 8,
-                },
-            ],
+            parts: vec![Part { number: 2, etag: "\"0123456789abcdef0123456789abcdef\"".into() }],
+            buffers: vec![Buffered { start: 10, token: 7 }, Buffered { start: 25, token: 8 }],
             md5_state: crate::md5state::empty(),
             completing_since_ms: None,
             completed: None,
@@ -385,10 +325,7 @@ mod tests {
         let done = UploadRecord {
             status: Status::Complete,
             completing_since_ms: Some(5),
-            completed: Some(Completed {
-                md5: "m".into(),
-                etag: "e".into(),
-            }),
+            completed: Some(Completed { md5: "m".into(), etag: "e".into() }),
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);
@@ -398,33 +335,18 @@ mod tests {
     fn buffer_lengths_come_from_starts() {
         let r = record();
         assert_eq!(r.buffered_len(), 20);
-        assert_eq!(
-            r.buffer_spans().iter().map(|s| s.1).collect::<Vec<_>>(),
-            vec![15, 5]
-        );
+        assert_eq!(r.buffer_spans().iter().map(|s| s.1).collect::<Vec<_>>(), vec![15, 5]);
     }
 
     #[test]
     fn parts_are_compact_and_round_trip() {
         let parts: Vec<Part> = (1..=10_000)
-            .map(|i| Part {
-                number: i,
-                etag: format!("\"{:032x}\"", u128::from(i) * 0x9e3779b97f4a7c15),
-            })
+            .map(|i| Part { number: i, etag: format!("\"{:032x}\"", u128::from(i) * 0x9e3779b97f4a7c15) })
             .collect();
         let encoded = encode_parts(&parts);
         assert_eq!(encoded.len(), 190_000);
         assert_eq!(decode_parts(&encoded).unwrap(), parts);
-        let odd = vec![
-            Part {
-                number: 3,
-                etag: "\"abc-2\"".into(),
-            },
-            Part {
-                number: 9,
-                etag: "W/x".into(),
-            },
-        ];
+        let odd = vec![Part { number: 3, etag: "\"abc-2\"".into() }, Part { number: 9, etag: "W/x".into() }];
         assert_eq!(decode_parts(&encode_parts(&odd)).unwrap(), odd);
         assert!(decode_parts(&[0, 1]).is_none());
         assert!(decode_parts(&[0, 1, 0, 5]).is_none());

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::record::{
-    Buffered, Part, Status, UploadRecord, attr, blob, encode_buffers, encode_parts,
-};
+use super::record::{Buffered, Part, Status, UploadRecord, attr, blob, encode_buffers, encode_parts};
+use super::unavailable;
 use crate::error::ApiError;
 use crate::protocol::ContentRange;
 
@@ -48,27 +48,22 @@ fn s(v: &str) -> AttributeValue {
 
 /// `#name` placeholders for every attribute used in expressions (many of ours are DynamoDB reserved words).
 fn names(list: &[&str]) -> HashMap<String, String> {
-    list.iter()
-        .map(|a| (format!("#{a}"), (*a).to_string()))
-        .collect()
-}
-
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(op: &str, err: SdkError<E>) -> ApiError {
-    let detail = match err.as_service_error() {
-        Some(e) => format!(
-            "{op}: {}: {}",
-            e.code().unwrap_or("error"),
-            e.message().unwrap_or_default()
-        ),
-        None => format!("{op}: {err:?}"),
-    };
-    tracing::warn!(error = %detail, "dynamodb call failed");
-    ApiError::Unavailable(detail)
+    list.iter().map(|a| (format!("#{a}"), (*a).to_string())).collect()
 }
 
 impl Table {
     pub fn new(client: Client, name: String) -> Self {
         Table { client, name }
+    }
+
+    /// An update of one upload's item that returns the item: as it is now, or as it was if the condition failed.
+    fn update(&self, upload_id: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(upload_id))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
     pub async fn get(&self, upload_id: &str) -> Result<Option<UploadRecord>, ApiError> {
@@ -80,7 +75,7 @@ impl Table {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", e))?;
+            .map_err(|e| unavailable("GetItem", &e))?;
         out.item.as_ref().map(UploadRecord::from_item).transpose()
     }
 
@@ -94,24 +89,16 @@ impl Table {
             .set_expression_attribute_names(Some(names(&[attr::UPLOAD_ID])))
             .send()
             .await
-            .map_err(|e| unavailable("PutItem", e))?;
+            .map_err(|e| unavailable("PutItem", &e))?;
         Ok(())
     }
 
     /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
     /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
     /// only buffers or is refused; the caller checks the record it gets.
-    pub async fn claim(
-        &self,
-        upload_id: &str,
-        owner: &str,
-        range: &ContentRange,
-    ) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+    pub async fn claim(&self, upload_id: &str, owner: &str, range: &ContentRange) -> Result<Written, ApiError> {
+        let request = self
+            .update(upload_id)
             .update_expression("ADD #last_part_number :one")
             .condition_expression(
                 "#owner = :owner AND #status = :uploading AND #offset = :start AND #total = :total \
@@ -130,21 +117,14 @@ impl Table {
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
             .expression_attribute_values(":start", n(range.start))
             .expression_attribute_values(":total", n(range.total))
-            .expression_attribute_values(":end", n(range.end_exclusive()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":end", n(range.end_exclusive()));
+        conditional(request).await
     }
 
     /// Commits a chunk, only if the upload is still at `start` and uploading.
     pub async fn commit_chunk(&self, c: ChunkCommit<'_>) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(c.upload_id))
+        let request = self
+            .update(c.upload_id)
             .update_expression(
                 "SET #offset = :offset, #md5_state = :md5, #parts = :parts, #buffers = :buffers, \
                  #flush_at = :flush_at",
@@ -164,12 +144,8 @@ impl Table {
             .expression_attribute_values(":buffers", blob(encode_buffers(c.buffers)))
             .expression_attribute_values(":flush_at", n(c.flush_at))
             .expression_attribute_values(":start", n(c.start))
-            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
+        conditional(request).await
     }
 
     /// Takes the right to complete a fully uploaded upload: only one request at a time calls S3's completion. A
@@ -181,11 +157,8 @@ impl Table {
         now_ms: u64,
         stale_before_ms: u64,
     ) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+        let request = self
+            .update(upload_id)
             .update_expression("SET #status = :completing, #completing_since_ms = :now")
             .condition_expression(
                 "#owner = :owner AND #offset = #total AND (#status = :uploading \
@@ -202,36 +175,21 @@ impl Table {
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":stale", n(stale_before_ms))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":stale", n(stale_before_ms));
+        conditional(request).await
     }
 
     /// Gives a completion claim back (S3 failed), so a retry need not wait for the lease to run out.
-    pub async fn release_completion(
-        &self,
-        upload_id: &str,
-        since_ms: u64,
-    ) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+    pub async fn release_completion(&self, upload_id: &str, since_ms: u64) -> Result<Written, ApiError> {
+        let request = self
+            .update(upload_id)
             .update_expression("SET #status = :uploading REMOVE #completing_since_ms")
             .condition_expression("#status = :completing AND #completing_since_ms = :since")
             .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::COMPLETING_SINCE_MS])))
             .expression_attribute_values(":completing", s(Status::Completing.as_str()))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
-            .expression_attribute_values(":since", n(since_ms))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":since", n(since_ms));
+        conditional(request).await
     }
 
     /// Records the completion's result, only if this request's claim still holds.
@@ -242,11 +200,8 @@ impl Table {
         md5: &str,
         etag: &str,
     ) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+        let request = self
+            .update(upload_id)
             .update_expression("SET #status = :complete, #md5 = :md5, #etag = :etag")
             .condition_expression("#status = :completing AND #completing_since_ms = :since")
             .set_expression_attribute_names(Some(names(&[
@@ -259,32 +214,21 @@ impl Table {
             .expression_attribute_values(":completing", s(Status::Completing.as_str()))
             .expression_attribute_values(":since", n(since_ms))
             .expression_attribute_values(":md5", s(md5))
-            .expression_attribute_values(":etag", s(etag))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":etag", s(etag));
+        conditional(request).await
     }
 
     /// Stops all chunks from being accepted, before the bytes are removed.
     pub async fn mark_aborted(&self, upload_id: &str, owner: &str) -> Result<Written, ApiError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+        let request = self
+            .update(upload_id)
             .update_expression("SET #status = :aborted")
             .condition_expression("#owner = :owner AND #status IN (:uploading, :aborted)")
             .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::OWNER])))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":aborted", s(Status::Aborted.as_str()))
-            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        conditional(result)
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
+        conditional(request).await
     }
 
     pub async fn delete(&self, upload_id: &str) -> Result<(), ApiError> {
@@ -294,16 +238,14 @@ impl Table {
             .key(attr::UPLOAD_ID, s(upload_id))
             .send()
             .await
-            .map_err(|e| unavailable("DeleteItem", e))?;
+            .map_err(|e| unavailable("DeleteItem", &e))?;
         Ok(())
     }
 }
 
-/// Sorts a conditional write's result into won, lost (with the item as it was), or a storage failure.
-fn conditional(
-    result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
-) -> Result<Written, ApiError> {
-    match result {
+/// Sends a conditional update and sorts its result into won, lost (with the item as it was), or a storage failure.
+async fn conditional(request: UpdateItemFluentBuilder) -> Result<Written, ApiError> {
+    match request.send().await {
         Ok(out) => match out.attributes {
             Some(item) => Ok(Written::Won(UploadRecord::from_item(&item)?)),
             None => Err(ApiError::Unavailable("UpdateItem returned no item".into())),
@@ -313,10 +255,8 @@ fn conditional(
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item,
                 _ => None,
             };
-            Ok(Written::Lost(
-                old.as_ref().map(UploadRecord::from_item).transpose()?,
-            ))
+            Ok(Written::Lost(old.as_ref().map(UploadRecord::from_item).transpose()?))
         }
-        Err(err) => Err(unavailable("UpdateItem", err)),
+        Err(err) => Err(unavailable("UpdateItem", &err)),
     }
 }
