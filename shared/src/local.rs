@@ -40,6 +40,10 @@ where
     if request.body().len() > API_GATEWAY_BODY_LIMIT {
         return plain(413, json!({"message": "Request Entity Too Large"}));
     }
+    // API Gateway passes header values on as JSON strings; bytes that are not UTF-8 never reach a function.
+    if request.headers().values().any(|v| std::str::from_utf8(v.as_bytes()).is_err()) {
+        return plain(400, json!({"message": "Bad Request"}));
+    }
     let claims = match bearer_claims(request.headers()) {
         Ok(claims) => claims,
         Err(()) => return plain(401, json!({"message": "Unauthorized"})),

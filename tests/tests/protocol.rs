@@ -435,3 +435,44 @@ async fn concurrent_completes_agree() {
     assert_eq!(again.body["etag"], ok[0].body["etag"]);
     assert!(svc.object(ok[0].body["key"].as_str().expect("key")).await == file);
 }
+
+#[tokio::test]
+async fn hostile_names_are_sanitized_or_refused() {
+    let svc = Service::default().await;
+    let file = b"payload".to_vec();
+    let range = format!("bytes 0-{}/{}", file.len() - 1, file.len());
+    // Raw bytes that are not UTF-8 in the multipart file name, and percent-encoded ones in the query string.
+    let mut body =
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\xff\xfe/../\x01b.txt\"\r\n\r\n".to_vec();
+    body.extend_from_slice(&file);
+    body.extend_from_slice(b"\r\n--b--\r\n");
+    let multipart = Service::request(&alice(), Method::POST, "/upload")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("content-range", &range)
+        .body(Bytes::from(body))
+        .expect("request");
+    let raw = Service::request(&alice(), Method::POST, "/upload?filename=%FF%2E%2E%2F%2E%2E%2Fetc%00passwd")
+        .header("content-type", "application/octet-stream")
+        .header("content-range", &range)
+        .body(Bytes::from(file.clone()))
+        .expect("request");
+    for request in [multipart, raw] {
+        let reply = svc.send(request).await;
+        assert!(reply.status == 200 || reply.status == 400, "{reply:?}");
+        if reply.status == 200 {
+            let done = svc.complete(&alice(), &reply.upload_id(), &md5_hex(&file)).await;
+            done.assert_status(200);
+            let key = done.body["key"].as_str().expect("key");
+            let name = key.rsplit('/').next().expect("name");
+            assert!(key.starts_with(&format!("uploads/{}/", reply.upload_id())), "{key}");
+            assert!(!name.contains("..") && !name.chars().any(char::is_control), "{key}");
+        }
+    }
+    // A header that is not text is refused clearly.
+    let request = Service::request(&alice(), Method::POST, "/upload")
+        .header("content-type", "application/octet-stream")
+        .header("content-range", lambda_http::http::HeaderValue::from_bytes(b"bytes 0-6/7\xff").expect("value"))
+        .body(Bytes::from(file))
+        .expect("request");
+    svc.send(request).await.assert_status(400);
+}
