@@ -1,0 +1,143 @@
+"""Create (idempotently) the bucket and table the service needs, in the emulators.
+
+Reads AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, CHUNKED_UPLOAD_BUCKET,
+CHUNKED_UPLOAD_TABLE and AWS_REGION from the environment. Progress goes to
+stderr. Run it with the emulators' venv python (it needs boto3).
+"""
+
+import os
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+TTL_ATTRIBUTE = "expires_at"
+STREAM_SPEC = {"StreamEnabled": True, "StreamViewType": "OLD_IMAGE"}
+
+
+def log(msg):
+    print(f"create_resources: {msg}", file=sys.stderr, flush=True)
+
+
+def error_code(err):
+    return err.response.get("Error", {}).get("Code", "")
+
+
+def client(service, endpoint, region, **config):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, **config),
+    )
+
+
+def ensure_bucket(s3, bucket, region):
+    try:
+        s3.head_bucket(Bucket=bucket)
+        log(f"bucket {bucket!r} already exists")
+        return
+    except ClientError as err:
+        if error_code(err) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    kwargs = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+        log(f"bucket {bucket!r} created")
+    except ClientError as err:
+        if error_code(err) != "BucketAlreadyOwnedByYou":
+            raise
+        log(f"bucket {bucket!r} already exists")
+
+
+def create_table(ddb, table, with_stream):
+    kwargs = {
+        "TableName": table,
+        "AttributeDefinitions": [{"AttributeName": "upload_id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "upload_id", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if with_stream:
+        kwargs["StreamSpecification"] = STREAM_SPEC
+    ddb.create_table(**kwargs)
+
+
+def ensure_table(ddb, table):
+    try:
+        desc = ddb.describe_table(TableName=table)["Table"]
+        log(f"table {table!r} already exists")
+    except ClientError as err:
+        if error_code(err) != "ResourceNotFoundException":
+            raise
+        try:
+            create_table(ddb, table, with_stream=True)
+            log(f"table {table!r} created (stream: OLD_IMAGE)")
+        except ClientError as err:
+            if error_code(err) == "ResourceInUseException":
+                log(f"table {table!r} already exists")
+            elif error_code(err) in ("ValidationException", "UnknownOperationException"):
+                log(f"streams not accepted ({err}); creating {table!r} without a stream")
+                create_table(ddb, table, with_stream=False)
+                log(f"table {table!r} created (no stream)")
+            else:
+                raise
+        desc = wait_active(ddb, table)
+
+    if desc.get("TableStatus") != "ACTIVE":
+        desc = wait_active(ddb, table)
+
+    if not desc.get("StreamSpecification", {}).get("StreamEnabled"):
+        try:
+            ddb.update_table(TableName=table, StreamSpecification=STREAM_SPEC)
+            log(f"table {table!r}: stream (OLD_IMAGE) enabled")
+            wait_active(ddb, table)
+        except ClientError as err:
+            log(f"table {table!r}: could not enable a stream ({err}); continuing")
+
+    ttl = ddb.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == TTL_ATTRIBUTE:
+        log(f"table {table!r}: TTL on {TTL_ATTRIBUTE!r} already enabled")
+    else:
+        ddb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+        log(f"table {table!r}: TTL enabled on {TTL_ATTRIBUTE!r}")
+
+
+def wait_active(ddb, table, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = ddb.describe_table(TableName=table)["Table"]
+        if desc.get("TableStatus") == "ACTIVE":
+            return desc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {table!r} still {desc.get('TableStatus')} after {timeout}s")
+        time.sleep(0.2)
+
+
+def main():
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    s3_endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    ddb_endpoint = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    bucket = os.environ.get("CHUNKED_UPLOAD_BUCKET") or "chunked-uploads"
+    table = os.environ.get("CHUNKED_UPLOAD_TABLE") or "chunked-uploads"
+
+    s3 = client("s3", s3_endpoint, region, s3={"addressing_style": "path"})
+    ddb = client("dynamodb", ddb_endpoint, region)
+    ensure_bucket(s3, bucket, region)
+    ensure_table(ddb, table)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # one clear line instead of a boto traceback
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        sys.exit(1)
