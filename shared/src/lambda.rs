@@ -40,6 +40,22 @@ where
     .await
 }
 
+/// Runs a Lambda function for events other than HTTP requests (the cleanup function's stream batches).
+pub async fn run_events<E, R, H, F>(handler: H) -> Result<(), Error>
+where
+    E: serde::de::DeserializeOwned + Send,
+    R: Serialize,
+    H: Fn(E) -> F,
+    F: Future<Output = R>,
+{
+    init_logging();
+    lambda_runtime::run(service_fn(|event: LambdaEvent<E>| {
+        let response = handler(event.payload);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
+    }))
+    .await
+}
+
 /// JSON logs, one line an event; `RUST_LOG` picks the level (default info).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -2,10 +2,12 @@
 //! DynamoDB.
 //!
 //! - [`protocol`]: the protocol's pure rules; [`upload`]: the operations; [`store`]: DynamoDB and S3.
-//! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`lambda`]: the AWS Lambda glue;
+//! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
+//!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests.
 
 pub mod app;
+pub mod cleanup;
 pub mod config;
 pub mod error;
 pub mod handlers;

@@ -134,11 +134,10 @@ impl App {
         if flushes {
             record.last_part_number = 1;
         }
-        let staged = self.stage(&record, &range, chunk.data, flushes.then_some(1)).await;
-        let staged = match staged {
+        let staged = match self.stage(&record, &range, chunk.data, flushes.then_some(1)).await {
             Ok(staged) => staged,
             Err(e) => {
-                self.discard_bytes(&record).await;
+                self.discard_quietly(&record).await;
                 return Err(e);
             }
         };
@@ -148,7 +147,7 @@ impl App {
         record.buffers = staged.buffers;
         record.flush_at = staged.flush_at;
         if let Err(e) = self.table.create(&record).await {
-            self.discard_bytes(&record).await;
+            self.discard_quietly(&record).await;
             return Err(e);
         }
         Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
@@ -360,20 +359,22 @@ impl App {
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
-        self.bucket.abort(&record.key, &record.multipart_id).await?;
-        self.bucket.delete_prefix(&buffer_prefix_of(&self.config.buffer_prefix, upload_id)).await?;
+        self.discard(&record).await?;
         self.table.delete(upload_id).await?;
         Ok(json!({"upload_id": upload_id, "status": Status::Aborted.as_str()}))
     }
 
-    /// Removes an unfinished upload's bytes from S3, best effort (the lifecycle rules are the backstop).
-    async fn discard_bytes(&self, record: &UploadRecord) {
-        if let Err(e) = self.bucket.abort(&record.key, &record.multipart_id).await {
-            tracing::warn!(upload_id = %record.upload_id, error = %e, "could not abort a multipart upload");
-        }
-        let prefix = buffer_prefix_of(&self.config.buffer_prefix, &record.upload_id);
-        if let Err(e) = self.bucket.delete_prefix(&prefix).await {
-            tracing::warn!(upload_id = %record.upload_id, error = %e, "could not delete buffered chunks");
+    /// Removes an unfinished upload's bytes from S3: its multipart upload and every buffered chunk, including those
+    /// of requests that never committed. Idempotent: what is already gone is success. Never the final object.
+    pub async fn discard(&self, record: &UploadRecord) -> Result<(), ApiError> {
+        self.bucket.abort(&record.key, &record.multipart_id).await?;
+        self.bucket.delete_prefix(&buffer_prefix_of(&self.config.buffer_prefix, &record.upload_id)).await
+    }
+
+    /// [`Self::discard`] where a failure only leaves garbage for the cleanup function and the lifecycle rules.
+    async fn discard_quietly(&self, record: &UploadRecord) {
+        if let Err(e) = self.discard(record).await {
+            tracing::warn!(upload_id = %record.upload_id, error = %e, "could not remove an upload's bytes");
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use aws_config::BehaviorVersion;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use lambda_http::http::{self, Method};
 use md5::{Digest, Md5};
@@ -18,6 +19,7 @@ pub const MIB: usize = 1024 * 1024;
 pub struct Service {
     pub app: App,
     pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 /// A response: status and JSON body.
@@ -88,7 +90,7 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service { app: App::new(config, &sdk), s3 }
+        Service { app: App::new(config, &sdk), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
     }
 
     pub async fn default() -> Self {
@@ -215,7 +217,20 @@ impl Service {
         out.unwrap_or_else(|e| panic!("list multipart uploads: {e:?}")).uploads().len()
     }
 
-    /// The raw DynamoDB item of an upload, if any.
+    /// The DynamoDB item of an upload as stored, if any.
+    pub async fn raw_item(&self, upload_id: &str) -> Option<HashMap<String, AttributeValue>> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.app.config.table)
+            .key("upload_id", AttributeValue::S(upload_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await;
+        out.unwrap_or_else(|e| panic!("GetItem: {e:?}")).item
+    }
+
+    /// The record of an upload, if any.
     pub async fn record(&self, upload_id: &str) -> Option<shared::store::UploadRecord> {
         self.app.table.get(upload_id).await.expect("GetItem")
     }

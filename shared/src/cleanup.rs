@@ -1,0 +1,72 @@
+//! The cleanup function: when DynamoDB's TTL removes an upload's record, its stream delivers the item as it was, and
+//! the bytes of an upload that never completed are removed from S3. A completed upload's object is the user's and is
+//! never touched.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::store::{Status, UploadRecord};
+
+/// What became of one stream record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An unfinished upload: its multipart upload and buffered chunks are gone.
+    Discarded,
+    /// A completed upload: nothing to do.
+    KeptComplete,
+    /// Not a removal, or no old image to act on.
+    Ignored,
+}
+
+/// Handles a batch; a record that fails is reported so Lambda retries from it (`ReportBatchItemFailures`).
+pub async fn handle_stream(app: &App, event: Event) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        match cleanup(app, record).await {
+            Ok(outcome) => tracing::info!(?outcome, by_ttl = is_ttl_removal(record), "stream record"),
+            Err(e) => {
+                tracing::warn!(error = %e, sequence_number = record.change.sequence_number, "cleanup failed");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    response
+}
+
+/// Cleans up after one stream record. Idempotent: a duplicate delivery finds nothing left and succeeds.
+pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiError> {
+    if record.event_name != "REMOVE" {
+        return Ok(Outcome::Ignored);
+    }
+    let item: HashMap<String, AttributeValue> = record.change.old_image.clone().into();
+    if item.is_empty() {
+        tracing::warn!("REMOVE record without an old image: the stream must be OLD_IMAGE or NEW_AND_OLD_IMAGES");
+        return Ok(Outcome::Ignored);
+    }
+    let upload = match UploadRecord::from_item(&item) {
+        Ok(upload) => upload,
+        Err(e) => {
+            // Retrying cannot repair it; the lifecycle rules remove what it pointed at.
+            tracing::error!(error = %e, "a removed item is not an upload record");
+            return Ok(Outcome::Ignored);
+        }
+    };
+    if upload.status == Status::Complete {
+        return Ok(Outcome::KeptComplete);
+    }
+    app.discard(&upload).await?;
+    tracing::info!(upload_id = %upload.upload_id, status = upload.status.as_str(), "discarded an unfinished upload");
+    Ok(Outcome::Discarded)
+}
+
+/// TTL deletions are made by the DynamoDB service itself.
+fn is_ttl_removal(record: &EventRecord) -> bool {
+    record.user_identity.as_ref().is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+}
