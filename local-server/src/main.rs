@@ -1,5 +1,9 @@
 //! The local API server: the service's routes on 127.0.0.1, each request passed through an emulated API Gateway to
-//! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated.
+//! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated. It also
+//! serves the demo page (`/`, `/demo/…`) and the browser client (`/client/…`), and answers CORS as the template's
+//! HTTP API does.
+
+mod site;
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -28,6 +32,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let site = match site::Site::from_env() {
+        Ok(site) => Arc::new(site),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let app = match App::from_env().await {
         Ok(app) => Arc::new(app),
         Err(e) => {
@@ -52,9 +63,9 @@ async fn main() -> ExitCode {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let app = app.clone();
+                let (app, site) = (app.clone(), site.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| serve(app.clone(), req));
+                    let service = service_fn(move |req| serve(app.clone(), site.clone(), req));
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
@@ -66,15 +77,28 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(
+    app: Arc<App>,
+    site: Arc<site::Site>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let origin = req.headers().get("origin").cloned();
+    let mut response = match site.answer(req.method(), req.uri().path()).await {
+        Some(response) => response,
+        None => call_api(&app, req).await,
+    };
+    site.add_cors(origin.as_ref(), response.headers_mut());
+    Ok(response)
+}
+
+async fn call_api(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     // One byte over API Gateway's limit is enough to know the request is too large.
     let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(too_large()),
+        Err(_) => return too_large(),
     };
-    let response = invoke(&|r| handlers::handle(&app, r), Request::from_parts(parts, body)).await;
-    Ok(response.map(Full::new))
+    invoke(&|r| handlers::handle(app, r), Request::from_parts(parts, body)).await.map(Full::new)
 }
 
 fn too_large() -> Response<Full<Bytes>> {
@@ -90,7 +114,7 @@ fn print_banner(app: &App, port: u16) {
     } else {
         String::new()
     };
-    println!("Chunked upload API on {url}");
+    println!("Chunked upload API on {url}   (demo page: {url}/)");
     println!("  bucket: {}   table: {}", app.config.bucket, app.config.table);
     if app.config.require_auth {
         println!("  auth: DEVELOPMENT ONLY, bearer tokens are decoded without verification");
