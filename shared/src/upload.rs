@@ -180,7 +180,11 @@ impl App {
                 "This upload has used up S3's part numbers on failed attempts; start it again".into(),
             ));
         }
-        let staged = self.stage(&record, &range, data, part_number).await?;
+        let staged = match self.stage(&record, &range, data, part_number).await {
+            // A buffered chunk vanished: a request for the same offset won and joined it into a part.
+            Err(ApiError::Conflict(_)) => return Err(self.refusal(upload_id, owner, &range, now).await),
+            staged => staged?,
+        };
         let written = self
             .table
             .commit_chunk(ChunkCommit {
@@ -198,17 +202,28 @@ impl App {
                 self.delete_quietly(&staged.joined).await;
                 Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
             }
-            Ok(Written::Lost(current)) => {
+            Ok(Written::Lost(_)) => {
                 self.delete_quietly(staged.own_buffer.as_slice()).await;
-                let current = current.ok_or(ApiError::NotFound)?;
-                check_chunk(&current, owner, &range, now)?;
-                Err(ApiError::Conflict("Another request changed this upload; ask for its status".into()))
+                Err(self.refusal(upload_id, owner, &range, now).await)
             }
             Err(e) => {
                 // The commit may or may not have landed; the buffered chunk is left for cleanup rather than risk
                 // deleting bytes the record now points at.
                 Err(e)
             }
+        }
+    }
+
+    /// Why a chunk that lost a race cannot be taken now: usually the offset moved on (400 with the offset).
+    async fn refusal(&self, upload_id: &str, owner: &str, range: &ContentRange, now: u64) -> ApiError {
+        let current = match self.table.get(upload_id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return ApiError::NotFound,
+            Err(e) => return e,
+        };
+        match check_chunk(&current, owner, range, now) {
+            Err(e) => e,
+            Ok(()) => ApiError::Conflict("Another request changed this upload; ask for its status".into()),
         }
     }
 
