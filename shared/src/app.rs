@@ -21,9 +21,14 @@ impl App {
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
+        Self::with_clients(config, aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::new(sdk))
+    }
+
+    /// With clients configured by the caller (the tests route them through a proxy).
+    pub fn with_clients(config: Config, s3: aws_sdk_s3::Client, dynamodb: aws_sdk_dynamodb::Client) -> Self {
         App {
-            table: Table::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
-            bucket: Bucket::new(aws_sdk_s3::Client::from_conf(s3), config.bucket.clone()),
+            table: Table::new(dynamodb, config.table.clone()),
+            bucket: Bucket::new(s3, config.bucket.clone()),
             config,
         }
     }

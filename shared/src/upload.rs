@@ -311,7 +311,15 @@ impl App {
             }
         };
         match self.table.mark_complete(upload_id, now, &md5, &etag).await? {
-            Written::Won(record) => Ok(self.result_json(&record)),
+            Written::Won(record) => {
+                // Chunks of requests that failed after their S3 write were never referenced; the object is whole
+                // now, so nothing under the buffer prefix is needed any more.
+                let prefix = buffer_prefix_of(&self.config.buffer_prefix, upload_id);
+                if let Err(e) = self.bucket.delete_prefix(&prefix).await {
+                    tracing::warn!(upload_id, error = %e, "could not delete leftover buffered chunks");
+                }
+                Ok(self.result_json(&record))
+            }
             // Our claim ran out and another request finished the same bytes: the same result.
             Written::Lost(Some(current)) if current.status == Status::Complete => Ok(self.result_json(&current)),
             Written::Lost(_) => Err(ApiError::Conflict("The completion was interrupted; retry".into())),

@@ -1,9 +1,12 @@
 //! Test harness: the service's handlers behind the emulated API Gateway, on the emulators whose endpoints
 //! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...).
 
+pub mod proxy;
+
 use std::collections::HashMap;
 
 use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
@@ -91,6 +94,24 @@ impl Service {
                 .build(),
         );
         Service { app: App::new(config, &sdk), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
+    }
+
+    /// The service with its S3 and DynamoDB calls going through counting, fault-injecting proxies. The SDK's own
+    /// retries are off, so an injected fault reaches the service's code instead of being retried away.
+    pub async fn through_proxies(overrides: &[(&str, &str)]) -> (Self, proxy::Proxy, proxy::Proxy) {
+        let mut svc = Self::new(overrides).await;
+        let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
+        let s3 = proxy::Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
+        let dynamodb = proxy::Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).load().await;
+        let s3_client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk).endpoint_url(s3.url()).force_path_style(true).build(),
+        );
+        let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
+        );
+        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client);
+        (svc, s3, dynamodb)
     }
 
     pub async fn default() -> Self {
@@ -190,6 +211,41 @@ impl Service {
             upload_id = Some(reply.upload_id());
         }
         upload_id.expect("at least one chunk")
+    }
+
+    /// Uploads `data` and completes it the way a well-behaved client does: it retries what failed for reasons of the
+    /// server's (5xx, 409), goes on from the offset a 400 gives, and takes a repeated completion's result.
+    /// Returns the completion's answer.
+    pub async fn upload_retrying(&self, user: &User, data: &[u8], chunk_size: usize) -> Reply {
+        let (mut upload_id, mut offset, mut attempts) = (None::<String>, 0, 0);
+        while offset < data.len() {
+            attempts += 1;
+            assert!(attempts < 100, "the upload does not make progress");
+            let end = (offset + chunk_size).min(data.len());
+            let reply =
+                self.chunk(user, upload_id.as_deref(), offset, &data[offset..end], data.len(), Encoding::Raw).await;
+            match reply.status {
+                200 => {
+                    upload_id = Some(reply.upload_id());
+                    offset = reply.offset() as usize;
+                }
+                400 if reply.body.get("offset").is_some() && upload_id.is_some() => offset = reply.offset() as usize,
+                409 | 500..=599 => {}
+                _ => panic!("the client cannot go on: {reply:?}"),
+            }
+        }
+        let upload_id = upload_id.expect("an upload");
+        let md5 = md5_hex(data);
+        for _ in 0..20 {
+            let reply = self.complete(user, &upload_id, &md5).await;
+            match reply.status {
+                200 => return reply,
+                400 if reply.detail() == "Upload has already been completed" => return reply,
+                409 | 500..=599 => {}
+                _ => panic!("the client cannot complete: {reply:?}"),
+            }
+        }
+        panic!("completion does not succeed")
     }
 
     /// The bytes of an object in the bucket.
