@@ -181,9 +181,10 @@ impl App {
             ));
         }
         let staged = match self.stage(&record, &range, data, part_number).await {
-            // A buffered chunk vanished: a request for the same offset won and joined it into a part.
-            Err(ApiError::Conflict(_)) => return Err(self.refusal(upload_id, owner, &range, now).await),
-            staged => staged?,
+            Ok(staged) => staged,
+            // A buffered chunk may have vanished because a request for the same offset won, or an abort removed
+            // it: if the upload moved on, that is the answer.
+            Err(e) => return Err(self.refusal(upload_id, owner, &range, now, e).await),
         };
         let written = self
             .table
@@ -204,7 +205,8 @@ impl App {
             }
             Ok(Written::Lost(_)) => {
                 self.delete_quietly(staged.own_buffer.as_slice()).await;
-                Err(self.refusal(upload_id, owner, &range, now).await)
+                let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
+                Err(self.refusal(upload_id, owner, &range, now, lost).await)
             }
             Err(e) => {
                 // The commit may or may not have landed; the buffered chunk is left for cleanup rather than risk
@@ -214,16 +216,20 @@ impl App {
         }
     }
 
-    /// Why a chunk that lost a race cannot be taken now: usually the offset moved on (400 with the offset).
-    async fn refusal(&self, upload_id: &str, owner: &str, range: &ContentRange, now: u64) -> ApiError {
-        let current = match self.table.get(upload_id).await {
-            Ok(Some(current)) => current,
-            Ok(None) => return ApiError::NotFound,
-            Err(e) => return e,
-        };
-        match check_chunk(&current, owner, range, now) {
-            Err(e) => e,
-            Ok(()) => ApiError::Conflict("Another request changed this upload; ask for its status".into()),
+    /// Why a chunk that failed or lost a race cannot be taken: what became of the upload meanwhile (the offset moved
+    /// on: 400 with the offset; aborted: 404), or else `failure` itself.
+    async fn refusal(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        range: &ContentRange,
+        now: u64,
+        failure: ApiError,
+    ) -> ApiError {
+        match self.table.get(upload_id).await {
+            Ok(Some(current)) => check_chunk(&current, owner, range, now).err().unwrap_or(failure),
+            Ok(None) => ApiError::NotFound,
+            Err(_) => failure,
         }
     }
 

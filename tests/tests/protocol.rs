@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use integration_tests::{Encoding, KIB, MIB, Reply, Service, User, data, md5_hex};
 use lambda_http::http::Method;
 use serde_json::json;
@@ -369,71 +368,6 @@ async fn abort_removes_everything() {
     svc.status(&alice(), &id).await.assert_status(404);
     svc.chunk(&alice(), Some(&id), 12 * MIB, &file[12 * MIB..], file.len(), Encoding::Raw).await.assert_status(404);
     svc.abort(&alice(), &id).await.assert_status(404);
-}
-
-/// Many requests for one offset at once: exactly one is accepted, and the file still comes out right.
-async fn race(same_bytes: bool, chunk: usize) {
-    let svc = Service::default().await;
-    let file = data(3 * chunk, 35);
-    let id = started(&svc, &alice(), &file, chunk).await;
-    let contenders: Vec<Vec<u8>> = (0..8)
-        .map(|i| if same_bytes || i == 0 { file[chunk..2 * chunk].to_vec() } else { data(chunk, 100 + i) })
-        .collect();
-    let user = alice();
-    let replies =
-        join_all(contenders.iter().map(|bytes| svc.chunk(&user, Some(&id), chunk, bytes, file.len(), Encoding::Raw)))
-            .await;
-    let winners: Vec<usize> = replies.iter().enumerate().filter(|(_, r)| r.status == 200).map(|(i, _)| i).collect();
-    assert_eq!(winners.len(), 1, "{replies:?}");
-    for reply in replies.iter().filter(|r| r.status != 200) {
-        // Losers learn where the upload stands, to go on from there.
-        assert!(reply.status == 400 && reply.offset() == 2 * chunk as u64, "{reply:?}");
-    }
-    let mut expected = file.clone();
-    expected[chunk..2 * chunk].copy_from_slice(&contenders[winners[0]]);
-    svc.chunk(&alice(), Some(&id), 2 * chunk, &file[2 * chunk..], file.len(), Encoding::Raw).await.assert_status(200);
-    let done = svc.complete(&alice(), &id, &md5_hex(&expected)).await;
-    done.assert_status(200);
-    assert!(svc.object(done.body["key"].as_str().expect("key")).await == expected);
-    assert!(svc.buffered_keys(&id).await.is_empty());
-}
-
-#[tokio::test]
-async fn race_for_one_offset_with_the_same_bytes() {
-    race(true, 3 * MIB).await;
-}
-
-#[tokio::test]
-async fn race_for_one_offset_with_different_bytes() {
-    race(false, 3 * MIB).await;
-}
-
-#[tokio::test]
-async fn race_with_small_buffered_chunks() {
-    race(false, 64 * KIB).await;
-}
-
-#[tokio::test]
-async fn concurrent_completes_agree() {
-    let svc = Service::default().await;
-    let file = data(6 * MIB, 36);
-    let id = svc.upload_all(&alice(), &file, 2 * MIB, Encoding::Raw).await;
-    let md5 = md5_hex(&file);
-    let user = alice();
-    let replies = join_all((0..5).map(|_| svc.complete(&user, &id, &md5))).await;
-    // One completion; the others are told it is under way (409) or done (400 with the same result).
-    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(ok.len(), 1, "{replies:?}");
-    for reply in &replies {
-        assert!(matches!(reply.status, 200 | 400 | 409), "{reply:?}");
-        if reply.status == 400 {
-            assert_eq!(reply.body["etag"], ok[0].body["etag"], "{reply:?}");
-        }
-    }
-    let again = svc.complete(&user, &id, &md5).await;
-    again.assert_status(400);
-    assert_eq!(again.body["etag"], ok[0].body["etag"]);
-    assert!(svc.object(ok[0].body["key"].as_str().expect("key")).await == file);
 }
 
 #[tokio::test]
