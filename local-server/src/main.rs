@@ -104,6 +104,7 @@ async fn call_api(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
 fn too_large() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(br#"{"message":"Request Entity Too Large"}"#)));
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 

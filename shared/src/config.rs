@@ -5,6 +5,8 @@ use std::env;
 use crate::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_OBJECT_SIZE};
 
 const MIB: u64 = 1024 * 1024;
+/// The largest chunk whose base64 event (4/3 of it, plus headers) stays under Lambda's 6 MB request payload.
+const DEFAULT_MAX_CHUNK: u64 = 4_500_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,7 +18,7 @@ pub struct Config {
     pub expiration_delta_secs: u64,
     /// `CHUNKED_UPLOAD_MAX_BYTES`: largest file accepted; `None` means what S3 can store.
     pub max_bytes: Option<u64>,
-    /// `CHUNKED_UPLOAD_MAX_CHUNK_BYTES`: largest chunk body accepted (API Gateway allows about 4.5 MiB).
+    /// `CHUNKED_UPLOAD_MAX_CHUNK_BYTES`: largest chunk body accepted.
     pub max_chunk_bytes: u64,
     /// `CHUNKED_UPLOAD_FIELD_NAME`: the multipart field that carries the chunk.
     pub field_name: String,
@@ -84,7 +86,7 @@ impl Config {
             None => None,
             Some(_) => Some(number("CHUNKED_UPLOAD_MAX_BYTES", 0, 1, S3_MAX_OBJECT_SIZE)?),
         };
-        let max_chunk_bytes = number("CHUNKED_UPLOAD_MAX_CHUNK_BYTES", 4 * MIB + MIB / 2, 1, 64 * MIB)?;
+        let max_chunk_bytes = number("CHUNKED_UPLOAD_MAX_CHUNK_BYTES", DEFAULT_MAX_CHUNK, 1, 64 * MIB)?;
         let min_part_bytes = number("CHUNKED_UPLOAD_MIN_PART_BYTES", MIN_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE)?;
         let max_part_bytes = number("CHUNKED_UPLOAD_MAX_PART_BYTES", MAX_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE)?;
         if max_part_bytes < min_part_bytes {

@@ -1,6 +1,7 @@
 //! The one error type of the service, and the one place it becomes an HTTP status and a JSON body.
 
-use lambda_http::{Body, Response, http::StatusCode};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +21,9 @@ pub enum ApiError {
     NotFound,
     #[error("Upload expired")]
     Expired,
+    /// The route exists, but not with this method; `allow` lists those it has.
     #[error("Method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -43,7 +45,7 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Expired => StatusCode::GONE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -63,15 +65,19 @@ impl ApiError {
         body
     }
 
-    pub fn into_response(self) -> Response<Body> {
-        json_response(self.status(), &self.body())
+    pub fn to_response(&self) -> Response<Body> {
+        let mut response = json_response(self.status(), &self.body());
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert("allow", HeaderValue::from_static(allow));
+        }
+        response
     }
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 

@@ -50,7 +50,8 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
         (&Method::POST, Some("complete")) => Ok((Route::Complete, None)),
         (&Method::GET, Some(id)) if id != "complete" => Ok((Route::Status, Some(id.to_string()))),
         (&Method::DELETE, Some(id)) if id != "complete" => Ok((Route::Abort, Some(id.to_string()))),
-        _ => Err(ApiError::MethodNotAllowed),
+        (_, None | Some("complete")) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (_, Some(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
     }
 }
 
@@ -71,23 +72,21 @@ pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
 
 async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     let principal = request::principal(&req);
-    let (route, upload_id) = match route_of(&req) {
-        Ok((route, id)) if routes.contains(&route) => (Some(route), id),
-        Ok(_) => (None, None),
-        Err(e) => return e.into_response(),
+    let (route, path_id) = match route_of(&req) {
+        Ok((route, id)) if routes.contains(&route) => (route, id),
+        Ok(_) => return ApiError::NotFound.to_response(),
+        Err(e) => return e.to_response(),
     };
-    let Some(route) = route else {
-        return ApiError::NotFound.into_response();
-    };
-    let result = match owner(app, principal.as_deref()) {
+    let (upload_id, result) = match owner(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, upload_id.as_deref())).await,
-        Err(e) => Err(e),
+        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, path_id)).await,
+        Err(e) => (path_id, Err(e)),
     };
-    let (status, body) = match result {
-        Ok(body) => (StatusCode::OK, body),
-        Err(e) => (e.status(), e.body()),
+    let response = match &result {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => e.to_response(),
     };
+    let body = result.unwrap_or_else(|e| e.body());
     let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_deref());
     let offset = body.get("offset").and_then(Value::as_u64);
     let detail = body.get("detail").and_then(Value::as_str);
@@ -95,12 +94,12 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         route = route.name(),
         upload_id,
         principal = principal.as_deref(),
-        status = status.as_u16(),
+        status = response.status().as_u16(),
         offset,
         detail,
         "request"
     );
-    json_response(status, &body)
+    response
 }
 
 /// The owner uploads are bound to: the principal, or `anonymous` where the deployment allows it.
@@ -112,30 +111,35 @@ fn owner(app: &App, principal: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
+/// Runs a route; also returns the upload id the request named, for the log.
 async fn dispatch(
     app: &App,
     req: Request,
     route: Route,
     owner: &str,
-    upload_id: Option<&str>,
-) -> Result<Value, ApiError> {
-    let upload_id = || upload_id.ok_or(ApiError::NotFound);
+    path_id: Option<String>,
+) -> (Option<String>, Result<Value, ApiError>) {
     match route {
-        Route::Chunk => {
-            let chunk = request::chunk(req, &app.config.field_name).await?;
-            if chunk.data.len() as u64 > app.config.max_chunk_bytes {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "Chunks may be at most {} bytes",
-                    app.config.max_chunk_bytes
-                )));
+        Route::Chunk => match request::chunk(req, &app.config.field_name).await {
+            Ok(chunk) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (
+                chunk.upload_id,
+                Err(ApiError::PayloadTooLarge(format!("Chunks may be at most {} bytes", app.config.max_chunk_bytes))),
+            ),
+            Ok(chunk) => (chunk.upload_id.clone(), app.accept_chunk(owner, chunk).await.map(|a| a.to_json())),
+            Err(e) => (None, Err(e)),
+        },
+        Route::Complete => match request::complete(req).await {
+            Ok(fields) => {
+                let result = app.complete(owner, &fields.upload_id, &fields.md5).await;
+                (Some(fields.upload_id), result)
             }
-            Ok(app.accept_chunk(owner, chunk).await?.to_json())
+            Err(e) => (None, Err(e)),
+        },
+        Route::Status | Route::Abort => {
+            let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
+            let result =
+                if route == Route::Status { app.status(owner, &id).await } else { app.abort(owner, &id).await };
+            (Some(id), result)
         }
-        Route::Complete => {
-            let fields = request::complete(req).await?;
-            app.complete(owner, &fields.upload_id, &fields.md5).await
-        }
-        Route::Status => app.status(owner, upload_id()?).await,
-        Route::Abort => app.abort(owner, upload_id()?).await,
     }
 }

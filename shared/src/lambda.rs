@@ -72,7 +72,7 @@ where
     let rest_api = matches!(event, LambdaRequest::ApiGatewayV1(_));
     let response = match decode(event) {
         Ok(request) => handler(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => e.to_response(),
     };
     encode(rest_api, response)
 }

@@ -163,14 +163,14 @@ impl App {
         let now = now_ms();
         let (record, part_number) = match self.table.claim(upload_id, owner, &range).await? {
             Written::Won(record) => {
-                check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, owner, &range, now)?;
                 let number = record.last_part_number;
                 (record, Some(number))
             }
             Written::Lost(None) => return Err(ApiError::NotFound),
             Written::Lost(Some(record)) => {
                 // Refused, or at the offset but not completing a part (no part number needed): the checks tell.
-                check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, owner, &range, now)?;
                 (record, None)
             }
         };
@@ -227,7 +227,7 @@ impl App {
         failure: ApiError,
     ) -> ApiError {
         match self.table.get(upload_id).await {
-            Ok(Some(current)) => check_chunk(&current, owner, range, now).err().unwrap_or(failure),
+            Ok(Some(current)) => self.check_chunk(&current, owner, range, now).err().unwrap_or(failure),
             Ok(None) => ApiError::NotFound,
             Err(_) => failure,
         }
@@ -424,6 +424,38 @@ impl App {
         }
     }
 
+    /// Why a chunk cannot be taken at this record, in django-chunked-upload's order of checks.
+    fn check_chunk(
+        &self,
+        record: &UploadRecord,
+        owner: &str,
+        range: &ContentRange,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        if record.owner != owner {
+            return Err(ApiError::NotFound);
+        }
+        match record.status {
+            Status::Complete => return Err(ApiError::AlreadyComplete { result: self.result_json(record) }),
+            Status::Completing => return Err(ApiError::Conflict("The upload is being completed".into())),
+            Status::Aborted => return Err(ApiError::NotFound),
+            Status::Uploading => {}
+        }
+        if record.is_expired(now_ms) {
+            return Err(ApiError::Expired);
+        }
+        if range.total != record.total {
+            return Err(ApiError::BadRequest(format!(
+                "Content-Range total {} differs from the upload's size {}",
+                range.total, record.total
+            )));
+        }
+        if range.start != record.offset {
+            return Err(ApiError::OffsetMismatch { offset: record.offset });
+        }
+        Ok(())
+    }
+
     fn result_json(&self, record: &UploadRecord) -> Value {
         let (md5, etag) = record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str())).unwrap_or_default();
         json!({
@@ -439,36 +471,6 @@ impl App {
             "etag": etag,
         })
     }
-}
-
-/// Why a chunk cannot be taken at this record, in django-chunked-upload's order of checks.
-fn check_chunk(record: &UploadRecord, owner: &str, range: &ContentRange, now_ms: u64) -> Result<(), ApiError> {
-    if record.owner != owner {
-        return Err(ApiError::NotFound);
-    }
-    match record.status {
-        Status::Complete => {
-            return Err(ApiError::BadRequest("Upload has already been completed".into()));
-        }
-        Status::Completing => {
-            return Err(ApiError::Conflict("The upload is being completed".into()));
-        }
-        Status::Aborted => return Err(ApiError::NotFound),
-        Status::Uploading => {}
-    }
-    if record.is_expired(now_ms) {
-        return Err(ApiError::Expired);
-    }
-    if range.total != record.total {
-        return Err(ApiError::BadRequest(format!(
-            "Content-Range total {} differs from the upload's size {}",
-            range.total, record.total
-        )));
-    }
-    if range.start != record.offset {
-        return Err(ApiError::OffsetMismatch { offset: record.offset });
-    }
-    Ok(())
 }
 
 /// Chunks other than the last must be large enough that a part gathers at most [`MAX_BUFFERED_CHUNKS`] of them.

@@ -29,6 +29,7 @@ pub struct Service {
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Value,
 }
 
@@ -124,7 +125,7 @@ impl Service {
         let status = response.status().as_u16();
         let body = serde_json::from_slice(response.body())
             .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {:?}", response.body()));
-        Reply { status, body }
+        Reply { status, headers: response.headers().clone(), body }
     }
 
     pub fn request(user: &User, method: Method, uri: &str) -> http::request::Builder {

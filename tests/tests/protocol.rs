@@ -295,7 +295,9 @@ async fn complete_checks_size_and_md5_and_loses_nothing() {
         assert_eq!(again.body[field], done.body[field], "{field}");
     }
     // So does a chunk, and an abort leaves the object alone.
-    svc.chunk(&alice(), Some(&id), 0, &file[..MIB], file.len(), Encoding::Raw).await.assert_status(400);
+    let chunk = svc.chunk(&alice(), Some(&id), 0, &file[..MIB], file.len(), Encoding::Raw).await;
+    chunk.assert_status(400);
+    assert_eq!((chunk.detail(), &chunk.body["etag"]), ("Upload has already been completed", &done.body["etag"]));
     svc.abort(&alice(), &id).await.assert_status(400);
     assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
 }
@@ -324,8 +326,15 @@ async fn unknown_routes_and_methods() {
     let svc = Service::default().await;
     let get = |path: &str, method: Method| Service::request(&alice(), method, path).body(Bytes::new()).expect("req");
     svc.send(get("/nothing", Method::GET)).await.assert_status(404);
-    svc.send(get("/upload", Method::GET)).await.assert_status(405);
-    svc.send(get("/upload/complete", Method::GET)).await.assert_status(405);
+    for (path, method, allow) in [
+        ("/upload", Method::GET, "POST"),
+        ("/upload/complete", Method::GET, "POST"),
+        ("/upload/0123456789abcdef0123456789abcdef", Method::PUT, "GET, DELETE"),
+    ] {
+        let reply = svc.send(get(path, method)).await;
+        reply.assert_status(405);
+        assert_eq!(reply.headers.get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{path}");
+    }
 }
 
 #[tokio::test]
