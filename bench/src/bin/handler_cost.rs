@@ -1,0 +1,63 @@
+//! Handler cost per byte, in process: the CPU the chunk function spends per MiB (parsing the event, base64, the MD5
+//! update, building and sending the S3 and DynamoDB requests) against the emulators, beside the MD5 of the same
+//! bytes alone (the floor). Prints one line per chunk size: `chunk_kib cpu_ms_per_mib md5_ms_per_mib ratio`.
+
+use std::time::Duration;
+
+use bench::{chunk_event, cpu_time, median};
+use integration_tests::{Service, data};
+use lambda_http::request::LambdaRequest;
+use md5::{Digest, Md5};
+use shared::{handlers, lambda};
+
+const FILE: usize = 32 * 1024 * 1024;
+const RUNS: usize = 5;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let svc = Service::default().await;
+    let file = data(FILE, 7);
+    println!("chunk_kib cpu_ms_per_mib md5_ms_per_mib ratio");
+    for chunk in [256 * 1024, 1024 * 1024, 4 * 1024 * 1024] {
+        let (mut handler, mut floor) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            handler.push(per_mib(upload(&svc, &file, chunk).await));
+            floor.push(per_mib(md5_alone(&file, chunk)));
+        }
+        let (handler, floor) = (median(handler), median(floor));
+        println!("{} {:.2} {:.2} {:.2}", chunk / 1024, handler, floor, handler / floor);
+    }
+}
+
+fn per_mib(cpu: Duration) -> f64 {
+    cpu.as_secs_f64() * 1000.0 / (FILE as f64 / (1024.0 * 1024.0))
+}
+
+/// CPU spent in the function for a whole upload in `chunk`-sized chunks; building the events is not counted.
+async fn upload(svc: &Service, file: &[u8], chunk: usize) -> Duration {
+    let handler = |req| handlers::chunk_function(&svc.app, req);
+    let mut upload_id: Option<String> = None;
+    let mut spent = Duration::ZERO;
+    for (i, piece) in file.chunks(chunk).enumerate() {
+        let event = chunk_event("bench", upload_id.as_deref(), i * chunk, piece, file.len());
+        let before = cpu_time();
+        let request: LambdaRequest = serde_json::from_slice(&event).expect("event");
+        let response = lambda::serve(&handler, request).await;
+        spent += cpu_time() - before;
+        let response = serde_json::to_value(&response).expect("response");
+        assert_eq!(response["statusCode"], 200, "{response}");
+        let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap_or("{}")).expect("json");
+        upload_id = body["upload_id"].as_str().map(str::to_string);
+    }
+    spent
+}
+
+fn md5_alone(file: &[u8], chunk: usize) -> Duration {
+    let before = cpu_time();
+    let mut hasher = Md5::new();
+    for piece in file.chunks(chunk) {
+        hasher.update(piece);
+    }
+    std::hint::black_box(hasher.finalize());
+    cpu_time() - before
+}
