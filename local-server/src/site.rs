@@ -76,7 +76,7 @@ impl Site {
         headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
         headers.insert(
             "access-control-allow-headers",
-            HeaderValue::from_static("authorization, content-type, content-range"),
+            HeaderValue::from_static("authorization, content-type, content-range, content-disposition"),
         );
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
         headers.append("vary", HeaderValue::from_static("origin"));
