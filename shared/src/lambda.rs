@@ -1,12 +1,10 @@
 //! AWS Lambda glue: API Gateway events in, API Gateway responses out.
 //!
 //! `lambda_http`'s own adapter panics on a body that claims to be base64 but is not (a 502 for the client), so events
-//! are decoded here: the body once, with a clear 400 for bad base64, and the rest by `lambda_http`.
+//! are decoded here: the body once, in place, with a clear 400 for bad base64, and the rest by `lambda_http`.
 
 use std::future::Future;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
 use lambda_http::aws_lambda_events::encodings::Body as EventBody;
 use lambda_http::http::HeaderMap;
@@ -86,9 +84,16 @@ pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
     };
     let body = match body {
         None => Body::Empty,
-        Some(text) if is_base64 => Body::Binary(
-            BASE64.decode(text).map_err(|_| ApiError::BadRequest("The request body is not valid base64".into()))?,
-        ),
+        Some(text) if is_base64 => {
+            // Decoded in place (SIMD): no second buffer of a chunk's size, and a fraction of the CPU.
+            let mut bytes = text.into_bytes();
+            let decoded = base64_simd::STANDARD
+                .decode_inplace(&mut bytes)
+                .map_err(|_| ApiError::BadRequest("The request body is not valid base64".into()))?
+                .len();
+            bytes.truncate(decoded);
+            Body::Binary(bytes)
+        }
         Some(text) => Body::Text(text),
     };
     let mut request = Request::from(event);
