@@ -51,3 +51,11 @@ check-lint-tools: check-cargo
 check-python:
 	@if [[ -z "$${AWS_ENDPOINT_URL_S3:-}" || -z "$${AWS_ENDPOINT_URL_DYNAMODB:-}" ]]; then \
 	  emulators/up --check; fi
+
+# --- deployment ---------------------------------------------------------------
+#   make deploy-check    sam validate --lint and a Docker-free sam build of template.yaml (minutes: release builds)
+
+.PHONY: deploy-check
+
+deploy-check: check-cargo
+	@deploy/check
