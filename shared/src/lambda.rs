@@ -96,7 +96,10 @@ pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
         }
         Some(text) => Body::Text(text),
     };
-    let mut request = Request::from(event);
+    // lambda_http also panics when the path, query string or Host do not make a valid URI (a raw `{` or space in the
+    // query, say); that request is malformed, not a server failure.
+    let mut request = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Request::from(event)))
+        .map_err(|_| ApiError::BadRequest("The request's path, query string or Host header is malformed".into()))?;
     *request.body_mut() = body;
     Ok(request)
 }

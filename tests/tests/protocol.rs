@@ -218,6 +218,27 @@ async fn invalid_base64_from_api_gateway_gets_400() {
 }
 
 #[tokio::test]
+async fn malformed_uris_from_api_gateway_get_400() {
+    // Found by fuzzing: lambda_http panics building the URI of such an event (a 502 for the client).
+    let svc = Service::default().await;
+    for (raw_query, host) in [("upload_id=0123 4567", "api.example.com"), ("", "a b")] {
+        let event = json!({
+            "version": "2.0", "routeKey": "POST /upload", "rawPath": "/upload", "rawQueryString": raw_query,
+            "headers": {"content-range": "bytes 0-4/5", "content-type": "application/octet-stream", "host": host},
+            "requestContext": {"http": {"method": "POST", "path": "/upload", "protocol": "HTTP/1.1",
+                                        "sourceIp": "127.0.0.1", "userAgent": "t"},
+                               "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}},
+                               "requestId": "r", "routeKey": "POST /upload", "stage": "$default", "timeEpoch": 0},
+            "body": "hello", "isBase64Encoded": false
+        });
+        let event = serde_json::from_value(event).expect("event");
+        let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
+        let response = serde_json::to_value(&response).expect("response");
+        assert_eq!(response["statusCode"], 400, "{raw_query:?} {host:?}: {response}");
+    }
+}
+
+#[tokio::test]
 async fn anonymous_requests_get_403_when_auth_is_required() {
     let svc = Service::default().await;
     let file = data(100, 30);
