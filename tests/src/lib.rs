@@ -202,6 +202,13 @@ impl Service {
         self.send(request.expect("request")).await
     }
 
+    /// Starts an upload of `file` with its first `first` bytes sent; returns the upload id.
+    pub async fn start_upload(&self, user: &User, file: &[u8], first: usize) -> String {
+        let reply = self.chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw).await;
+        reply.assert_status(200);
+        reply.upload_id()
+    }
+
     /// Uploads `data` in `chunk_size` chunks, in order, and returns the upload id.
     pub async fn upload_all(&self, user: &User, data: &[u8], chunk_size: usize, encoding: Encoding) -> String {
         let mut upload_id: Option<String> = None;

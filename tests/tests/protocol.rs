@@ -11,13 +11,6 @@ fn alice() -> User {
     User::named("alice")
 }
 
-/// Starts an upload of `file` with its first `first` bytes sent; returns the upload id.
-async fn started(svc: &Service, user: &User, file: &[u8], first: usize) -> String {
-    let reply = svc.chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw).await;
-    reply.assert_status(200);
-    reply.upload_id()
-}
-
 async fn finish(svc: &Service, user: &User, id: &str, file: &[u8], from: usize, chunk: usize) {
     let mut start = from;
     while start < file.len() {
@@ -56,7 +49,7 @@ async fn chunk_reply_has_id_offset_and_expiry() {
 async fn resume_after_disconnect_using_status() {
     let svc = Service::default().await;
     let file = data(7 * MIB + 3, 21);
-    let id = started(&svc, &alice(), &file, MIB).await;
+    let id = svc.start_upload(&alice(), &file, MIB).await;
     svc.chunk(&alice(), Some(&id), MIB, &file[MIB..3 * MIB], file.len(), Encoding::Raw).await.assert_status(200);
     // The client lost track of what it sent: it asks, then goes on from the server's offset.
     let offset = svc.status(&alice(), &id).await.offset() as usize;
@@ -68,7 +61,7 @@ async fn resume_after_disconnect_using_status() {
 async fn resume_using_the_offset_in_a_400() {
     let svc = Service::default().await;
     let file = data(6 * MIB, 22);
-    let id = started(&svc, &alice(), &file, 2 * MIB).await;
+    let id = svc.start_upload(&alice(), &file, 2 * MIB).await;
     svc.chunk(&alice(), Some(&id), 2 * MIB, &file[2 * MIB..4 * MIB], file.len(), Encoding::Raw).await;
     // The reply to that chunk was lost; the client resends it and learns the offset from the error.
     let resent = svc.chunk(&alice(), Some(&id), 2 * MIB, &file[2 * MIB..4 * MIB], file.len(), Encoding::Raw).await;
@@ -94,7 +87,7 @@ async fn first_chunk_must_start_at_zero() {
 async fn malformed_chunks_get_400() {
     let svc = Service::default().await;
     let file = data(10 * KIB, 23);
-    let id = started(&svc, &alice(), &file, 6 * KIB).await;
+    let id = svc.start_upload(&alice(), &file, 6 * KIB).await;
     let chunk = &file[6 * KIB..8 * KIB];
     let cases: Vec<(&str, Reply)> = vec![
         ("missing range", {
@@ -197,24 +190,31 @@ async fn wrong_content_types_get_415() {
     svc.send(r.expect("request")).await.assert_status(415);
 }
 
-#[tokio::test]
-async fn invalid_base64_from_api_gateway_gets_400() {
-    let svc = Service::default().await;
+/// A raw chunk request as API Gateway's HTTP API event, answered as the Lambda function answers it.
+async fn through_lambda(svc: &Service, raw_query: &str, host: &str, body: &str, base64: bool) -> serde_json::Value {
     let event = json!({
-        "version": "2.0", "routeKey": "POST /upload", "rawPath": "/upload", "rawQueryString": "",
-        "headers": {"content-range": "bytes 0-4/5", "content-type": "application/octet-stream"},
+        "version": "2.0", "routeKey": "POST /upload", "rawPath": "/upload", "rawQueryString": raw_query,
+        "headers": {"content-range": "bytes 0-4/5", "content-type": "application/octet-stream", "host": host},
         "requestContext": {"http": {"method": "POST", "path": "/upload", "protocol": "HTTP/1.1",
                                     "sourceIp": "127.0.0.1", "userAgent": "t"},
                            "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}},
                            "requestId": "r", "routeKey": "POST /upload", "stage": "$default", "timeEpoch": 0},
-        "body": "%%%not base64%%%", "isBase64Encoded": true
+        "body": body, "isBase64Encoded": base64
     });
     let event = serde_json::from_value(event).expect("event");
     let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
-    let response = serde_json::to_value(&response).expect("response");
+    serde_json::to_value(&response).expect("response")
+}
+
+#[tokio::test]
+async fn invalid_base64_from_api_gateway_gets_400() {
+    let svc = Service::default().await;
+    let response = through_lambda(&svc, "", "api.example.com", "%%%not base64%%%", true).await;
     assert_eq!(response["statusCode"], 400);
     let body: serde_json::Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("json");
     assert_eq!(body["detail"], "The request body is not valid base64");
+    let valid = through_lambda(&svc, "", "api.example.com", "aGVsbG8=", true).await;
+    assert_eq!(valid["statusCode"], 200, "{valid}");
 }
 
 #[tokio::test]
@@ -222,18 +222,7 @@ async fn malformed_uris_from_api_gateway_get_400() {
     // Found by fuzzing: lambda_http panics building the URI of such an event (a 502 for the client).
     let svc = Service::default().await;
     for (raw_query, host) in [("upload_id=0123 4567", "api.example.com"), ("", "a b")] {
-        let event = json!({
-            "version": "2.0", "routeKey": "POST /upload", "rawPath": "/upload", "rawQueryString": raw_query,
-            "headers": {"content-range": "bytes 0-4/5", "content-type": "application/octet-stream", "host": host},
-            "requestContext": {"http": {"method": "POST", "path": "/upload", "protocol": "HTTP/1.1",
-                                        "sourceIp": "127.0.0.1", "userAgent": "t"},
-                               "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}},
-                               "requestId": "r", "routeKey": "POST /upload", "stage": "$default", "timeEpoch": 0},
-            "body": "hello", "isBase64Encoded": false
-        });
-        let event = serde_json::from_value(event).expect("event");
-        let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
-        let response = serde_json::to_value(&response).expect("response");
+        let response = through_lambda(&svc, raw_query, host, "hello", false).await;
         assert_eq!(response["statusCode"], 400, "{raw_query:?} {host:?}: {response}");
     }
 }
@@ -244,7 +233,7 @@ async fn anonymous_requests_get_403_when_auth_is_required() {
     let file = data(100, 30);
     let anon = User::anonymous();
     svc.chunk(&anon, None, 0, &file, 100, Encoding::Raw).await.assert_status(403);
-    let id = started(&svc, &alice(), &file, 50).await;
+    let id = svc.start_upload(&alice(), &file, 50).await;
     svc.status(&anon, &id).await.assert_status(403);
     svc.complete(&anon, &id, &md5_hex(&file)).await.assert_status(403);
     svc.abort(&anon, &id).await.assert_status(403);
@@ -259,7 +248,7 @@ async fn uploads_are_bound_to_their_creator() {
     let svc = Service::default().await;
     let (alice, bob) = (alice(), User::named("bob"));
     let file = data(20 * KIB, 31);
-    let id = started(&svc, &alice, &file, 10 * KIB).await;
+    let id = svc.start_upload(&alice, &file, 10 * KIB).await;
     svc.status(&bob, &id).await.assert_status(404);
     svc.chunk(&bob, Some(&id), 10 * KIB, &file[10 * KIB..], file.len(), Encoding::Raw).await.assert_status(404);
     svc.complete(&bob, &id, &md5_hex(&file)).await.assert_status(404);
@@ -291,7 +280,7 @@ async fn unknown_and_malformed_ids_get_404() {
 async fn complete_checks_size_and_md5_and_loses_nothing() {
     let svc = Service::default().await;
     let file = data(9 * MIB + 1, 32);
-    let id = started(&svc, &alice(), &file, 4 * MIB).await;
+    let id = svc.start_upload(&alice(), &file, 4 * MIB).await;
     let early = svc.complete(&alice(), &id, &md5_hex(&file)).await;
     early.assert_status(400);
     assert!(early.detail().contains("incomplete"), "{early:?}");
@@ -362,7 +351,7 @@ async fn unknown_routes_and_methods() {
 async fn expired_uploads_get_410() {
     let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
     let file = data(10 * KIB, 33);
-    let id = started(&svc, &alice(), &file, 6 * KIB).await;
+    let id = svc.start_upload(&alice(), &file, 6 * KIB).await;
     let record = svc.record(&id).await.expect("record");
     assert_eq!(record.expires_at_ms - record.created_at_ms, 1000);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -380,7 +369,7 @@ async fn expired_uploads_get_410() {
 async fn abort_removes_everything() {
     let svc = Service::default().await;
     let file = data(14 * MIB, 34);
-    let id = started(&svc, &alice(), &file, 4 * MIB).await;
+    let id = svc.start_upload(&alice(), &file, 4 * MIB).await;
     for i in 1..3 {
         svc.chunk(&alice(), Some(&id), i * 4 * MIB, &file[i * 4 * MIB..(i + 1) * 4 * MIB], file.len(), Encoding::Raw)
             .await

@@ -10,17 +10,11 @@ fn alice() -> User {
     User::named("alice")
 }
 
-async fn started(svc: &Service, user: &User, file: &[u8], first: usize) -> String {
-    let reply = svc.chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw).await;
-    reply.assert_status(200);
-    reply.upload_id()
-}
-
 /// Many requests for one offset at once: exactly one is accepted, and the file still comes out right.
 async fn race(same_bytes: bool, chunk: usize) {
     let svc = Service::default().await;
     let file = data(3 * chunk, 35);
-    let id = started(&svc, &alice(), &file, chunk).await;
+    let id = svc.start_upload(&alice(), &file, chunk).await;
     let contenders: Vec<Vec<u8>> = (0..8)
         .map(|i| if same_bytes || i == 0 { file[chunk..2 * chunk].to_vec() } else { data(chunk, 100 + i) })
         .collect();
@@ -88,7 +82,7 @@ async fn repeated_races_with_different_bytes_keep_the_winners_bytes() {
     let chunk = 256 * KIB;
     let rounds = 24;
     let file = data(chunk * (rounds + 1), 36);
-    let id = started(&svc, &user, &file, chunk).await;
+    let id = svc.start_upload(&user, &file, chunk).await;
     let mut expected = file[..chunk].to_vec();
     for round in 1..=rounds {
         let start = round * chunk;
@@ -110,7 +104,7 @@ async fn a_chunk_racing_an_abort_leaves_nothing_behind() {
     let user = alice();
     for (round, chunk) in [(0, 2 * MIB), (1, 3 * MIB), (2, 64 * KIB)] {
         let file = data(4 * chunk, 40 + round);
-        let id = started(&svc, &user, &file, chunk).await;
+        let id = svc.start_upload(&user, &file, chunk).await;
         svc.chunk(&user, Some(&id), chunk, &file[chunk..2 * chunk], file.len(), Encoding::Raw).await.assert_status(200);
         let key = svc.record(&id).await.expect("record").key;
         let (chunk_reply, abort_reply) = tokio::join!(
@@ -134,7 +128,7 @@ async fn chunks_racing_expiry_are_either_accepted_or_gone() {
     let user = alice();
     let chunk = 64 * KIB;
     let file = data(400 * chunk, 45);
-    let id = started(&svc, &user, &file, chunk).await;
+    let id = svc.start_upload(&user, &file, chunk).await;
     let (mut offset, mut expired) = (chunk, false);
     while offset < file.len() {
         let reply = svc.chunk(&user, Some(&id), offset, &file[offset..offset + chunk], file.len(), Encoding::Raw).await;
