@@ -3,6 +3,7 @@
 //! `lambda_http`'s own adapter panics on a body that claims to be base64 but is not (a 502 for the client), so events
 //! are decoded here: the body once, in place, with a clear 400 for bad base64, and the rest by `lambda_http`.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
@@ -77,11 +78,7 @@ where
 
 /// Turns an event into a request, decoding a base64 body exactly once.
 pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
-    let (body, is_base64) = match &mut event {
-        LambdaRequest::ApiGatewayV1(e) => (e.body.take(), std::mem::take(&mut e.is_base64_encoded)),
-        LambdaRequest::ApiGatewayV2(e) => (e.body.take(), std::mem::take(&mut e.is_base64_encoded)),
-        _ => return Err(ApiError::BadRequest("Unsupported event source".into())),
-    };
+    let (body, is_base64) = take_body_making_safe(&mut event)?;
     let body = match body {
         None => Body::Empty,
         Some(text) if is_base64 => {
@@ -96,12 +93,73 @@ pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
         }
         Some(text) => Body::Text(text),
     };
-    // lambda_http also panics when the path, query string or Host do not make a valid URI (a raw `{` or space in the
-    // query, say); that request is malformed, not a server failure.
+    // The inputs lambda_http is known to panic on were made safe above; this catches any other (where panics unwind).
     let mut request = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Request::from(event)))
         .map_err(|_| ApiError::BadRequest("The request's path, query string or Host header is malformed".into()))?;
     *request.body_mut() = body;
     Ok(request)
+}
+
+/// Takes the body (and whether it is base64) out of an event, and makes the rest safe for lambda_http to convert.
+fn take_body_making_safe(event: &mut LambdaRequest) -> Result<(Option<String>, bool), ApiError> {
+    match event {
+        LambdaRequest::ApiGatewayV1(e) => {
+            make_uri_safe(&mut e.headers, &mut e.multi_value_headers, e.path.as_mut(), None);
+            // A key with an empty list of values panics in query_map; its map serializes as it is held.
+            let mut values: HashMap<String, Vec<String>> = serde_json::to_value(&e.multi_value_query_string_parameters)
+                .and_then(serde_json::from_value)
+                .unwrap_or_default();
+            values.retain(|_, v| !v.is_empty());
+            e.multi_value_query_string_parameters = values.into();
+            Ok((e.body.take(), std::mem::take(&mut e.is_base64_encoded)))
+        }
+        LambdaRequest::ApiGatewayV2(e) => {
+            make_uri_safe(&mut e.headers, &mut HeaderMap::new(), e.raw_path.as_mut(), e.raw_query_string.as_mut());
+            Ok((e.body.take(), std::mem::take(&mut e.is_base64_encoded)))
+        }
+        _ => Err(ApiError::BadRequest("Unsupported event source".into())),
+    }
+}
+
+/// lambda_http builds the request's URI from the Host and X-Forwarded-Proto headers, the path and the raw query
+/// string, and panics when they do not make a valid one (found by fuzzing). None of them matter to the handlers,
+/// which read the path and query parameters API Gateway parsed; so odd headers are dropped and odd bytes
+/// percent-encoded.
+fn make_uri_safe(
+    headers: &mut HeaderMap,
+    multi: &mut HeaderMap,
+    path: Option<&mut String>,
+    query: Option<&mut String>,
+) {
+    let host_ok = |v: &[u8]| !v.is_empty() && v.iter().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b));
+    let scheme_ok = |v: &[u8]| v == b"https" || v == b"http";
+    for map in [headers, multi] {
+        if map.get_all("host").iter().any(|v| !host_ok(v.as_bytes())) {
+            map.remove("host");
+        }
+        if map.get_all("x-forwarded-proto").iter().any(|v| !scheme_ok(v.as_bytes())) {
+            map.remove("x-forwarded-proto");
+        }
+    }
+    if let Some(path) = path {
+        *path = format!("/{}", percent_encode_odd(path.trim_start_matches('/')));
+    }
+    if let Some(query) = query {
+        *query = percent_encode_odd(query);
+    }
+}
+
+/// Percent-encodes every byte a URI may not carry as it is.
+fn percent_encode_odd(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn encode(rest_api: bool, response: Response<Body>) -> ApiResponse {
@@ -127,5 +185,31 @@ fn encode(rest_api: bool, response: Response<Body>) -> ApiResponse {
         r.body = body;
         r.is_base64_encoded = is_base64_encoded;
         ApiResponse::V2(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events on which lambda_http's conversion panicked, found by fuzzing: once made safe, it must not.
+    #[test]
+    fn events_lambda_http_panicked_on_convert_cleanly() {
+        let events = [
+            r#"{"version":"2.0","rawPath":"/upload","rawQueryString":"","headers":{"host":"a b"},"requestContext":{"http":{"method":"POST"}}}"#,
+            r#"{"version":"2.0","rawPath":"/upload","rawQueryString":"","headers":{"host":"h","x-forwarded-proto":"a b"},"requestContext":{"http":{"method":"POST"}}}"#,
+            r#"{"version":"2.0","rawPath":"x%","rawQueryString":"","headers":{},"requestContext":{"http":{"method":"POST"}}}"#,
+            r#"{"version":"2.0","rawPath":"/upload","rawQueryString":"a=\"<> ","headers":{},"requestContext":{"http":{"method":"POST"}}}"#,
+            r#"{"resource":"/upload","httpMethod":"POST","path":"/upload","headers":{"Host":"a b"},"requestContext":{"httpMethod":"POST"}}"#,
+            r#"{"resource":"/upload","httpMethod":"POST","path":"/upload","headers":{"Host":"a`b"},"requestContext":{"httpMethod":"POST"}}"#,
+            r#"{"httpMethod":"POST","path":"/upload","multiValueQueryStringParameters":{"a":[],"b":["1","2"]},"requestContext":{"httpMethod":"POST"}}"#,
+        ];
+        for json in events {
+            let mut event: LambdaRequest = serde_json::from_str(json).expect(json);
+            take_body_making_safe(&mut event).expect(json);
+            // Not caught here: a panic fails the test.
+            let request = Request::from(event);
+            assert!(request.uri().path().starts_with('/'), "{json}");
+        }
     }
 }
