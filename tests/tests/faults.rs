@@ -67,3 +67,48 @@ async fn a_cut_after_any_call_acted_is_survived() {
         survive(point, Fault::CutAfter, 80 + i as u64).await;
     }
 }
+
+/// An abort that meets a fault at any of its calls, retried by the client, still removes everything.
+async fn abort_survives(operation: &'static str, fault: Fault, seed: u64) {
+    let (svc, s3, dynamodb) = Service::through_proxies(&[]).await;
+    let user = User::named("alice");
+    let file = data(8 * MIB, seed);
+    let id = svc.start_upload(&user, &file, 2 * MIB).await;
+    for start in [2 * MIB] {
+        let chunk = &file[start..start + 2 * MIB];
+        svc.chunk(&user, Some(&id), start, chunk, file.len(), integration_tests::Encoding::Raw)
+            .await
+            .assert_status(200);
+    }
+    let key = svc.record(&id).await.expect("record").key;
+    let proxy = if ["UpdateItem", "DeleteItem"].contains(&operation) { &dynamodb } else { &s3 };
+    proxy.arm(operation, fault);
+    let what = format!("{fault:?} at {operation} during an abort");
+    let mut answered = None;
+    for _ in 0..10 {
+        let reply = svc.abort(&user, &id).await;
+        match reply.status {
+            // 404: an earlier attempt finished the abort but its answer was cut.
+            200 | 404 => {
+                answered = Some(reply.status);
+                break;
+            }
+            409 | 500..=599 => {}
+            _ => panic!("{what}: {reply:?}"),
+        }
+    }
+    assert!(answered.is_some(), "{what}: the abort never finished");
+    assert!(proxy.all_fired(), "{what}: the fault never fired");
+    svc.status(&user, &id).await.assert_status(404);
+    assert_eq!(svc.multipart_uploads(&key).await, 0, "{what}");
+    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "{what}");
+}
+
+#[tokio::test]
+async fn an_abort_survives_a_fault_at_any_of_its_calls() {
+    let calls = ["UpdateItem", "AbortMultipartUpload", "ListObjectsV2", "DeleteObjects", "DeleteItem"];
+    for (i, operation) in calls.into_iter().enumerate() {
+        abort_survives(operation, Fault::FailBefore, 120 + i as u64).await;
+        abort_survives(operation, Fault::CutAfter, 140 + i as u64).await;
+    }
+}
