@@ -214,13 +214,7 @@ describe('client in Node, against an imitation of the service', () => {
   });
 
   test('a reloaded page (a new object, the same file) resumes at the server offset', async (t) => {
-    const service = await fakeService();
-    t.after(service.close);
-    const bytes = randomBytes(50_000);
-    const storage = new MemoryStorage();
-    const options = { endpoint: service.endpoint, chunkSize: 10_000, storage };
-    const first = new ChunkedUpload(fileOf(bytes), options);
-    first.addEventListener('progress', (e) => e.detail.loaded >= 30_000 && first.pause());
+    const { service, bytes, storage, options, first } = await pausedUpload(t, 50_000, 30_000);
     assert.equal(await first.start(), null);
     assert.equal(first.state, 'paused');
     const saved = JSON.parse(storage.getItem(storage.key(0)));
@@ -246,13 +240,7 @@ describe('client in Node, against an imitation of the service', () => {
       ['behind', (saved) => ({ ...saved, md5State: null })],
       ['ahead', (saved, bytes) => ({ ...saved, md5State: md5StateAfter(bytes.subarray(0, 45_000)) })],
     ]) {
-      const service = await fakeService();
-      t.after(service.close);
-      const bytes = randomBytes(50_000);
-      const storage = new MemoryStorage();
-      const options = { endpoint: service.endpoint, chunkSize: 10_000, storage };
-      const first = new ChunkedUpload(fileOf(bytes), options);
-      first.addEventListener('progress', (e) => e.detail.loaded >= 20_000 && first.pause());
+      const { service, bytes, storage, options, first } = await pausedUpload(t, 50_000, 20_000);
       await first.start();
       const key = storage.key(0);
       storage.setItem(key, JSON.stringify(tamper(JSON.parse(storage.getItem(key)), bytes)));
@@ -262,13 +250,7 @@ describe('client in Node, against an imitation of the service', () => {
   });
 
   test('an upload gone from the server (404/410) starts over', async (t) => {
-    const service = await fakeService();
-    t.after(service.close);
-    const bytes = randomBytes(30_000);
-    const storage = new MemoryStorage();
-    const options = { endpoint: service.endpoint, chunkSize: 10_000, storage };
-    const first = new ChunkedUpload(fileOf(bytes), options);
-    first.addEventListener('progress', (e) => e.detail.loaded >= 10_000 && first.pause());
+    const { service, bytes, storage, options, first } = await pausedUpload(t, 30_000, 10_000);
     await first.start();
     service.uploads.clear();
     service.requests.length = 0;
@@ -352,6 +334,18 @@ describe('client in Node, against an imitation of the service', () => {
     assert.ok(new ChunkedUpload(fileOf(randomBytes(1)), { chunkSize: MAX_CHUNK_BYTES, endpoint: 'http://x' }));
   });
 });
+
+/** A fake service and an upload of `size` random bytes in 10 kB chunks that pauses once `pauseAt` bytes are in. */
+async function pausedUpload(t, size, pauseAt) {
+  const service = await fakeService();
+  t.after(service.close);
+  const bytes = randomBytes(size);
+  const storage = new MemoryStorage();
+  const options = { endpoint: service.endpoint, chunkSize: 10_000, storage };
+  const first = new ChunkedUpload(fileOf(bytes), options);
+  first.addEventListener('progress', (e) => e.detail.loaded >= pauseAt && first.pause());
+  return { service, bytes, storage, options, first };
+}
 
 /** The MD5 state after `bytes`, as the client saves it. */
 function md5StateAfter(bytes) {
