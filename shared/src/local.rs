@@ -30,6 +30,8 @@ use crate::upload::now_ms;
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 /// API Gateway HTTP API's limit on a request body.
 pub const API_GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// API Gateway HTTP API's limit on the request line and header values together.
+pub const API_GATEWAY_HEADER_LIMIT: usize = 10 * 1024;
 
 /// Sends one HTTP request through the emulated API Gateway to `handler`.
 pub async fn invoke<H, F>(handler: &H, request: http::Request<Bytes>) -> http::Response<Bytes>
@@ -39,6 +41,9 @@ where
 {
     if request.body().len() > API_GATEWAY_BODY_LIMIT {
         return plain(413, json!({"message": "Request Entity Too Large"}));
+    }
+    if request_line_and_header_values(&request) > API_GATEWAY_HEADER_LIMIT {
+        return plain(431, json!({"message": "Request Header Fields Too Large"}));
     }
     // API Gateway passes header values on as JSON strings; bytes that are not UTF-8 never reach a function.
     if request.headers().values().any(|v| std::str::from_utf8(v.as_bytes()).is_err()) {
@@ -69,6 +74,12 @@ where
         Ok(r) => into_http(r),
         Err(e) => plain(502, json!({"message": format!("malformed Lambda response: {e}")})),
     }
+}
+
+/// What API Gateway counts against its header limit.
+fn request_line_and_header_values<B>(request: &http::Request<B>) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + "HTTP/1.1".len() + 2;
+    line + request.headers().values().map(HeaderValue::len).sum::<usize>()
 }
 
 /// The HTTP API (payload format 2.0) event for a request.

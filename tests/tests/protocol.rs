@@ -155,6 +155,69 @@ async fn malformed_chunks_get_400() {
 }
 
 #[tokio::test]
+async fn absurd_header_sizes_get_4xx_and_lose_nothing() {
+    let svc = Service::default().await;
+    let file = data(10 * KIB, 24);
+    let id = svc.start_upload(&alice(), &file, 6 * KIB).await;
+    let chunk = &file[6 * KIB..8 * KIB];
+    let raw_chunk = |name: &str, value: String| {
+        let r = Service::request(&alice(), Method::POST, &format!("/upload?upload_id={id}"))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", "bytes 6144-8191/10240")
+            .header(name, value)
+            .body(Bytes::copy_from_slice(chunk));
+        r.expect("request")
+    };
+    let long_name = "n".repeat(100 * KIB);
+    let (ct, body) = integration_tests::multipart_body(&[("upload_id", &id)], Some(("file", &long_name, chunk)));
+    let huge_part_header = Service::request(&alice(), Method::POST, "/upload")
+        .header("content-type", ct)
+        .header("content-range", "bytes 6144-8191/10240")
+        .body(body)
+        .expect("request");
+    let cases: Vec<(&str, u16, Reply)> = vec![
+        // API Gateway refuses a request line and headers over 10 KiB before any function runs.
+        ("20 KiB header", 431, svc.send(raw_chunk("x-padding", "a".repeat(20 * KIB))).await),
+        (
+            "20 KiB range",
+            431,
+            svc.send(raw_chunk("content-range", format!("bytes 6144-8191/{}", "9".repeat(20 * KIB)))).await,
+        ),
+        // What passes API Gateway reaches the function, which refuses it clearly.
+        (
+            "9 KiB range",
+            400,
+            svc.chunk_with_range(
+                &alice(),
+                Some(&id),
+                &format!("bytes 6144-8191/{}", "9".repeat(9 * KIB)),
+                chunk,
+                Encoding::Raw,
+            )
+            .await,
+        ),
+        ("9 KiB content type", 415, {
+            let r = raw_chunk("x-ignored", String::new());
+            let (mut parts, body) = r.into_parts();
+            parts
+                .headers
+                .insert("content-type", format!("application/{}", "x".repeat(9 * KIB)).parse().expect("value"));
+            svc.send(lambda_http::http::Request::from_parts(parts, body)).await
+        }),
+    ];
+    for (case, status, reply) in cases {
+        assert_eq!(reply.status, status, "{case}: {reply:?}");
+        let message = reply.body["detail"].as_str().or(reply.body["message"].as_str()).unwrap_or_default();
+        assert!(!message.is_empty(), "{case}: no message in {reply:?}");
+    }
+    assert_eq!(svc.status(&alice(), &id).await.offset(), 6 * KIB as u64);
+    // A body's part headers are the body's: a 100 KiB file name inside one is not a header, and an existing
+    // upload has its name already, so the chunk is simply taken.
+    svc.send(huge_part_header).await.assert_status(200);
+    finish(&svc, &alice(), &id, &file, 8 * KIB, 2 * KIB).await;
+}
+
+#[tokio::test]
 async fn sizes_over_the_limits_get_400() {
     let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_BYTES", "1000")]).await;
     let reply = svc.chunk(&alice(), None, 0, &data(100, 1), 1001, Encoding::Raw).await;
