@@ -24,6 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 #[tokio::main]
 async fn main() -> ExitCode {
     lambda::init_logging();
+    lambda::reuse_large_allocations();
     let port: u16 = match std::env::var("PORT").map(|p| p.parse()) {
         Err(_) => 8080,
         Ok(Ok(port)) => port,
