@@ -1,6 +1,8 @@
 //! Test harness: the service's handlers behind the emulated API Gateway, on the emulators whose endpoints
-//! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...).
+//! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...); or the
+//! function binaries themselves under an emulated Lambda Runtime API ([`lambda_runtime`]).
 
+pub mod lambda_runtime;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -9,10 +11,12 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use lambda_http::http::{self, Method};
 use md5::{Digest, Md5};
-use serde_json::Value;
+use serde_json::{Value, json};
 use shared::{App, Config, handlers, local};
 
 pub const KIB: usize = 1024;
@@ -50,6 +54,28 @@ impl Reply {
     pub fn assert_status(&self, status: u16) -> &Self {
         assert_eq!(self.status, status, "unexpected reply: {self:?}");
         self
+    }
+
+    /// The reply in a function's API Gateway (payload 2.0) response, as API Gateway would turn it into HTTP.
+    pub fn from_lambda(response: &Value) -> Reply {
+        let status = response["statusCode"].as_u64().unwrap_or_else(|| panic!("no statusCode in {response}")) as u16;
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in response["headers"].as_object().into_iter().flatten() {
+            let (Ok(name), Some(Ok(value))) =
+                (http::HeaderName::try_from(name.as_str()), value.as_str().map(http::HeaderValue::from_str))
+            else {
+                panic!("malformed header {name}: {value} in {response}")
+            };
+            headers.insert(name, value);
+        }
+        let text = response["body"].as_str().unwrap_or_default();
+        let bytes = match response["isBase64Encoded"].as_bool() {
+            Some(true) => BASE64.decode(text).unwrap_or_else(|e| panic!("body is not base64 ({e}): {response}")),
+            _ => text.as_bytes().to_vec(),
+        };
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {response}"));
+        Reply { status, headers, body }
     }
 }
 
@@ -340,4 +366,88 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 
 pub fn md5_hex(data: &[u8]) -> String {
     shared::md5state::hex(&Md5::digest(data))
+}
+
+/// The environment of a function process on the emulators, as Lambda would give it: every `CHUNKED_UPLOAD_*` and
+/// `AWS_*` variable of the tests' environment (settings, endpoints, dummy credentials, region) and `RUST_LOG`, with
+/// `overrides` on top (to point the endpoints at proxies, say).
+pub fn service_env(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_S3").is_ok() && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
+    );
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CHUNKED_UPLOAD_") || k.starts_with("AWS_") || k == "RUST_LOG")
+        .filter(|(k, _)| !k.starts_with("AWS_LAMBDA_"))
+        .collect();
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.into_iter().collect()
+}
+
+/// The HTTP API (payload format 2.0) event API Gateway hands a function for `request`, with `sub` as the JWT
+/// authorizer's claim. A body is base64-encoded, as API Gateway does with any body it does not know to be text.
+pub fn api_gateway_event(sub: &str, request: &http::Request<Bytes>) -> Vec<u8> {
+    let path = request.uri().path();
+    let query = request.uri().query().unwrap_or_default();
+    // API Gateway joins the values of a repeated parameter with commas.
+    let mut parameters: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        parameters
+            .entry(k.into_owned())
+            .and_modify(|all| *all = format!("{all},{v}"))
+            .or_insert_with(|| v.into_owned());
+    }
+    let mut headers: HashMap<&str, String> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let route = match path {
+        "/upload" | "/upload/complete" => path,
+        p if p.starts_with("/upload/") => "/upload/{upload_id}",
+        _ => "$default",
+    };
+    let route_key = format!("{} {route}", request.method());
+    let path_parameters = match path.strip_prefix("/upload/").filter(|id| *id != "complete") {
+        Some(id) => json!({"upload_id": id}),
+        None => Value::Null,
+    };
+    let body = request.body();
+    if !body.is_empty() {
+        headers.insert("content-length", body.len().to_string());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "queryStringParameters": if parameters.is_empty() { Value::Null } else { json!(parameters) },
+        "pathParameters": path_parameters,
+        "headers": headers,
+        "requestContext": {
+            "http": {"method": request.method().as_str(), "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "integration-tests"},
+            "authorizer": {"jwt": {"claims": {"sub": sub}, "scopes": null}},
+            "requestId": format!("{:x}", now.as_nanos()), "routeKey": route_key, "stage": "$default",
+            "timeEpoch": now.as_millis() as u64
+        },
+        "body": if body.is_empty() { Value::Null } else { Value::String(BASE64.encode(body)) },
+        "isBase64Encoded": !body.is_empty()
+    });
+    serde_json::to_vec(&event).expect("an event serializes")
+}
+
+/// The event of a raw chunk (`application/octet-stream`): bytes `[start, start + chunk.len())` of a `total`-byte file.
+pub fn chunk_event(sub: &str, upload_id: Option<&str>, start: usize, chunk: &[u8], total: usize) -> Vec<u8> {
+    let uri = match upload_id {
+        Some(id) => format!("/upload?upload_id={id}"),
+        None => "/upload?filename=data.bin".to_string(),
+    };
+    let request = http::Request::post(uri)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", format!("bytes {}-{}/{}", start, start + chunk.len() - 1, total))
+        .body(Bytes::copy_from_slice(chunk))
+        .expect("a chunk request");
+    api_gateway_event(sub, &request)
 }

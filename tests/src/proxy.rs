@@ -1,6 +1,7 @@
 //! A proxy between the service and an emulator, on loopback: it names each AWS call it forwards (`UploadPart`,
-//! `UpdateItem`, ...), counts calls and bytes, and can fail a chosen call before it reaches the emulator or cut it
-//! after the emulator acted but before the reply. The benchmarks count with it; the fault tests inject with it.
+//! `UpdateItem`, ...), counts calls and bytes, and can fail a chosen call before it reaches the emulator, cut it
+//! after the emulator acted but before the reply, or hold that reply until the test lets it go. The benchmarks count
+//! with it; the fault and kill tests inject with it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 
 /// Calls and bytes of one kind of AWS call.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +34,37 @@ pub enum Fault {
     FailBefore,
     /// Forward, let the emulator act, then close the connection without a reply.
     CutAfter,
+    /// Forward, let the emulator act, then keep the reply until the test decides: [`Proxy::held`] hands it over.
+    HoldAfter,
 }
 
-#[derive(Default)]
+/// A call the emulator has acted on whose reply the proxy is holding. [`Held::release`] sends the reply on;
+/// dropping it closes the connection unanswered, as [`Fault::CutAfter`] does.
+#[derive(Debug)]
+pub struct Held {
+    pub operation: String,
+    release: oneshot::Sender<()>,
+}
+
+impl Held {
+    pub fn release(self) {
+        let _ = self.release.send(());
+    }
+}
+
 struct State {
     tallies: HashMap<String, Tally>,
     /// Faults armed for the next call of an operation: `(operation, fault)`, each used once.
     armed: Vec<(String, Fault)>,
+    /// Where held calls are announced.
+    holds: mpsc::UnboundedSender<Held>,
 }
 
 /// A running proxy; it stops when dropped.
 pub struct Proxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    held: tokio::sync::Mutex<mpsc::UnboundedReceiver<Held>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,7 +79,8 @@ impl Proxy {
     pub async fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("address");
-        let state = Arc::new(Mutex::new(State::default()));
+        let (holds, held) = mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(State { tallies: HashMap::new(), armed: Vec::new(), holds }));
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
         let shared = state.clone();
@@ -72,7 +93,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, state, task }
+        Proxy { addr, state, held: tokio::sync::Mutex::new(held), task }
     }
 
     pub fn url(&self) -> String {
@@ -82,6 +103,14 @@ impl Proxy {
     /// Arms `fault` for the next call of `operation`.
     pub fn arm(&self, operation: &str, fault: Fault) {
         self.lock().armed.push((operation.to_string(), fault));
+    }
+
+    /// Waits for the next call held by [`Fault::HoldAfter`]: the emulator has acted on it and answered, and its reply
+    /// has not reached the caller.
+    pub async fn held(&self) -> Held {
+        let mut held = self.held.lock().await;
+        // The sender lives in the proxy's own state, so the channel cannot close while `self` exists.
+        held.recv().await.expect("the proxy's hold channel is open")
     }
 
     /// Whether every armed fault has fired.
@@ -154,11 +183,19 @@ async fn forward(
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     {
         let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.tallies.entry(operation).or_default().bytes_received += body.len() as u64;
+        state.tallies.entry(operation.clone()).or_default().bytes_received += body.len() as u64;
     }
     if fault == Some(Fault::CutAfter) {
         // A service error makes hyper close the connection without a reply.
         return Err(Cut);
+    }
+    if fault == Some(Fault::HoldAfter) {
+        let (release, released) = oneshot::channel();
+        let held = Held { operation, release };
+        let _ = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).holds.send(held);
+        if released.await.is_err() {
+            return Err(Cut);
+        }
     }
     Ok(Response::from_parts(parts, Full::new(body)))
 }

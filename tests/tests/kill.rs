@@ -1,0 +1,147 @@
+//! A function killed between writing a part (or a buffered chunk) and committing the offset: the real `chunk` binary
+//! runs under the emulated Lambda Runtime API with its S3 and DynamoDB calls going through the fault proxy. The proxy
+//! holds the S3 call's reply after S3 has acted, and the test SIGKILLs the process while it waits for that reply, so
+//! it can never reach its commit. A fresh process (a cold start) then serves the client, which resumes from the
+//! offset the status route gives, finishes, and completes through the real `complete` binary: the object must be the
+//! exact file, and nothing may be left under the buffer prefix.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use integration_tests::lambda_runtime::{FunctionProcess, InvokeError, build_functions};
+use integration_tests::proxy::{Fault, Proxy};
+use integration_tests::{MIB, Reply, Service, api_gateway_event, chunk_event, data, md5_hex, service_env};
+use lambda_http::http;
+
+const USER: &str = "alice";
+/// The smallest part size the service allows (S3's), so that a few small chunks make a part.
+const PART: &str = "5242880";
+const CHUNK: usize = 2 * MIB;
+/// With the smallest part size (5 MiB), the chunks at 0 and 2 MiB are buffered, the one at 4 MiB makes part 1 (6 MiB),
+/// 6 and 8 MiB are buffered again and the last (1 MiB and 5 bytes, at 10 MiB) makes part 2.
+const FILE: usize = 11 * MIB + 5;
+
+/// The debug builds of the functions, built once for all tests of this file.
+fn binaries() -> &'static HashMap<String, PathBuf> {
+    static BINARIES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BINARIES.get_or_init(|| build_functions(&["chunk", "complete"], false).expect("build the functions"))
+}
+
+async fn send(function: &FunctionProcess, event: Vec<u8>) -> Reply {
+    let response = function.invoke(event).await.unwrap_or_else(|e| panic!("invocation: {e}"));
+    Reply::from_lambda(&response)
+}
+
+async fn send_chunk(function: &FunctionProcess, upload_id: Option<&str>, file: &[u8], start: usize) -> Reply {
+    let end = (start + CHUNK).min(file.len());
+    send(function, chunk_event(USER, upload_id, start, &file[start..end], file.len())).await
+}
+
+/// Kills the chunk function while the reply to its `operation` for the chunk at `start` is held, then checks that a
+/// retrying client on a fresh process finishes with the exact file.
+async fn killed_after(operation: &str, start: usize, seed: u64) {
+    let what = format!("killed after {operation} of the chunk at {start}");
+    let binaries = binaries();
+    let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
+    let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
+    let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
+    let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
+    let env = service_env(&[
+        ("AWS_ENDPOINT_URL_S3", &s3.url()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
+        ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
+    ]);
+    let file = data(FILE, seed);
+
+    let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");
+    let mut upload_id: Option<String> = None;
+    for offset in (0..start).step_by(CHUNK) {
+        let reply = send_chunk(&function, upload_id.as_deref(), &file, offset).await;
+        reply.assert_status(200);
+        upload_id = Some(reply.upload_id());
+    }
+    let id = upload_id.expect("the kill comes after the first chunk");
+    let before = svc.record(&id).await.expect("record");
+    assert_eq!(before.offset, start as u64, "{what}");
+
+    // The chunk whose S3 write is held: once the proxy has S3's reply in hand, the bytes are in S3, and the function
+    // is still waiting for that reply, so it cannot have committed.
+    s3.arm(operation, Fault::HoldAfter);
+    let updates_before = dynamodb.tallies().get("UpdateItem").map_or(0, |t| t.calls);
+    let end = start + CHUNK;
+    let invocation = function.invoke(chunk_event(USER, Some(&id), start, &file[start..end], file.len()));
+    let mut invocation = std::pin::pin!(invocation);
+    let held = tokio::select! {
+        outcome = &mut invocation => panic!("{what}: answered before its {operation} was held: {outcome:?}"),
+        held = s3.held() => held,
+    };
+    assert_eq!(held.operation, operation, "{what}");
+    function.kill();
+    match invocation.await {
+        Err(InvokeError::Exited(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}"),
+        outcome => panic!("{what}: the invocation should have died with the process: {outcome:?}"),
+    }
+    // The reply never reaches anyone: the process is gone.
+    drop(held);
+
+    // Only the claim reached DynamoDB during that invocation, never the commit, and the record is as before.
+    let updates = dynamodb.tallies().get("UpdateItem").map_or(0, |t| t.calls) - updates_before;
+    assert_eq!(updates, 1, "{what}: the claim and nothing else: {:?}", dynamodb.tallies());
+    let after = svc.record(&id).await.expect("record");
+    assert_eq!((after.offset, &after.parts, &after.buffers), (before.offset, &before.parts, &before.buffers), "{what}");
+    // And S3 does hold what the killed request wrote, unreferenced.
+    match operation {
+        "UploadPart" => {
+            let parts = svc.s3.list_parts().bucket(&svc.app.config.bucket).key(&after.key);
+            let parts = parts.upload_id(&after.multipart_id).send().await.expect("ListParts");
+            let numbers: Vec<i32> = parts.parts().iter().filter_map(|p| p.part_number).collect();
+            assert_eq!(numbers, [after.last_part_number as i32], "{what}: the orphaned part");
+            assert!(after.parts.is_empty(), "{what}");
+        }
+        _ => {
+            let buffered = svc.buffered_keys(&id).await;
+            assert_eq!(buffered.len(), after.buffers.len() + 1, "{what}: the orphaned chunk: {buffered:?}");
+        }
+    }
+
+    // A cold start; the client lost its answer, asks where the upload stands, and goes on from there.
+    let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");
+    function.ready_after().await.unwrap_or_else(|e| panic!("{what}: the fresh process did not start: {e}"));
+    let status_request = http::Request::get(format!("/upload/{id}")).body(Bytes::new()).expect("request");
+    let status = send(&function, api_gateway_event(USER, &status_request)).await;
+    status.assert_status(200);
+    assert_eq!(status.offset(), start as u64, "{what}: the offset must be where it was before the killed chunk");
+    for offset in (start..file.len()).step_by(CHUNK) {
+        let reply = send_chunk(&function, Some(&id), &file, offset).await;
+        reply.assert_status(200);
+        assert_eq!(reply.offset(), (offset + CHUNK).min(file.len()) as u64, "{what}");
+    }
+
+    let complete = FunctionProcess::spawn(&binaries["complete"], env).await.expect("spawn the complete function");
+    let form = format!("upload_id={id}&md5={}", md5_hex(&file));
+    let complete_request = http::Request::post("/upload/complete")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Bytes::from(form))
+        .expect("request");
+    let done = send(&complete, api_gateway_event(USER, &complete_request)).await;
+    done.assert_status(200);
+    assert_eq!(done.body["md5"], md5_hex(&file), "{what}");
+    let key = done.body["key"].as_str().expect("key");
+    let object = svc.object(key).await;
+    assert!(object == file, "{what}: the object differs ({} bytes, md5 {})", object.len(), md5_hex(&object));
+    assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
+    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "{what}: left under the buffer prefix");
+}
+
+#[tokio::test]
+async fn killed_after_uploading_a_part_before_committing() {
+    killed_after("UploadPart", 2 * CHUNK, 301).await;
+}
+
+#[tokio::test]
+async fn killed_after_buffering_a_chunk_before_committing() {
+    killed_after("PutObject", CHUNK, 302).await;
+}
