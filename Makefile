@@ -5,6 +5,7 @@
 #   make emulators       start the emulators; prints `export` lines: eval "$(make -s emulators)"
 #   make emulators-down  stop them
 #   make lint            rustfmt check and clippy with warnings as errors
+#   make bench           every benchmark side by side; writes bench/results/RESULTS.md (minutes)
 
 SHELL := bash
 .DEFAULT_GOAL := help
@@ -12,7 +13,7 @@ SHELL := bash
 # Extra arguments for cargo test, e.g. make test ARGS='-- --nocapture'
 ARGS ?=
 
-.PHONY: help run test emulators emulators-down lint check-cargo check-lint-tools check-python
+.PHONY: help run test bench emulators emulators-down lint check-cargo check-lint-tools check-python
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -22,6 +23,9 @@ run: check-cargo check-python
 
 test: check-cargo check-python
 	@scripts/test $(ARGS)
+
+bench: check-cargo check-python
+	@bench/run
 
 emulators: check-python
 	@emulators/up

@@ -1,6 +1,7 @@
 //! Handler cost per byte, in process: the CPU the chunk function spends per MiB (parsing the event, base64, the MD5
 //! update, building and sending the S3 and DynamoDB requests) against the emulators, beside the MD5 of the same
-//! bytes alone (the floor). Prints one line per chunk size: `chunk_kib cpu_ms_per_mib md5_ms_per_mib ratio`.
+//! bytes alone (the floor). Prints one JSON line per chunk size (median of the runs).
+//! Chunk sizes in KiB may be given as arguments (default 256 1024 4096), for example to profile one of them.
 
 use std::time::Duration;
 
@@ -15,17 +16,26 @@ const RUNS: usize = 5;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // As the function's process does before its first request.
+    lambda::reuse_large_allocations();
     let svc = Service::default().await;
     let file = data(FILE, 7);
-    println!("chunk_kib cpu_ms_per_mib md5_ms_per_mib ratio");
-    for chunk in [256 * 1024, 1024 * 1024, 4 * 1024 * 1024] {
+    let mut sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a chunk size in KiB")).collect();
+    if sizes.is_empty() {
+        sizes = vec![256, 1024, 4096];
+    }
+    for chunk in sizes.into_iter().map(|kib| kib * 1024) {
         let (mut handler, mut floor) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             handler.push(per_mib(upload(&svc, &file, chunk).await));
             floor.push(per_mib(md5_alone(&file, chunk)));
         }
         let (handler, floor) = (median(handler), median(floor));
-        println!("{} {:.2} {:.2} {:.2}", chunk / 1024, handler, floor, handler / floor);
+        let line = serde_json::json!({
+            "bench": "handler_cost", "chunk_bytes": chunk, "cpu_ms_per_mib": handler, "md5_ms_per_mib": floor,
+            "ratio": handler / floor, "runs": RUNS,
+        });
+        println!("{line}");
     }
 }
 

@@ -1,0 +1,276 @@
+//! End to end: one file through the local API server (the very handlers the Lambda functions run) into the
+//! emulators' S3, beside (a) a plain multipart upload of the same file with the AWS SDK, same part size, straight to
+//! the same S3 (the ceiling), and (b) tus-node-server (`@tus/server` + `@tus/s3-store`, bench/tus) on the same S3,
+//! driven by tus-js-client with the same chunk size. The systems take turns within each round, so the machine's
+//! noise falls on all of them alike. Every upload is checked byte for byte (MD5 of the stored object).
+//!
+//! Usage: `end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3]`; the S3/DynamoDB endpoints, bucket and table
+//! come from the environment (`eval "$(emulators/up)"`). Prints one JSON object per upload, then the medians.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bench::median;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+use shared::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, plan_part_size};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+const SYSTEMS: [&str; 3] = ["chunked-upload", "raw-multipart", "tus-node-server"];
+
+struct Args {
+    file: PathBuf,
+    chunk_sizes: Vec<usize>,
+    runs: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = parse_args()?;
+    let file = Bytes::from(std::fs::read(&args.file)?);
+    let md5 = hex(&Md5::digest(&file));
+    let bucket = std::env::var("CHUNKED_UPLOAD_BUCKET").map_err(|_| "CHUNKED_UPLOAD_BUCKET is not set")?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let server = LocalServer::start()?;
+    let http = Client::builder(TokioExecutor::new()).build_http();
+
+    let mut rows: Vec<Value> = Vec::new();
+    for round in 1..=args.runs {
+        for &chunk in &args.chunk_sizes {
+            let part = part_size(file.len(), chunk)?;
+            for system in SYSTEMS {
+                let seconds = match system {
+                    "chunked-upload" => service_upload(&http, &server.url, &s3, &file, &md5, chunk).await?,
+                    "raw-multipart" => raw_multipart(&s3, &bucket, &file, &md5, part).await?,
+                    _ => tus_upload(&args.file, chunk, part)?,
+                };
+                let row = json!({
+                    "bench": "end_to_end", "system": system, "round": round, "bytes": file.len(), "chunk_bytes": chunk, "part_bytes": part,
+                    "seconds": seconds, "mib_per_s": file.len() as f64 / MIB / seconds,
+                });
+                println!("{row}");
+                rows.push(row);
+            }
+        }
+    }
+    for &chunk in &args.chunk_sizes {
+        let rate = |system: &str| {
+            median(
+                rows.iter()
+                    .filter(|r| r["system"] == system && r["chunk_bytes"] == chunk)
+                    .filter_map(|r| r["mib_per_s"].as_f64())
+                    .collect(),
+            )
+        };
+        let (ours, raw, tus) = (rate(SYSTEMS[0]), rate(SYSTEMS[1]), rate(SYSTEMS[2]));
+        println!(
+            "{}",
+            json!({
+                "bench": "end_to_end", "summary": "median", "chunk_bytes": chunk, "part_bytes": part_size(file.len(), chunk)?,
+                "runs": args.runs, "mib_per_s": {SYSTEMS[0]: ours, SYSTEMS[1]: raw, SYSTEMS[2]: tus},
+                "ratio_to_raw_multipart": ours / raw, "ratio_to_tus_node_server": ours / tus,
+            })
+        );
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn parse_args() -> Result<Args, Error> {
+    let mut args = Args { file: PathBuf::new(), chunk_sizes: vec![1 << 20, 4 << 20], runs: 3 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--file" => args.file = value.into(),
+            "--chunk-kib" => {
+                args.chunk_sizes =
+                    value.split(',').map(|k| k.trim().parse::<usize>().map(|k| k * 1024)).collect::<Result<_, _>>()?
+            }
+            "--runs" => args.runs = value.parse()?,
+            _ => return Err(format!("unknown argument {flag}").into()),
+        }
+    }
+    if args.file.as_os_str().is_empty() {
+        return Err("usage: end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3]".into());
+    }
+    Ok(args)
+}
+
+/// The size of the parts the service makes from chunks of `chunk` bytes: buffered chunks become a part once they
+/// reach the planned part size, so a part is a whole number of chunks.
+fn part_size(total: usize, chunk: usize) -> Result<usize, Error> {
+    let planned = plan_part_size(total as u64, MIN_PART_SIZE, MAX_PART_SIZE).map_err(|e| format!("{e:?}"))? as usize;
+    Ok(planned.div_ceil(chunk) * chunk)
+}
+
+/// The release build of local-server, beside this binary, on a free loopback port.
+struct LocalServer {
+    child: Child,
+    url: String,
+}
+
+impl LocalServer {
+    fn start() -> Result<LocalServer, Error> {
+        let binary = std::env::current_exe()?.with_file_name("local-server");
+        if !binary.exists() {
+            return Err(format!("{} is missing: cargo build --release -p local-server", binary.display()).into());
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(binary).env("PORT", port.to_string()).stdout(Stdio::null()).spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("local-server did not start listening within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(LocalServer { child, url: format!("http://127.0.0.1:{port}") })
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sequential raw chunks, then completion with the MD5, as the browser client does; timed from the first chunk to
+/// the completion's answer.
+async fn service_upload(
+    http: &HttpClient,
+    url: &str,
+    s3: &aws_sdk_s3::Client,
+    file: &Bytes,
+    md5: &str,
+    chunk: usize,
+) -> Result<f64, Error> {
+    let token = format!("Bearer {}", shared::local::dev_token("bench"));
+    let started = Instant::now();
+    let mut upload_id = String::new();
+    for start in (0..file.len()).step_by(chunk) {
+        let end = (start + chunk).min(file.len());
+        let uri = if upload_id.is_empty() {
+            format!("{url}/upload?filename=bench.bin")
+        } else {
+            format!("{url}/upload?upload_id={upload_id}")
+        };
+        let request = hyper::Request::post(uri)
+            .header("authorization", &token)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("bytes {start}-{}/{}", end - 1, file.len()))
+            .body(Full::new(file.slice(start..end)))?;
+        let reply = send(http, request).await?;
+        upload_id = reply["upload_id"].as_str().ok_or("no upload_id in the chunk's answer")?.to_string();
+    }
+    let request = hyper::Request::post(format!("{url}/upload/complete"))
+        .header("authorization", &token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!("upload_id={upload_id}&md5={md5}"))))?;
+    let result = send(http, request).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (bucket, key) = (result["bucket"].as_str().unwrap_or_default(), result["key"].as_str().unwrap_or_default());
+    verify_and_delete(s3, bucket, key, md5).await?;
+    Ok(seconds)
+}
+
+async fn send(http: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Result<Value, Error> {
+    let response = http.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// The ceiling: the same bytes in parts of the same size, one after another, with the same S3 client settings as the
+/// service (unsigned payloads, path-style).
+async fn raw_multipart(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    file: &Bytes,
+    md5: &str,
+    part: usize,
+) -> Result<f64, Error> {
+    let key = format!("bench/raw-multipart-{}.bin", std::process::id());
+    let started = Instant::now();
+    let created = s3.create_multipart_upload().bucket(bucket).key(&key).send().await?;
+    let upload_id = created.upload_id().ok_or("CreateMultipartUpload returned no id")?;
+    let mut parts = Vec::new();
+    for (i, start) in (0..file.len()).step_by(part).enumerate() {
+        let number = i as i32 + 1;
+        let body = file.slice(start..(start + part).min(file.len()));
+        let out = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(&key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(body.into())
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await?;
+        parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(&key)
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    verify_and_delete(s3, bucket, &key, md5).await?;
+    Ok(seconds)
+}
+
+/// bench/tus/upload.mjs runs tus-node-server in a child process and reports one JSON line; it checks the stored
+/// object's MD5 itself.
+fn tus_upload(file: &Path, chunk: usize, part: usize) -> Result<f64, Error> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tus/upload.mjs");
+    let output = Command::new("node")
+        .arg(script)
+        .args(["--file", &file.display().to_string()])
+        .args(["--chunk-bytes", &chunk.to_string(), "--part-bytes", &part.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("bench/tus/upload.mjs failed ({})", output.status).into());
+    }
+    let line: Value = serde_json::from_slice(&output.stdout)?;
+    if line["verified"] != true {
+        return Err(format!("tus-node-server's upload did not verify: {line}").into());
+    }
+    line["seconds"].as_f64().ok_or_else(|| format!("no seconds in {line}").into())
+}
+
+async fn verify_and_delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, md5: &str) -> Result<(), Error> {
+    let object = s3.get_object().bucket(bucket).key(key).send().await?;
+    let bytes = object.body.collect().await?.into_bytes();
+    s3.delete_object().bucket(bucket).key(key).send().await?;
+    let stored = hex(&Md5::digest(&bytes));
+    if stored != md5 {
+        return Err(format!("s3://{bucket}/{key} has MD5 {stored}, the file {md5}").into());
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
