@@ -12,6 +12,7 @@ use lambda_http::http::HeaderMap;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use serde::Serialize;
+use tracing_subscriber::filter::Targets;
 
 use crate::error::ApiError;
 
@@ -71,9 +72,17 @@ pub fn reuse_large_allocations() {
 
 /// JSON logs, one line an event; `RUST_LOG` picks the level (default info).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `info`, `warn`, or targets: `info,aws_smithy_runtime=debug`.
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().json().with_current_span(false))
+        .with(filter)
+        .try_init();
 }
 
 /// Answers one API Gateway event (HTTP API or REST API) with `handler`.

@@ -116,7 +116,8 @@ fn event(request: http::Request<Bytes>, claims: Option<HashMap<String, String>>)
     event.headers = parts.headers;
     if !body.is_empty() {
         // API Gateway base64-encodes every body it does not know to be text; doing it always is the harder case.
-        event.body = Some(BASE64.encode(&body));
+        // SIMD: a chunk of several MiB is encoded for every request.
+        event.body = Some(base64_simd::STANDARD.encode_to_string(&body));
         event.is_base64_encoded = true;
     }
     event

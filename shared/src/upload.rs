@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::try_join_all;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
@@ -255,9 +255,9 @@ impl App {
         match part_number {
             Some(number) => {
                 joined = record.buffers.iter().map(|b| buffer_key(bucket_prefix, &record.upload_id, *b)).collect();
-                let pieces = try_join_all(joined.iter().map(|k| self.bucket.get(k))).await?;
-                let etag =
-                    self.bucket.upload_part(&record.key, &record.multipart_id, number, concat(pieces, data)).await?;
+                let mut pieces = try_join_all(joined.iter().map(|k| self.bucket.get(k))).await?;
+                pieces.push(data);
+                let etag = self.bucket.upload_part(&record.key, &record.multipart_id, number, pieces).await?;
                 parts.push(Part { number, etag });
                 buffers.clear();
                 flush_at = (range.end_exclusive() + record.part_size).min(record.total);
@@ -482,17 +482,6 @@ fn check_chunk_size(range: &ContentRange, part_size: u64) -> Result<(), ApiError
         )));
     }
     Ok(())
-}
-
-fn concat(pieces: Vec<Bytes>, last: Bytes) -> Bytes {
-    if pieces.is_empty() {
-        return last;
-    }
-    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum::<usize>() + last.len());
-    for piece in pieces.iter().chain(std::iter::once(&last)) {
-        out.extend_from_slice(piece);
-    }
-    out.freeze()
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then the part count. `None` when a part's ETag
