@@ -116,7 +116,8 @@ pub fn decode(mut event: LambdaRequest) -> Result<Request, ApiError> {
         }
         Some(text) => Body::Text(text),
     };
-    // The inputs lambda_http is known to panic on were made safe above; this catches any other (where panics unwind).
+    // The inputs lambda_http is known to panic on were made safe above. Release builds abort on panic (cargo-lambda
+    // builds the bootstraps so); where panics unwind (debug builds, the tests) any other is caught here.
     let mut request = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Request::from(event)))
         .map_err(|_| ApiError::BadRequest("The request's path, query string or Host header is malformed".into()))?;
     *request.body_mut() = body;
