@@ -103,6 +103,20 @@ const chunkStarts = (requests) =>
   requests.filter((r) => r.path === '/upload').map((r) => Number(/bytes (\d+)-/.exec(r.headers['content-range'])[1]));
 const fast = { retryDelay: 1, maxRetryDelay: 5 };
 
+// 30,000 bytes in three chunks of 10,000 through a fake service with `fault`.
+async function threeChunkUpload(t, fault) {
+  const service = await fakeService({ fault });
+  t.after(service.close);
+  const bytes = randomBytes(30_000);
+  const upload = new ChunkedUpload(fileOf(bytes), {
+    endpoint: service.endpoint,
+    chunkSize: 10_000,
+    storage: null,
+    ...fast,
+  });
+  return { service, bytes, upload };
+}
+
 describe('client in Node, against an imitation of the service', () => {
   test('uploads in chunks with Content-Range, then completes with the MD5', async (t) => {
     const service = await fakeService();
@@ -131,22 +145,15 @@ describe('client in Node, against an imitation of the service', () => {
   });
 
   test('retries 5xx, 409 and network failures, then goes on', async (t) => {
-    const service = await fakeService({
-      fault: ({ n }) =>
+    const { bytes, upload } = await threeChunkUpload(
+      t,
+      ({ n }) =>
         ({
           2: { status: 503, json: { detail: 'Storage is unavailable, retry later' } },
           3: { status: 409, json: { detail: 'Another request changed this upload' } },
           4: 'drop-connection',
         })[n] ?? null,
-    });
-    t.after(service.close);
-    const bytes = randomBytes(30_000);
-    const upload = new ChunkedUpload(fileOf(bytes), {
-      endpoint: service.endpoint,
-      chunkSize: 10_000,
-      storage: null,
-      ...fast,
-    });
+    );
     const retries = [];
     upload.addEventListener('retry', (e) => retries.push(e.detail));
     const result = await upload.start();
@@ -196,18 +203,8 @@ describe('client in Node, against an imitation of the service', () => {
   });
 
   test('adopts the offset of a 400 offset mismatch: a chunk whose answer was lost is not sent twice', async (t) => {
-    const service = await fakeService({
-      // The second chunk lands, but its answer never arrives.
-      fault: ({ n }) => (n === 2 ? 'drop-answer' : null),
-    });
-    t.after(service.close);
-    const bytes = randomBytes(30_000);
-    const upload = new ChunkedUpload(fileOf(bytes), {
-      endpoint: service.endpoint,
-      chunkSize: 10_000,
-      storage: null,
-      ...fast,
-    });
+    // The second chunk lands, but its answer never arrives.
+    const { service, bytes, upload } = await threeChunkUpload(t, ({ n }) => (n === 2 ? 'drop-answer' : null));
     const result = await upload.start();
     assert.equal(result.md5, md5(bytes));
     assert.deepEqual(chunkStarts(service.requests), [0, 10_000, 10_000, 20_000]);

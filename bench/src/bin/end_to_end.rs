@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use md5::{Digest, Md5};
+use integration_tests::md5_hex;
 use serde_json::{Value, json};
 use shared::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, plan_part_size};
 
@@ -39,7 +39,7 @@ struct Args {
 async fn main() -> Result<(), Error> {
     let args = parse_args()?;
     let file = Bytes::from(std::fs::read(&args.file)?);
-    let md5 = hex(&Md5::digest(&file));
+    let md5 = md5_hex(&file);
     let bucket = std::env::var("CHUNKED_UPLOAD_BUCKET").map_err(|_| "CHUNKED_UPLOAD_BUCKET is not set")?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
@@ -264,13 +264,9 @@ async fn verify_and_delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, md5
     let object = s3.get_object().bucket(bucket).key(key).send().await?;
     let bytes = object.body.collect().await?.into_bytes();
     s3.delete_object().bucket(bucket).key(key).send().await?;
-    let stored = hex(&Md5::digest(&bytes));
+    let stored = md5_hex(&bytes);
     if stored != md5 {
         return Err(format!("s3://{bucket}/{key} has MD5 {stored}, the file {md5}").into());
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
