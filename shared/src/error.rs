@@ -31,9 +31,18 @@ pub enum ApiError {
     /// The request lost a race with another one and the state it needs is gone; retrying is safe.
     #[error("{0}")]
     Conflict(String),
-    /// S3 or DynamoDB failed or throttled; nothing was accepted, so retrying is safe.
+    /// S3 or DynamoDB failed, throttled or ran past the request's deadline before anything was accepted; retrying
+    /// is safe.
     #[error("Storage is unavailable, retry later")]
     Unavailable(String),
+    /// The write that accepts the request failed in a way that does not say whether it landed: the client asks for
+    /// the upload's status (its offset) before sending again.
+    #[error("The request may or may not have been accepted; ask for the upload's status before resending")]
+    Ambiguous(String),
+    /// The upload is in a state no retry can repair (a damaged record, a part that changed in S3, S3's part numbers
+    /// used up): the detail says what to do, and clients do not retry it.
+    #[error("{0}")]
+    Unrecoverable(String),
 }
 
 impl ApiError {
@@ -49,7 +58,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Ambiguous(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unrecoverable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 

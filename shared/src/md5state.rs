@@ -12,9 +12,11 @@ pub fn empty() -> Vec<u8> {
 
 /// Restores a saved hasher. A state that does not restore means the record was damaged, which no client can fix.
 pub fn restore(saved: &[u8]) -> Result<Md5, ApiError> {
-    let state = SerializedState::<Md5>::try_from(saved)
-        .map_err(|_| ApiError::Conflict("The upload's checksum state is damaged".into()))?;
-    Md5::deserialize(&state).map_err(|_| ApiError::Conflict("The upload's checksum state is damaged".into()))
+    let state = SerializedState::<Md5>::try_from(saved).map_err(|_| {
+        ApiError::Unrecoverable("The upload's checksum state is damaged; start the upload again".into())
+    })?;
+    Md5::deserialize(&state)
+        .map_err(|_| ApiError::Unrecoverable("The upload's checksum state is damaged; start the upload again".into()))
 }
 
 /// Saved state after hashing `data` on top of `saved`.

@@ -176,7 +176,7 @@ impl App {
         };
         check_chunk_size(&range, record.part_size)?;
         if part_number.is_some_and(|n| n > S3_MAX_PARTS) {
-            return Err(ApiError::Conflict(
+            return Err(ApiError::Unrecoverable(
                 "This upload has used up S3's part numbers on failed attempts; start it again".into(),
             ));
         }
@@ -338,8 +338,9 @@ impl App {
             Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record).await,
             Err(CompleteFailure::InvalidPart) => {
                 tracing::error!(upload_id = %record.upload_id, "a recorded part ETag does not match S3");
-                Err(ApiError::Conflict(
-                    "A part in S3 no longer matches what was accepted; the upload cannot be completed".into(),
+                Err(ApiError::Unrecoverable(
+                    "A part in S3 no longer matches what was accepted; the upload cannot be completed: start it again"
+                        .into(),
                 ))
             }
             Err(CompleteFailure::Other(e)) => Err(e),

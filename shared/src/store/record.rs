@@ -157,7 +157,9 @@ impl UploadRecord {
     }
 
     pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, ApiError> {
-        let damaged = |name: &str| ApiError::Conflict(format!("The upload record is damaged ({name})"));
+        let damaged = |name: &str| {
+            ApiError::Unrecoverable(format!("The upload record is damaged ({name}); start the upload again"))
+        };
         let s = |name: &'static str| -> Result<String, ApiError> {
             item.get(name).and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| damaged(name))
         };
