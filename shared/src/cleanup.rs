@@ -10,7 +10,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::store::quota::is_upload_key;
+use crate::store::record::attr;
 use crate::store::{Status, UploadRecord};
+use crate::upload::now_ms;
 
 /// What became of one stream record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,10 @@ pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiErro
         tracing::warn!("REMOVE record without an old image: the stream must be OLD_IMAGE or NEW_AND_OLD_IMAGES");
         return Ok(Outcome::Ignored);
     }
+    if !item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_some_and(|k| is_upload_key(k)) {
+        // An owner's counters or a tombstone (see `store::quota`): nothing in S3 to clean up.
+        return Ok(Outcome::Ignored);
+    }
     let upload = match UploadRecord::from_item(&item) {
         Ok(upload) => upload,
         Err(e) => {
@@ -58,6 +65,8 @@ pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiErro
             return Ok(Outcome::Ignored);
         }
     };
+    // Released already at completion or abort, unless that failed; a second release does nothing.
+    app.table.release(&upload, now_ms() / 1000).await?;
     if upload.status == Status::Complete {
         return Ok(Outcome::KeptComplete);
     }

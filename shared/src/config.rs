@@ -3,8 +3,12 @@
 use std::env;
 
 use crate::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_OBJECT_SIZE};
+use crate::store::Limits;
 
 const MIB: u64 = 1024 * 1024;
+/// The smallest chunk (but the last) taken by default: django-chunked-upload's jQuery-File-Upload demo sends 100,000
+/// bytes, and 80 such chunks make a 5 MiB part.
+pub const DEFAULT_MIN_CHUNK: u64 = 64 * 1024;
 /// The largest chunk whose base64 event (4/3 of it, plus headers) stays under Lambda's 6 MB request payload.
 const DEFAULT_MAX_CHUNK: u64 = 4_500_000;
 
@@ -36,6 +40,12 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_S3_PATH_STYLE`: path-style S3 addressing; defaults to true when `AWS_ENDPOINT_URL_S3` or
     /// `AWS_ENDPOINT_URL` points at an emulator, which rarely serves virtual-hosted buckets.
     pub s3_path_style: bool,
+    /// `CHUNKED_UPLOAD_MIN_CHUNK_BYTES`: smallest chunk accepted other than the last (a file smaller than a hundred
+    /// of them may come in hundredths), bounding what one part costs in calls.
+    pub min_chunk_bytes: u64,
+    /// `CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER` / `CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER`: uploads, and bytes (their sizes
+    /// added up), one owner may have in progress; unset or 0: no limit.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +140,14 @@ impl Config {
                 reason: format!("{storage_class:?} is not one of {}", STORAGE_CLASSES.join(", ")),
             });
         }
+        let min_chunk_bytes = number("CHUNKED_UPLOAD_MIN_CHUNK_BYTES", DEFAULT_MIN_CHUNK, 1, max_chunk_bytes)?;
+        let limit = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            Ok(Some(number(var, 0, 0, u64::MAX)?).filter(|&v| v > 0))
+        };
+        let limits = Limits {
+            uploads: limit("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER")?,
+            bytes: limit("CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER")?,
+        };
         Ok(Config {
             bucket,
             table,
@@ -144,6 +162,8 @@ impl Config {
             max_part_bytes,
             storage_class,
             s3_path_style,
+            min_chunk_bytes,
+            limits,
         })
     }
 

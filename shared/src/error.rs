@@ -21,6 +21,9 @@ pub enum ApiError {
     NotFound,
     #[error("Upload expired")]
     Expired,
+    /// The caller is over one of its per-owner limits (uploads or bytes in progress).
+    #[error("{0}")]
+    OverLimit(String),
     /// The route exists, but not with this method; `allow` lists those it has.
     #[error("Method not allowed")]
     MethodNotAllowed { allow: &'static str },
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::OverLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Ambiguous(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unrecoverable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }

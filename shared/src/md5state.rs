@@ -23,7 +23,11 @@ pub fn restore(saved: &[u8]) -> Result<Md5, ApiError> {
 pub fn extend(saved: &[u8], data: &[u8]) -> Result<Vec<u8>, ApiError> {
     let mut hasher = restore(saved)?;
     hasher.update(data);
-    Ok(hasher.serialize().to_vec())
+    Ok(save(&hasher))
+}
+
+pub fn save(hasher: &Md5) -> Vec<u8> {
+    hasher.serialize().to_vec()
 }
 
 /// Lowercase hex MD5 of everything hashed into `saved`.

@@ -324,6 +324,39 @@ impl Service {
     pub async fn record(&self, upload_id: &str) -> Option<shared::store::UploadRecord> {
         self.app.table.get(upload_id).await.expect("GetItem")
     }
+
+    /// The stream record of the item's removal as DynamoDB sends it, made from the item as it is now: by TTL (the
+    /// DynamoDB service itself) or by a user's DeleteItem (no `userIdentity`).
+    pub async fn removal(&self, upload_id: &str, sequence: u64, by_ttl: bool) -> Value {
+        let item = self.raw_item(upload_id).await.unwrap_or_else(|| panic!("no item for {upload_id}"));
+        let image = serde_json::to_value(serde_dynamo::Item::from(item)).expect("old image");
+        let mut record = json!({
+            "eventID": format!("{sequence:x}"),
+            "eventName": "REMOVE",
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_795_888_582,
+                "Keys": {"upload_id": {"S": upload_id}},
+                "OldImage": image,
+                "SequenceNumber": sequence.to_string(),
+                "SizeBytes": 512,
+                "StreamViewType": "OLD_IMAGE"
+            },
+            "eventSourceARN":
+                "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
+        });
+        if by_ttl {
+            record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+        }
+        record
+    }
+}
+
+/// A DynamoDB stream batch of these records, as Lambda delivers it to the cleanup function.
+pub fn batch(records: Vec<Value>) -> aws_lambda_events::event::dynamodb::Event {
+    serde_json::from_value(json!({ "Records": records })).expect("a stream event")
 }
 
 /// A `multipart/form-data` body with text fields and an optional file part `(field, filename, bytes)`.

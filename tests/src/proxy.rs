@@ -214,6 +214,7 @@ pub fn operation<B>(req: &Request<B>) -> String {
         (&Method::POST, false) if has("delete") => "DeleteObjects",
         (&Method::PUT, true) if has("partNumber") => "UploadPart",
         (&Method::PUT, true) => "PutObject",
+        (&Method::GET, true) if has("uploadId") => "ListParts",
         (&Method::GET, true) => "GetObject",
         (&Method::HEAD, true) => "HeadObject",
         (&Method::DELETE, true) if has("uploadId") => "AbortMultipartUpload",

@@ -1,41 +1,9 @@
 //! The cleanup function against the emulators: DynamoDB stream batches as Lambda delivers them, and what is left in
 //! S3 afterwards.
 
-use aws_lambda_events::event::dynamodb::Event;
-use integration_tests::{Encoding, MIB, Service, User, data, md5_hex};
-use serde_json::{Value, json};
+use integration_tests::{Encoding, MIB, Service, User, batch, data, md5_hex};
+use serde_json::json;
 use shared::cleanup::{self, Outcome};
-
-/// The stream record of the item's removal as DynamoDB sends it, made from the item as it is now: by TTL (the
-/// DynamoDB service itself) or by a user's DeleteItem (no `userIdentity`).
-async fn removal(svc: &Service, upload_id: &str, sequence: u64, by_ttl: bool) -> Value {
-    let item = svc.raw_item(upload_id).await.unwrap_or_else(|| panic!("no item for {upload_id}"));
-    let image = serde_json::to_value(serde_dynamo::Item::from(item)).expect("old image");
-    let mut record = json!({
-        "eventID": format!("{sequence:x}"),
-        "eventName": "REMOVE",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1_795_888_582,
-            "Keys": {"upload_id": {"S": upload_id}},
-            "OldImage": image,
-            "SequenceNumber": sequence.to_string(),
-            "SizeBytes": 512,
-            "StreamViewType": "OLD_IMAGE"
-        },
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
-    });
-    if by_ttl {
-        record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-    }
-    record
-}
-
-fn batch(records: Vec<Value>) -> Event {
-    serde_json::from_value(json!({ "Records": records })).expect("a stream event")
-}
 
 /// An unfinished upload with a committed part, a buffered chunk, and the stray chunk of a request that never
 /// committed; returns its id and final key.
@@ -56,7 +24,7 @@ async fn unfinished(svc: &Service, seed: u64) -> (String, String) {
         .await
         .expect("stray");
     let record = svc.record(&id).await.expect("record");
-    assert_eq!((record.parts.len(), record.buffers.len()), (1, 1));
+    assert_eq!((record.parts.count, record.buffers.is_empty()), (1, false), "a part and a buffered chunk");
     assert_eq!(svc.buffered_keys(&id).await.len(), 2);
     assert_eq!(svc.multipart_uploads(&record.key).await, 1);
     (id, record.key)
@@ -66,7 +34,7 @@ async fn unfinished(svc: &Service, seed: u64) -> (String, String) {
 async fn ttl_removal_of_an_unfinished_upload_removes_its_bytes() {
     let svc = Service::default().await;
     let (id, key) = unfinished(&svc, 40).await;
-    let record = removal(&svc, &id, 100, true).await;
+    let record = svc.removal(&id, 100, true).await;
     svc.app.table.delete(&id).await.expect("TTL deletes the item");
     let response = cleanup::handle_stream(&svc.app, batch(vec![record.clone()])).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
@@ -86,7 +54,7 @@ async fn ttl_removal_of_a_completed_upload_touches_nothing() {
     let done = svc.complete(&user, &id, &md5_hex(&file)).await;
     done.assert_status(200);
     let key = done.body["key"].as_str().expect("key").to_string();
-    let record = removal(&svc, &id, 200, true).await;
+    let record = svc.removal(&id, 200, true).await;
     svc.app.table.delete(&id).await.expect("TTL deletes the item");
     let event = batch(vec![record]);
     assert_eq!(cleanup::cleanup(&svc.app, &event.records[0]).await.expect("cleanup"), Outcome::KeptComplete);
@@ -98,7 +66,7 @@ async fn ttl_removal_of_a_completed_upload_touches_nothing() {
 async fn a_users_abort_then_its_stream_record_is_harmless() {
     let svc = Service::default().await;
     let (id, key) = unfinished(&svc, 42).await;
-    let record = removal(&svc, &id, 300, false).await;
+    let record = svc.removal(&id, 300, false).await;
     svc.abort(&User::named("alice"), &id).await.assert_status(200);
     let event = batch(vec![record]);
     assert_eq!(cleanup::cleanup(&svc.app, &event.records[0]).await.expect("cleanup"), Outcome::Discarded);
@@ -110,7 +78,7 @@ async fn a_users_abort_then_its_stream_record_is_harmless() {
 async fn other_records_are_ignored() {
     let svc = Service::default().await;
     let (id, key) = unfinished(&svc, 43).await;
-    let mut record = removal(&svc, &id, 400, false).await;
+    let mut record = svc.removal(&id, 400, false).await;
     for name in ["INSERT", "MODIFY"] {
         record["eventName"] = json!(name);
         let event = batch(vec![record.clone()]);
@@ -124,7 +92,7 @@ async fn other_records_are_ignored() {
 async fn failures_are_reported_per_record() {
     let svc = Service::default().await;
     let (id, key) = unfinished(&svc, 44).await;
-    let good = removal(&svc, &id, 500, true).await;
+    let good = svc.removal(&id, 500, true).await;
     // The same item pointing at a bucket that does not exist: S3 refuses, and only that record is reported.
     let broken = Service::new(&[("CHUNKED_UPLOAD_BUCKET", "no-such-bucket-for-cleanup")]).await;
     let mut bad = good.clone();

@@ -16,7 +16,7 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::record::Part;
+use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
 use super::unavailable;
 use crate::error::ApiError;
 
@@ -67,11 +67,20 @@ impl Bucket {
         out.upload_id.ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
     }
 
-    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ApiError> {
+    /// Buffers a chunk under `{prefix}{chunk name}`, `chain` being the buffer chain with it; S3 checks its bytes
+    /// against the CRC64NVME the name carries.
+    pub async fn put_buffered(
+        &self,
+        prefix: &str,
+        chunk: BufferedChunk,
+        chain: BufferChain,
+        data: Bytes,
+    ) -> Result<(), ApiError> {
         self.client
             .put_object()
             .bucket(&self.name)
-            .key(key)
+            .key(format!("{prefix}{}", chunk.name(chain)))
+            .checksum_crc64_nvme(base64_simd::STANDARD.encode_to_string(chunk.crc64.to_be_bytes()))
             .body(ByteStream::from(data))
             .customize()
             .disable_payload_signing()
@@ -79,6 +88,41 @@ impl Bucket {
             .await
             .map_err(|e| unavailable("PutObject", &e))?;
         Ok(())
+    }
+
+    /// The buffered chunks under `prefix` that start at or after `from` and before `below`, in upload order: those of
+    /// the part being gathered, and leftovers of requests that lost a race for one of its offsets.
+    pub async fn list_buffered(&self, prefix: &str, from: u64, below: u64) -> Result<Vec<Listed>, ApiError> {
+        let mut listed = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                // The name of a chunk at `from` sorts right after this.
+                .start_after(format!("{prefix}{from:016x}"))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| unavailable("ListObjectsV2", &e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let Some((chunk, chain)) = key.strip_prefix(prefix).and_then(BufferedChunk::parse_name) else {
+                    continue;
+                };
+                if chunk.start >= below {
+                    return Ok(listed);
+                }
+                let size = object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or_default();
+                listed.push(Listed { chunk, chain, size, key: key.to_string() });
+            }
+            token = page.next_continuation_token;
+            if token.is_none() {
+                return Ok(listed);
+            }
+        }
     }
 
     /// Reads a buffered chunk. A missing one was joined into a part by a request that won the race for this offset.
@@ -122,7 +166,44 @@ impl Bucket {
         out.e_tag.ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
     }
 
-    /// Completes with exactly the recorded parts and ETags; returns the object's ETag.
+    /// The parts S3 holds for a multipart upload with these numbers, in the order asked, or `None` for a number it
+    /// does not hold.
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        numbers: &[u32],
+    ) -> Result<Vec<Option<Part>>, CompleteFailure> {
+        let mut held = std::collections::HashMap::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.name)
+                .key(key)
+                .upload_id(multipart_id)
+                .set_part_number_marker(marker)
+                .send()
+                .await
+                .map_err(|e| match code(&e) {
+                    Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
+                    _ => CompleteFailure::Other(unavailable("ListParts", &e)),
+                })?;
+            for part in page.parts() {
+                if let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) {
+                    held.insert(number as u32, etag.to_string());
+                }
+            }
+            marker = page.next_part_number_marker;
+            if !page.is_truncated.unwrap_or(false) || marker.is_none() {
+                break;
+            }
+        }
+        Ok(numbers.iter().map(|&number| held.remove(&number).map(|etag| Part { number, etag })).collect())
+    }
+
+    /// Completes with exactly these parts and ETags; returns the object's ETag.
     pub async fn complete(&self, key: &str, multipart_id: &str, parts: &[Part]) -> Result<String, CompleteFailure> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -160,6 +241,27 @@ impl Bucket {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(unavailable("HeadObject", &e)),
         }
+    }
+
+    /// Aborts every multipart upload of `key`: how an upload whose record never learned its multipart upload's id
+    /// (a crash right after creating it) is cleaned up.
+    pub async fn abort_all(&self, key: &str) -> Result<(), ApiError> {
+        let page = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.name)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| unavailable("ListMultipartUploads", &e))?;
+        for upload in page.uploads() {
+            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                && k == key
+            {
+                self.abort(key, id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Aborts a multipart upload; one already gone is success.

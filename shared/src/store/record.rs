@@ -1,12 +1,13 @@
-//! An upload's record: the one source of truth about it (see `design-notes.md`), and its DynamoDB item.
+//! An upload's record: the one source of truth about it (see `docs/design.md`), and its DynamoDB item. Its size does
+//! not grow with the upload: parts and buffered chunks are summarized by [`PartLedger`] and [`BufferChain`].
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::ledger::{BufferChain, PartLedger};
 use crate::error::ApiError;
-use crate::md5state::hex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -33,20 +34,6 @@ impl Status {
     }
 }
 
-/// A part committed to the multipart upload, with the ETag S3 returned for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    pub number: u32,
-    pub etag: String,
-}
-
-/// A chunk waiting in S3 for its part; its key is derived from these and its length from the next start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Buffered {
-    pub start: u64,
-    pub token: u64,
-}
-
 /// What completion produced, kept so a repeated complete can answer the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
@@ -67,14 +54,19 @@ pub struct UploadRecord {
     /// Creation plus the expiration delta; past it the upload is gone whether or not TTL has removed the item.
     pub expires_at_ms: u64,
     pub key: String,
-    pub multipart_id: String,
+    /// S3's multipart upload; `None` between the record's creation and its first chunk's commit. The record is
+    /// written before the multipart upload is created, so no multipart upload exists that no record leads to.
+    pub multipart_id: Option<String>,
     pub part_size: u64,
+    /// Where the part being gathered starts: the bytes before it are in accepted parts, the rest up to `offset` in
+    /// buffered chunks.
+    pub part_start: u64,
     /// The offset at which the buffered chunks must become a part: a plain number so DynamoDB can compare it.
     pub flush_at: u64,
     /// The last part number handed out; each flush attempt takes a fresh one so a loser never overwrites a winner.
     pub last_part_number: u32,
-    pub parts: Vec<Part>,
-    pub buffers: Vec<Buffered>,
+    pub parts: PartLedger,
+    pub buffers: BufferChain,
     pub md5_state: Vec<u8>,
     /// When the current completion attempt began.
     pub completing_since_ms: Option<u64>,
@@ -99,8 +91,9 @@ pub mod attr {
     pub const PART_SIZE: &str = "part_size";
     pub const FLUSH_AT: &str = "flush_at";
     pub const LAST_PART_NUMBER: &str = "last_part_number";
-    pub const PARTS: &str = "parts";
-    pub const BUFFERS: &str = "buffers";
+    pub const PART_START: &str = "part_start";
+    pub const PARTS: &str = "part_ledger";
+    pub const BUFFERS: &str = "buffer_chain";
     pub const MD5_STATE: &str = "md5_state";
     pub const COMPLETING_SINCE_MS: &str = "completing_since_ms";
     pub const MD5: &str = "md5";
@@ -110,17 +103,6 @@ pub mod attr {
 impl UploadRecord {
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms >= self.expires_at_ms
-    }
-
-    /// Bytes already gathered into parts; the rest up to `offset` is buffered.
-    pub fn buffered_len(&self) -> u64 {
-        self.buffers.first().map_or(0, |b| self.offset - b.start)
-    }
-
-    /// Buffered chunks with their lengths, in order.
-    pub fn buffer_spans(&self) -> Vec<(Buffered, u64)> {
-        let ends = self.buffers.iter().skip(1).map(|b| b.start).chain(std::iter::once(self.offset));
-        self.buffers.iter().zip(ends).map(|(b, end)| (*b, end - b.start)).collect()
     }
 
     pub fn to_item(&self) -> HashMap<String, AttributeValue> {
@@ -138,14 +120,17 @@ impl UploadRecord {
             (attr::EXPIRES_AT_MS.into(), n(self.expires_at_ms)),
             (attr::EXPIRES_AT.into(), n(self.expires_at_ms.div_ceil(1000))),
             (attr::KEY.into(), s(&self.key)),
-            (attr::MULTIPART_ID.into(), s(&self.multipart_id)),
             (attr::PART_SIZE.into(), n(self.part_size)),
+            (attr::PART_START.into(), n(self.part_start)),
             (attr::FLUSH_AT.into(), n(self.flush_at)),
             (attr::LAST_PART_NUMBER.into(), n(self.last_part_number.into())),
-            (attr::PARTS.into(), blob(encode_parts(&self.parts))),
-            (attr::BUFFERS.into(), blob(encode_buffers(&self.buffers))),
+            (attr::PARTS.into(), blob(self.parts.encode())),
+            (attr::BUFFERS.into(), blob(self.buffers.0.to_vec())),
             (attr::MD5_STATE.into(), blob(self.md5_state.clone())),
         ]);
+        if let Some(id) = &self.multipart_id {
+            item.insert(attr::MULTIPART_ID.into(), s(id));
+        }
         if let Some(since) = self.completing_since_ms {
             item.insert(attr::COMPLETING_SINCE_MS.into(), n(since));
         }
@@ -184,12 +169,13 @@ impl UploadRecord {
             created_at_ms: n(attr::CREATED_AT_MS)?,
             expires_at_ms: n(attr::EXPIRES_AT_MS)?,
             key: s(attr::KEY)?,
-            multipart_id: s(attr::MULTIPART_ID)?,
+            multipart_id: item.get(attr::MULTIPART_ID).map(|_| s(attr::MULTIPART_ID)).transpose()?,
             part_size: n(attr::PART_SIZE)?,
+            part_start: n(attr::PART_START)?,
             flush_at: n(attr::FLUSH_AT)?,
             last_part_number: u32::try_from(n(attr::LAST_PART_NUMBER)?).map_err(|_| damaged(attr::LAST_PART_NUMBER))?,
-            parts: decode_parts(b(attr::PARTS)?).ok_or_else(|| damaged(attr::PARTS))?,
-            buffers: decode_buffers(b(attr::BUFFERS)?).ok_or_else(|| damaged(attr::BUFFERS))?,
+            parts: PartLedger::decode(b(attr::PARTS)?).ok_or_else(|| damaged(attr::PARTS))?,
+            buffers: BufferChain::decode(b(attr::BUFFERS)?).ok_or_else(|| damaged(attr::BUFFERS))?,
             md5_state: b(attr::MD5_STATE)?.to_vec(),
             completing_since_ms: item
                 .get(attr::COMPLETING_SINCE_MS)
@@ -204,97 +190,41 @@ pub fn blob(bytes: Vec<u8>) -> AttributeValue {
     AttributeValue::B(Blob::new(bytes))
 }
 
-/// Key of a buffered chunk. The start sorts keys in upload order; the token makes each request's key its own.
-pub fn buffer_key(prefix: &str, upload_id: &str, b: Buffered) -> String {
-    format!("{prefix}{upload_id}/{:016x}-{:016x}", b.start, b.token)
-}
-
 /// Prefix under which all of an upload's buffered chunks live.
 pub fn buffer_prefix_of(prefix: &str, upload_id: &str) -> String {
     format!("{prefix}{upload_id}/")
 }
 
-// Parts are stored as a blob so 10,000 of them stay far below DynamoDB's 400 KB item limit: per part a u16 number,
-// then a tag byte: 0 for an ETag that is a quoted MD5 (16 raw bytes follow, the usual case), else the length of the
-// ETag text that follows.
-const ETAG_IS_MD5: u8 = 0;
-
-pub fn encode_parts(parts: &[Part]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(parts.len() * 19);
-    for part in parts {
-        // Part numbers never exceed 10,000.
-        out.extend_from_slice(&(part.number as u16).to_be_bytes());
-        match md5_etag_bytes(&part.etag) {
-            Some(raw) => {
-                out.push(ETAG_IS_MD5);
-                out.extend_from_slice(&raw);
-            }
-            None => {
-                let text = &part.etag.as_bytes()[..part.etag.len().min(255)];
-                out.push(text.len() as u8);
-                out.extend_from_slice(text);
-            }
-        }
-    }
-    out
+/// An item's size as DynamoDB bills it: attribute names plus values (strings and binaries by their bytes, numbers
+/// by one byte per two significant digits plus one).
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    AttributeValue::N(n) => {
+                        let digits = n.trim_start_matches('-').replace('.', "");
+                        let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+                        significant.div_ceil(2) + 1
+                    }
+                    _ => 1,
+                }
+        })
+        .sum()
 }
 
-pub fn decode_parts(mut bytes: &[u8]) -> Option<Vec<Part>> {
-    let mut parts = Vec::with_capacity(bytes.len() / 19);
-    while !bytes.is_empty() {
-        let (head, rest) = bytes.split_at_checked(3)?;
-        let number = u32::from(u16::from_be_bytes([head[0], head[1]]));
-        let (etag, rest) = match head[2] {
-            ETAG_IS_MD5 => {
-                let (raw, rest) = rest.split_at_checked(16)?;
-                (format!("\"{}\"", hex(raw)), rest)
-            }
-            len => {
-                let (text, rest) = rest.split_at_checked(usize::from(len))?;
-                (String::from_utf8(text.to_vec()).ok()?, rest)
-            }
-        };
-        parts.push(Part { number, etag });
-        bytes = rest;
-    }
-    Some(parts)
-}
-
-/// The 16 bytes of an ETag of the form `"<32 lowercase hex>"`, the form that round-trips exactly.
-fn md5_etag_bytes(etag: &str) -> Option<[u8; 16]> {
-    let inner = etag.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.len() != 32 || !inner.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut raw = [0u8; 16];
-    for (i, byte) in raw.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&inner[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(raw)
-}
-
-pub fn encode_buffers(buffers: &[Buffered]) -> Vec<u8> {
-    buffers.iter().flat_map(|b| b.start.to_be_bytes().into_iter().chain(b.token.to_be_bytes())).collect()
-}
-
-pub fn decode_buffers(bytes: &[u8]) -> Option<Vec<Buffered>> {
-    if !bytes.len().is_multiple_of(16) {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(16)
-            .map(|c| Buffered {
-                start: u64::from_be_bytes(c[..8].try_into().unwrap_or_default()),
-                token: u64::from_be_bytes(c[8..].try_into().unwrap_or_default()),
-            })
-            .collect(),
-    )
+/// Write units of one write of an item that is `before` bytes and becomes `after` bytes (DynamoDB bills the larger,
+/// per started KB; a failed conditional write is billed the same).
+pub fn write_units(before: usize, after: usize) -> usize {
+    before.max(after).div_ceil(1024).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ledger::{BufferedChunk, MAX_PART_GAPS};
 
     fn record() -> UploadRecord {
         UploadRecord {
@@ -308,12 +238,13 @@ mod tests {
             created_at_ms: 1_000,
             expires_at_ms: 86_401_000,
             key: "uploads/x/f.bin".into(),
-            multipart_id: "mp".into(),
+            multipart_id: Some("mp".into()),
             part_size: 5 << 20,
+            part_start: 10,
             flush_at: 100,
             last_part_number: 2,
-            parts: vec![Part { number: 2, etag: "\"0123456789abcdef0123456789abcdef\"".into() }],
-            buffers: vec![Buffered { start: 10, token: 7 }, Buffered { start: 25, token: 8 }],
+            parts: PartLedger::default().with_part(2, "\"0123456789abcdef0123456789abcdef\"").unwrap(),
+            buffers: BufferChain::default().then(BufferedChunk { start: 10, crc64: 7 }),
             md5_state: crate::md5state::empty(),
             completing_since_ms: None,
             completed: None,
@@ -331,27 +262,81 @@ mod tests {
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);
+        let fresh = UploadRecord { multipart_id: None, ..record() };
+        assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
+    }
+
+    /// A record `parts` parts into an upload, with every flush attempt but `lost` accepted in turn, and names as long
+    /// as `long` asks: the longest the service stores, or typical ones.
+    fn record_at(parts: u32, lost: u32, long: bool) -> UploadRecord {
+        let mut ledger = PartLedger::default();
+        let mut number = 0;
+        for i in 0..parts {
+            number += if i < lost { 2 } else { 1 };
+            ledger = ledger.with_part(number, &format!("\"{:032x}\"", u128::from(number) << 64 | 7)).unwrap();
+        }
+        let filename = if long { "é".repeat(127) } else { "holiday-2026.mov".into() };
+        let owner = if long { "o".repeat(128) } else { "3f1c9a52-7d4e-4b8a-9c61-2e5f0d7b8a94".into() };
+        let upload_id = "0123456789abcdef0123456789abcdef".to_string();
+        let total = 5 * (1u64 << 40);
+        UploadRecord {
+            key: format!("uploads/{owner}/{upload_id}/{filename}"),
+            upload_id,
+            owner,
+            filename,
+            content_type: if long { "x".repeat(255) } else { "video/quicktime".into() },
+            total,
+            offset: total - 1,
+            status: Status::Uploading,
+            created_at_ms: 1_795_888_582_186,
+            expires_at_ms: 1_795_974_982_186,
+            // S3's upload ids run to about 170 characters.
+            multipart_id: Some("m".repeat(if long { 200 } else { 128 })),
+            part_size: 611 << 20,
+            part_start: total - (600 << 20),
+            flush_at: total,
+            last_part_number: number + 1,
+            parts: ledger,
+            buffers: BufferChain::default().then(BufferedChunk { start: 1, crc64: 2 }),
+            md5_state: crate::md5state::extend(&crate::md5state::empty(), &[7; 100]).unwrap(),
+            completing_since_ms: None,
+            completed: None,
+        }
+    }
+
+    /// Before: the parts list grew by 19 bytes a part, so a chunk's two writes grew with the file.
+    fn units_before(parts: u32, size_after: usize) -> usize {
+        let old = size_after - record_at(parts, 0, false).parts.encode().len() + 19 * parts as usize;
+        2 * write_units(old, old)
     }
 
     #[test]
-    fn buffer_lengths_come_from_starts() {
-        let r = record();
-        assert_eq!(r.buffered_len(), 20);
-        assert_eq!(r.buffer_spans().iter().map(|s| s.1).collect::<Vec<_>>(), vec![15, 5]);
+    fn a_chunk_costs_at_most_four_write_units_at_any_part_count() {
+        println!(
+            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, {MAX_PART_GAPS} lost flushes) | WCU per chunk (worst) | WCU per chunk before |"
+        );
+        for parts in [1, 100, 1_000, 9_000] {
+            let typical = item_size(&record_at(parts, 0, false).to_item());
+            let worst = item_size(&record_at(parts, MAX_PART_GAPS as u32, true).to_item());
+            // Both writes of a chunk: the claim and the commit, each on the item as large as it gets.
+            let (units, worst_units) = (2 * write_units(typical, typical), 2 * write_units(worst, worst));
+            println!("| {parts} | {typical} | {units} | {worst} | {worst_units} | {} |", units_before(parts, typical));
+            assert!(typical <= 1024, "{parts} parts: {typical} bytes");
+            assert!(worst_units <= 4, "{parts} parts: {worst} bytes");
+        }
+        assert_eq!(units_before(9_000, item_size(&record_at(9_000, 0, false).to_item())), 2 * 168);
     }
 
     #[test]
-    fn parts_are_compact_and_round_trip() {
-        let parts: Vec<Part> = (1..=10_000)
-            .map(|i| Part { number: i, etag: format!("\"{:032x}\"", u128::from(i) * 0x9e3779b97f4a7c15) })
-            .collect();
-        let encoded = encode_parts(&parts);
-        assert_eq!(encoded.len(), 190_000);
-        assert_eq!(decode_parts(&encoded).unwrap(), parts);
-        let odd = vec![Part { number: 3, etag: "\"abc-2\"".into() }, Part { number: 9, etag: "W/x".into() }];
-        assert_eq!(decode_parts(&encode_parts(&odd)).unwrap(), odd);
-        assert!(decode_parts(&[0, 1]).is_none());
-        assert!(decode_parts(&[0, 1, 0, 5]).is_none());
+    fn sizes_are_counted_as_dynamodb_counts_them() {
+        let item = HashMap::from([
+            ("ab".to_string(), AttributeValue::S("xyz".into())),
+            ("n".to_string(), AttributeValue::N("1200".into())),
+            ("b".to_string(), blob(vec![0; 10])),
+        ]);
+        assert_eq!(item_size(&item), 5 + 3 + 11);
+        assert_eq!(write_units(1024, 10), 1);
+        assert_eq!(write_units(1025, 10), 2);
     }
 
     #[test]

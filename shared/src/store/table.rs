@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::record::{Buffered, Part, Status, UploadRecord, attr, blob, encode_buffers, encode_parts};
-use super::unavailable;
+use super::ledger::{BufferChain, PartLedger};
+use super::record::{Status, UploadRecord, attr, blob};
+use super::{ambiguous, unavailable};
 use crate::error::ApiError;
 use crate::protocol::ContentRange;
 
@@ -33,9 +34,12 @@ pub struct ChunkCommit<'a> {
     pub start: u64,
     pub new_offset: u64,
     pub md5_state: Vec<u8>,
-    pub parts: &'a [Part],
-    pub buffers: &'a [Buffered],
+    pub parts: &'a PartLedger,
+    pub buffers: BufferChain,
+    pub part_start: u64,
     pub flush_at: u64,
+    /// The multipart upload, set by the first chunk's commit.
+    pub multipart_id: Option<&'a str>,
 }
 
 fn n(v: u64) -> AttributeValue {
@@ -54,6 +58,14 @@ fn names(list: &[&str]) -> HashMap<String, String> {
 impl Table {
     pub fn new(client: Client, name: String) -> Self {
         Table { client, name }
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
     }
 
     /// An update of one upload's item that returns the item: as it is now, or as it was if the condition failed.
@@ -77,20 +89,6 @@ impl Table {
             .await
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item.as_ref().map(UploadRecord::from_item).transpose()
-    }
-
-    /// Stores a new upload; fails only if the id exists, which a fresh random id never does.
-    pub async fn create(&self, record: &UploadRecord) -> Result<(), ApiError> {
-        self.client
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(record.to_item()))
-            .condition_expression("attribute_not_exists(#upload_id)")
-            .set_expression_attribute_names(Some(names(&[attr::UPLOAD_ID])))
-            .send()
-            .await
-            .map_err(|e| unavailable("PutItem", &e))?;
-        Ok(())
     }
 
     /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
@@ -121,45 +119,68 @@ impl Table {
         conditional(request).await
     }
 
-    /// Commits a chunk, only if the upload is still at `start` and uploading.
-    pub async fn commit_chunk(&self, c: ChunkCommit<'_>) -> Result<Written, ApiError> {
-        let request = self
-            .update(c.upload_id)
-            .update_expression(
-                "SET #offset = :offset, #md5_state = :md5, #parts = :parts, #buffers = :buffers, \
-                 #flush_at = :flush_at",
-            )
+    /// Commits a chunk, only if the upload is still at `start` and uploading. True if it did; the caller already
+    /// knows the record it wrote, so nothing is read back.
+    pub async fn commit_chunk(&self, c: ChunkCommit<'_>) -> Result<bool, ApiError> {
+        let mut set = "SET #offset = :offset, #md5_state = :md5, #part_ledger = :parts, #buffer_chain = :buffers, \
+                       #part_start = :part_start, #flush_at = :flush_at"
+            .to_string();
+        let mut attributes = vec![
+            attr::OFFSET,
+            attr::MD5_STATE,
+            attr::PARTS,
+            attr::BUFFERS,
+            attr::PART_START,
+            attr::FLUSH_AT,
+            attr::STATUS,
+        ];
+        if c.multipart_id.is_some() {
+            set.push_str(", #multipart_id = :multipart_id");
+            attributes.push(attr::MULTIPART_ID);
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(attr::UPLOAD_ID, s(c.upload_id))
+            .update_expression(set)
             .condition_expression("#offset = :start AND #status = :uploading")
-            .set_expression_attribute_names(Some(names(&[
-                attr::OFFSET,
-                attr::MD5_STATE,
-                attr::PARTS,
-                attr::BUFFERS,
-                attr::FLUSH_AT,
-                attr::STATUS,
-            ])))
+            .set_expression_attribute_names(Some(names(&attributes)))
             .expression_attribute_values(":offset", n(c.new_offset))
             .expression_attribute_values(":md5", blob(c.md5_state))
-            .expression_attribute_values(":parts", blob(encode_parts(c.parts)))
-            .expression_attribute_values(":buffers", blob(encode_buffers(c.buffers)))
+            .expression_attribute_values(":parts", blob(c.parts.encode()))
+            .expression_attribute_values(":buffers", blob(c.buffers.0.to_vec()))
+            .expression_attribute_values(":part_start", n(c.part_start))
             .expression_attribute_values(":flush_at", n(c.flush_at))
             .expression_attribute_values(":start", n(c.start))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
-        conditional(request).await
+        if let Some(id) = c.multipart_id {
+            request = request.expression_attribute_values(":multipart_id", s(id));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            // A refusal by the service (throttling, validation) means the write did not happen; anything else
+            // (a timeout, a cut connection) cannot tell.
+            Err(err @ SdkError::ServiceError(_)) => Err(unavailable("UpdateItem", &err)),
+            Err(err) => Err(ambiguous("UpdateItem", &err)),
+        }
     }
 
     /// Takes the right to complete a fully uploaded upload: only one request at a time calls S3's completion. A
-    /// claim older than `stale_before_ms` belonged to a request that died, and is taken over.
+    /// claim older than `stale_before_ms` belonged to a request that died, and is taken over. TTL is moved to
+    /// `keep_until_secs` so the record cannot be removed while the completion runs.
     pub async fn claim_completion(
         &self,
         upload_id: &str,
         owner: &str,
         now_ms: u64,
         stale_before_ms: u64,
+        keep_until_secs: u64,
     ) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
-            .update_expression("SET #status = :completing, #completing_since_ms = :now")
+            .update_expression("SET #status = :completing, #completing_since_ms = :now, #expires_at = :keep")
             .condition_expression(
                 "#owner = :owner AND #offset = #total AND (#status = :uploading \
                  OR (#status = :completing AND #completing_since_ms < :stale))",
@@ -167,6 +188,7 @@ impl Table {
             .set_expression_attribute_names(Some(names(&[
                 attr::STATUS,
                 attr::COMPLETING_SINCE_MS,
+                attr::EXPIRES_AT,
                 attr::OWNER,
                 attr::OFFSET,
                 attr::TOTAL,
@@ -175,6 +197,7 @@ impl Table {
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":keep", n(keep_until_secs))
             .expression_attribute_values(":stale", n(stale_before_ms));
         conditional(request).await
     }
@@ -192,24 +215,28 @@ impl Table {
         conditional(request).await
     }
 
-    /// Records the completion's result, only if this request's claim still holds.
+    /// Records the completion's result, only if this request's claim still holds. The completed record stays until
+    /// `keep_until_secs` (its own TTL), so a repeated complete answers the same result meanwhile.
     pub async fn mark_complete(
         &self,
         upload_id: &str,
         since_ms: u64,
         md5: &str,
         etag: &str,
+        keep_until_secs: u64,
     ) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
-            .update_expression("SET #status = :complete, #md5 = :md5, #etag = :etag")
+            .update_expression("SET #status = :complete, #md5 = :md5, #etag = :etag, #expires_at = :keep")
             .condition_expression("#status = :completing AND #completing_since_ms = :since")
             .set_expression_attribute_names(Some(names(&[
                 attr::STATUS,
                 attr::MD5,
                 attr::ETAG,
+                attr::EXPIRES_AT,
                 attr::COMPLETING_SINCE_MS,
             ])))
+            .expression_attribute_values(":keep", n(keep_until_secs))
             .expression_attribute_values(":complete", s(Status::Complete.as_str()))
             .expression_attribute_values(":completing", s(Status::Completing.as_str()))
             .expression_attribute_values(":since", n(since_ms))

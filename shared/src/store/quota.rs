@@ -1,0 +1,206 @@
+//! Per-owner limits on uploads in progress, kept consistent under concurrency without a lock server: each owner has a
+//! counter item (`owner/{owner}` in the uploads table), and creating an upload writes its record and adds to the
+//! counters in one transaction whose condition is the limit. Releasing subtracts again exactly once per upload: the
+//! transaction that subtracts also puts a tombstone (`released/{upload_id}`) that a second release would find.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+
+use super::record::{UploadRecord, attr};
+use super::table::Table;
+use super::unavailable;
+use crate::error::ApiError;
+
+/// How long a tombstone outlives the record it stands for: longer than a DynamoDB stream keeps a record (24 hours),
+/// so no late or repeated delivery of the record's removal can release it twice.
+const TOMBSTONE_MARGIN_SECS: u64 = 2 * 86_400;
+
+/// Limits on one owner's uploads in progress; `None`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub uploads: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+const UPLOADS: &str = "uploads_in_progress";
+const BYTES: &str = "bytes_in_progress";
+
+/// Keys of the items that are not uploads. Upload ids are 32 hex digits, so these never collide with one.
+pub fn counter_key(owner: &str) -> String {
+    format!("owner/{owner}")
+}
+
+fn tombstone_key(upload_id: &str) -> String {
+    format!("released/{upload_id}")
+}
+
+/// Whether a table item is an upload record rather than a counter or a tombstone.
+pub fn is_upload_key(key: &str) -> bool {
+    !key.contains('/')
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn built<T>(part: Result<T, aws_smithy_types::error::operation::BuildError>) -> Result<T, ApiError> {
+    part.map_err(|e| ApiError::Unavailable(format!("TransactWriteItems: {e}")))
+}
+
+impl Table {
+    /// Stores a new upload and counts it against its owner, only if that stays within `limits`; over a limit: 429.
+    pub async fn create_within(&self, record: &UploadRecord, limits: Limits) -> Result<(), ApiError> {
+        if let Some(max) = limits.bytes
+            && record.total > max
+        {
+            return Err(over_bytes(max));
+        }
+        let put = built(
+            Put::builder()
+                .table_name(self.name())
+                .set_item(Some(record.to_item()))
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", attr::UPLOAD_ID)
+                .build(),
+        )?;
+        let mut conditions = Vec::new();
+        let mut values = HashMap::from([(":one".to_string(), n(1)), (":total".to_string(), n(record.total))]);
+        if let Some(max) = limits.uploads {
+            conditions.push("#uploads < :max_uploads");
+            values.insert(":max_uploads".into(), n(max));
+        }
+        if let Some(max) = limits.bytes {
+            conditions.push("#bytes <= :room");
+            values.insert(":room".into(), n(max - record.total));
+        }
+        let mut count = Update::builder()
+            .table_name(self.name())
+            .key(attr::UPLOAD_ID, s(&counter_key(&record.owner)))
+            .update_expression("ADD #uploads :one, #bytes :total")
+            .expression_attribute_names("#uploads", UPLOADS)
+            .expression_attribute_names("#bytes", BYTES)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if !conditions.is_empty() {
+            count =
+                count.condition_expression(format!("attribute_not_exists(#uploads) OR ({})", conditions.join(" AND ")));
+        }
+        let result = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(built(count.build())?).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let TransactWriteItemsError::TransactionCanceledException(canceled) = e.into_err() else {
+                    return Err(ApiError::Unavailable("TransactWriteItems: canceled".into()));
+                };
+                let reasons = canceled.cancellation_reasons();
+                match reasons.get(1) {
+                    Some(r) if r.code() == Some("ConditionalCheckFailed") => {
+                        let held = |name: &str| {
+                            r.item().and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()?.parse::<u64>().ok())
+                        };
+                        Err(over_limit(limits, held(UPLOADS).unwrap_or(0), held(BYTES).unwrap_or(0), record.total))
+                    }
+                    _ => Err(ApiError::Unavailable(format!(
+                        "TransactWriteItems canceled: {:?}",
+                        reasons.iter().map(|r| r.code().unwrap_or("None")).collect::<Vec<_>>()
+                    ))),
+                }
+            }
+            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+        }
+    }
+
+    /// Gives an upload's share of its owner's limits back, once: a repeated release finds the tombstone and does
+    /// nothing. `record_kept_until_secs` is when the record itself may be removed at the latest (its TTL).
+    pub async fn release(&self, record: &UploadRecord, record_kept_until_secs: u64) -> Result<(), ApiError> {
+        let tombstone = built(
+            Put::builder()
+                .table_name(self.name())
+                .item(attr::UPLOAD_ID, s(&tombstone_key(&record.upload_id)))
+                .item(attr::EXPIRES_AT, n(record_kept_until_secs + TOMBSTONE_MARGIN_SECS))
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", attr::UPLOAD_ID)
+                .build(),
+        )?;
+        let uncount = built(
+            Update::builder()
+                .table_name(self.name())
+                .key(attr::UPLOAD_ID, s(&counter_key(&record.owner)))
+                .update_expression("ADD #uploads :minus_one, #bytes :minus_total")
+                .condition_expression("attribute_exists(#uploads)")
+                .expression_attribute_names("#uploads", UPLOADS)
+                .expression_attribute_names("#bytes", BYTES)
+                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+                .expression_attribute_values(":minus_total", AttributeValue::N(format!("-{}", record.total)))
+                .build(),
+        )?;
+        let result = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(tombstone).build())
+            .transact_items(TransactWriteItem::builder().update(uncount).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Released before (the tombstone is there), or never counted (no counter): nothing to give back.
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let TransactWriteItemsError::TransactionCanceledException(canceled) = e.into_err() else {
+                    return Ok(());
+                };
+                let codes: Vec<&str> =
+                    canceled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                if codes.iter().all(|c| matches!(*c, "ConditionalCheckFailed" | "None")) {
+                    Ok(())
+                } else {
+                    Err(ApiError::Unavailable(format!("TransactWriteItems canceled: {codes:?}")))
+                }
+            }
+            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+        }
+    }
+
+    /// An owner's uploads and bytes in progress, as counted (0 for an owner with none).
+    pub async fn in_progress(&self, owner: &str) -> Result<(u64, u64), ApiError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.name())
+            .key(attr::UPLOAD_ID, s(&counter_key(owner)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        let held = |name: &str| {
+            out.item().and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        Ok((held(UPLOADS), held(BYTES)))
+    }
+}
+
+fn over_bytes(max: u64) -> ApiError {
+    ApiError::OverLimit(format!("This upload would exceed the {max} bytes an owner may have in progress"))
+}
+
+fn over_limit(limits: Limits, uploads: u64, bytes: u64, total: u64) -> ApiError {
+    match (limits.uploads, limits.bytes) {
+        (Some(max), _) if uploads >= max => ApiError::OverLimit(format!(
+            "Too many uploads in progress ({uploads} of at most {max}): complete or abort one, or wait for one to expire"
+        )),
+        (_, Some(max)) if bytes + total > max => over_bytes(max),
+        _ => ApiError::OverLimit("An owner's limit on uploads in progress was reached".into()),
+    }
+}

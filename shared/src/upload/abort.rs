@@ -1,0 +1,30 @@
+//! Abort: stop accepting chunks first, then remove the bytes, then the record.
+
+use serde_json::{Value, json};
+
+use super::now_ms;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::protocol;
+use crate::store::{Status, Written};
+
+impl App {
+    /// Aborts an unfinished upload: no chunk is accepted from then on, its bytes are removed, then its record.
+    pub async fn abort(&self, owner: &str, upload_id: &str) -> Result<Value, ApiError> {
+        protocol::validate_upload_id(upload_id)?;
+        let record = match self.table.mark_aborted(upload_id, owner).await? {
+            Written::Won(record) => record,
+            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Complete => {
+                return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
+            }
+            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Completing => {
+                return Err(ApiError::Conflict("The upload is being completed".into()));
+            }
+            Written::Lost(_) => return Err(ApiError::NotFound),
+        };
+        self.discard(&record).await?;
+        self.table.release(&record, now_ms() / 1000).await?;
+        self.table.delete(upload_id).await?;
+        Ok(json!({"upload_id": upload_id, "status": Status::Aborted.as_str()}))
+    }
+}

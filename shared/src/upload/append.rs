@@ -1,0 +1,182 @@
+//! Every chunk after the first: claim, stage the bytes in S3, commit. A chunk that reaches the part's end joins the
+//! buffered chunks and itself into a part under a freshly claimed part number; any other chunk is buffered under a
+//! key named by its start and CRC64NVME. Exactly one request commits each offset.
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::Accepted;
+use super::now_ms;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::md5state;
+use crate::protocol::{ContentRange, S3_MAX_PARTS};
+use crate::store::ledger::find_chain;
+use crate::store::{BufferChain, BufferedChunk, ChunkCommit, PartLedger, UploadRecord, Written};
+
+/// Buffered chunks a flush reads from S3 at once: enough to hide S3's latency, few enough that a part of a thousand
+/// small chunks does not open a thousand connections.
+const FLUSH_READS_IN_FLIGHT: usize = 8;
+
+/// What the record becomes once a staged chunk commits.
+pub(super) struct Staged {
+    pub md5_state: Vec<u8>,
+    pub parts: PartLedger,
+    pub buffers: BufferChain,
+    pub part_start: u64,
+    pub flush_at: u64,
+    /// Buffered objects of the part just written (and leftovers of lost races among them): deleted once the commit
+    /// holds.
+    pub joined: Vec<String>,
+}
+
+impl App {
+    pub(super) async fn append(
+        &self,
+        owner: &str,
+        upload_id: &str,
+        range: ContentRange,
+        data: Bytes,
+    ) -> Result<Accepted, ApiError> {
+        let now = now_ms();
+        let (record, part_number) = match self.table.claim(upload_id, owner, &range).await? {
+            Written::Won(record) => {
+                self.check_chunk(&record, owner, &range, now)?;
+                let number = record.last_part_number;
+                (record, Some(number))
+            }
+            Written::Lost(None) => return Err(ApiError::NotFound),
+            Written::Lost(Some(record)) => {
+                // Refused, or at the offset but not completing a part (no part number needed): the checks tell.
+                self.check_chunk(&record, owner, &range, now)?;
+                (record, None)
+            }
+        };
+        super::check_chunk_size(&range, record.part_size, self.config.min_chunk_bytes)?;
+        if let Some(number) = part_number
+            && (number > S3_MAX_PARTS || !record.parts.has_room_for(number))
+        {
+            return Err(ApiError::Unrecoverable(
+                "This upload has used up S3's part numbers on failed attempts; start it again".into(),
+            ));
+        }
+        let staged = match self.stage(&record, &range, data, part_number).await {
+            Ok(staged) => staged,
+            // A buffered chunk may have vanished because a request for the same offset won, or an abort removed
+            // it: if the upload moved on, that is the answer.
+            Err(e) => return Err(self.refusal(upload_id, owner, &range, now, e).await),
+        };
+        let committed = self
+            .table
+            .commit_chunk(ChunkCommit {
+                upload_id,
+                start: range.start,
+                new_offset: range.end_exclusive(),
+                md5_state: staged.md5_state,
+                parts: &staged.parts,
+                buffers: staged.buffers,
+                part_start: staged.part_start,
+                flush_at: staged.flush_at,
+                multipart_id: None,
+            })
+            .await?;
+        if !committed {
+            // This request's own buffered chunk is left for the next flush or the completion to remove: another
+            // request with the same bytes may have won with the very same key.
+            let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
+            return Err(self.refusal(upload_id, owner, &range, now, lost).await);
+        }
+        self.delete_quietly(&staged.joined).await;
+        Ok(Accepted { upload_id: record.upload_id, offset: range.end_exclusive(), expires_at_ms: record.expires_at_ms })
+    }
+
+    /// Why a chunk that failed or lost a race cannot be taken: what became of the upload meanwhile (the offset moved
+    /// on: 400 with the offset; aborted: 404), or else `failure` itself.
+    async fn refusal(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        range: &ContentRange,
+        now: u64,
+        failure: ApiError,
+    ) -> ApiError {
+        match self.table.get(upload_id).await {
+            Ok(Some(current)) => self.check_chunk(&current, owner, range, now).err().unwrap_or(failure),
+            Ok(None) => ApiError::NotFound,
+            Err(_) => failure,
+        }
+    }
+
+    /// Puts the chunk's bytes into S3 and computes what the record becomes. With a part number the buffered chunks
+    /// and this one become that part; without, this chunk is buffered.
+    pub(super) async fn stage(
+        &self,
+        record: &UploadRecord,
+        range: &ContentRange,
+        data: Bytes,
+        part_number: Option<u32>,
+    ) -> Result<Staged, ApiError> {
+        // Hashing runs on a blocking thread while the S3 calls are in flight.
+        let md5_state = record.md5_state.clone();
+        let hashed = data.clone();
+        let hashing = tokio::task::spawn_blocking(move || md5state::extend(&md5_state, &hashed));
+        let prefix = self.buffer_prefix(&record.upload_id);
+        let mut staged = Staged {
+            md5_state: Vec::new(),
+            parts: record.parts.clone(),
+            buffers: record.buffers,
+            part_start: record.part_start,
+            flush_at: record.flush_at,
+            joined: Vec::new(),
+        };
+        let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
+            ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
+        })?;
+        match part_number {
+            Some(number) => {
+                let listed = if record.part_start == range.start {
+                    Vec::new()
+                } else {
+                    self.bucket.list_buffered(&prefix, record.part_start, range.start).await?
+                };
+                let chain = find_chain(&listed, record.part_start, range.start, record.buffers).ok_or_else(|| {
+                    ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
+                })?;
+                let reads: Vec<_> = chain.iter().map(|l| self.bucket.get(&l.key)).collect();
+                let mut pieces: Vec<Bytes> = stream::iter(reads).buffered(FLUSH_READS_IN_FLIGHT).try_collect().await?;
+                pieces.push(data);
+                let etag = self.bucket.upload_part(&record.key, multipart_id, number, pieces).await?;
+                staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
+                    ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
+                })?;
+                staged.buffers = BufferChain::default();
+                staged.part_start = range.end_exclusive();
+                staged.flush_at = (range.end_exclusive() + record.part_size).min(record.total);
+                staged.joined = listed.into_iter().map(|l| l.key).collect();
+            }
+            None => {
+                let chunk = BufferedChunk { start: range.start, crc64: crc64(&data) };
+                staged.buffers = record.buffers.then(chunk);
+                self.bucket.put_buffered(&prefix, chunk, staged.buffers, data).await?;
+            }
+        }
+        staged.md5_state = hashing.await.map_err(|e| ApiError::Unavailable(format!("hashing: {e}")))??;
+        Ok(staged)
+    }
+}
+
+/// CRC64NVME, the checksum S3 verifies a buffered chunk against (SIMD: a small fraction of MD5's cost).
+fn crc64(data: &[u8]) -> u64 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc64_is_the_nvme_polynomial() {
+        // The check value of CRC-64/NVME.
+        assert_eq!(crc64(b"123456789"), 0xae8b_1486_0a79_9888);
+    }
+}

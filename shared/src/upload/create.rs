@@ -1,0 +1,94 @@
+//! An upload's first chunk: the record is written first, then the multipart upload is created and the chunk staged,
+//! then one commit makes both count. A crash at any step leaves a record that leads to everything S3 holds.
+
+use bytes::Bytes;
+
+use super::{Accepted, Chunk, now_ms};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::md5state;
+use crate::protocol::{self, content_type_for, plan_part_size, render_key, sanitize_filename};
+use crate::store::{BufferChain, ChunkCommit, PartLedger, Status, UploadRecord};
+
+impl App {
+    pub(super) async fn create(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+        let range = chunk.range;
+        if range.start != 0 {
+            return Err(ApiError::OffsetMismatch { offset: 0 });
+        }
+        let part_size = plan_part_size(range.total, self.config.min_part_bytes, self.config.max_part_bytes)?;
+        super::check_chunk_size(&range, part_size, self.config.min_chunk_bytes)?;
+        let upload_id = protocol::new_upload_id();
+        let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
+        let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
+        let key = render_key(&self.config.key_template, &upload_id, &filename, owner);
+        let created_at_ms = now_ms();
+        let flushes = range.end_exclusive() >= part_size.min(range.total);
+        let mut record = UploadRecord {
+            upload_id,
+            owner: owner.to_string(),
+            filename,
+            content_type,
+            total: range.total,
+            offset: 0,
+            status: Status::Uploading,
+            created_at_ms,
+            expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
+            key,
+            multipart_id: None,
+            part_size,
+            part_start: 0,
+            flush_at: part_size.min(range.total),
+            // Nobody else knows the id yet, so the first chunk needs no claim: it takes part number 1 itself.
+            last_part_number: u32::from(flushes),
+            parts: PartLedger::default(),
+            buffers: BufferChain::default(),
+            md5_state: md5state::empty(),
+            completing_since_ms: None,
+            completed: None,
+        };
+        self.table.create_within(&record, self.config.limits).await?;
+        match self.first_chunk(&mut record, chunk.data, flushes).await {
+            Ok(()) => {
+                Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
+            }
+            Err(e @ ApiError::Ambiguous(_)) => Err(e),
+            Err(e) => {
+                // Nothing was accepted: remove what this request wrote. What cannot be removed now, the record
+                // still leads the cleanup function to.
+                self.discard_quietly(&record).await;
+                self.forget_quietly(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the multipart upload, stages the first chunk and commits both into `record`.
+    async fn first_chunk(&self, record: &mut UploadRecord, data: Bytes, flushes: bool) -> Result<(), ApiError> {
+        let multipart_id =
+            self.bucket.create_multipart(&record.key, &record.content_type, &self.config.storage_class).await?;
+        record.multipart_id = Some(multipart_id);
+        let range = protocol::ContentRange { start: 0, end: data.len() as u64 - 1, total: record.total };
+        let staged = self.stage(record, &range, data, flushes.then_some(1)).await?;
+        let committed = self
+            .table
+            .commit_chunk(ChunkCommit {
+                upload_id: &record.upload_id,
+                start: 0,
+                new_offset: range.end_exclusive(),
+                md5_state: staged.md5_state.clone(),
+                parts: &staged.parts,
+                buffers: staged.buffers,
+                part_start: staged.part_start,
+                flush_at: staged.flush_at,
+                multipart_id: record.multipart_id.as_deref(),
+            })
+            .await?;
+        if !committed {
+            // Only an abort or a removal can have touched a record nobody else knew of.
+            return Err(ApiError::NotFound);
+        }
+        record.offset = range.end_exclusive();
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! The upload operations, one module each: [`create`] (an upload's first chunk), [`append`] (every later chunk),
+//! [`complete`], [`status`] and [`abort`]. They know the protocol's rules and the commit discipline of
+//! `docs/design.md`, and reach storage only through `store`.
+
+mod abort;
+mod append;
+mod complete;
+mod create;
+mod status;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::protocol::{self, ContentRange, MAX_BUFFERED_CHUNKS};
+
+/// A file smaller than this many of the configured smallest chunks may be sent in chunks of a hundredth of it.
+const SMALL_FILE_CHUNKS: u64 = 100;
+use crate::store::record::buffer_prefix_of;
+use crate::store::{Status, UploadRecord};
+
+/// A chunk as the protocol delivers it, already decoded from the request.
+pub struct Chunk {
+    pub upload_id: Option<String>,
+    pub range: ContentRange,
+    pub data: Bytes,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// The upload after an accepted chunk.
+pub struct Accepted {
+    pub upload_id: String,
+    pub offset: u64,
+    pub expires_at_ms: u64,
+}
+
+impl Accepted {
+    pub fn to_json(&self) -> Value {
+        json!({"upload_id": self.upload_id, "offset": self.offset, "expires": iso8601(self.expires_at_ms)})
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn iso8601(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .unwrap_or_default()
+}
+
+impl App {
+    pub async fn accept_chunk(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+        let range = chunk.range;
+        if chunk.data.is_empty() {
+            return Err(ApiError::BadRequest("No chunk file was submitted".into()));
+        }
+        if chunk.data.len() as u64 != range.chunk_len() {
+            return Err(ApiError::BadRequest(format!(
+                "The chunk has {} bytes but Content-Range says {}",
+                chunk.data.len(),
+                range.chunk_len()
+            )));
+        }
+        if range.total > self.config.size_limit() {
+            return Err(ApiError::BadRequest(format!(
+                "Size of file exceeds the limit ({} bytes)",
+                self.config.size_limit()
+            )));
+        }
+        match &chunk.upload_id {
+            None => self.create(owner, chunk).await,
+            Some(id) => {
+                protocol::validate_upload_id(id)?;
+                self.append(owner, id, chunk.range, chunk.data).await
+            }
+        }
+    }
+
+    /// Where this upload's buffered chunks are.
+    fn buffer_prefix(&self, upload_id: &str) -> String {
+        buffer_prefix_of(&self.config.buffer_prefix, upload_id)
+    }
+
+    /// Removes an unfinished upload's bytes from S3: its multipart upload and every buffered chunk, including those
+    /// of requests that never committed. Idempotent: what is already gone is success. Never the final object.
+    pub async fn discard(&self, record: &UploadRecord) -> Result<(), ApiError> {
+        match &record.multipart_id {
+            Some(id) => self.bucket.abort(&record.key, id).await?,
+            None => self.bucket.abort_all(&record.key).await?,
+        }
+        self.bucket.delete_prefix(&self.buffer_prefix(&record.upload_id)).await
+    }
+
+    /// [`Self::discard`] where a failure only leaves garbage for the cleanup function and the lifecycle rules.
+    async fn discard_quietly(&self, record: &UploadRecord) {
+        if let Err(e) = self.discard(record).await {
+            tracing::warn!(upload_id = %record.upload_id, error = %e, "could not remove an upload's bytes");
+        }
+    }
+
+    /// Removes the record of an upload nothing was accepted for, and gives back its share of the owner's limits; what
+    /// fails here, TTL and the cleanup function finish.
+    async fn forget_quietly(&self, record: &UploadRecord) {
+        let released = self.table.release(record, record.expires_at_ms / 1000).await;
+        if let Err(e) = released.and(self.table.delete(&record.upload_id).await) {
+            tracing::warn!(upload_id = %record.upload_id, error = %e, "could not remove a failed upload's record");
+        }
+    }
+
+    /// Deletes objects nothing refers to any more; a failure only leaves garbage for the lifecycle rule.
+    async fn delete_quietly(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.bucket.delete(keys).await {
+            tracing::warn!(error = %e, count = keys.len(), "could not delete buffered chunks");
+        }
+    }
+
+    async fn owned(&self, upload_id: &str, owner: &str) -> Result<UploadRecord, ApiError> {
+        match self.table.get(upload_id).await? {
+            Some(record) if record.owner == owner => Ok(record),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Why a chunk cannot be taken at this record, in django-chunked-upload's order of checks.
+    fn check_chunk(
+        &self,
+        record: &UploadRecord,
+        owner: &str,
+        range: &ContentRange,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        if record.owner != owner {
+            return Err(ApiError::NotFound);
+        }
+        match record.status {
+            Status::Complete => return Err(ApiError::AlreadyComplete { result: self.result_json(record) }),
+            Status::Completing => return Err(ApiError::Conflict("The upload is being completed".into())),
+            Status::Aborted => return Err(ApiError::NotFound),
+            Status::Uploading => {}
+        }
+        if record.is_expired(now_ms) {
+            return Err(ApiError::Expired);
+        }
+        if range.total != record.total {
+            return Err(ApiError::BadRequest(format!(
+                "Content-Range total {} differs from the upload's size {}",
+                range.total, record.total
+            )));
+        }
+        if range.start != record.offset {
+            return Err(ApiError::OffsetMismatch { offset: record.offset });
+        }
+        Ok(())
+    }
+
+    fn result_json(&self, record: &UploadRecord) -> Value {
+        let (md5, etag) = record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str())).unwrap_or_default();
+        json!({
+            "upload_id": record.upload_id,
+            "status": record.status.as_str(),
+            "bucket": self.bucket.name(),
+            "key": record.key,
+            "filename": record.filename,
+            "content_type": record.content_type,
+            "size": record.total,
+            "offset": record.offset,
+            "md5": md5,
+            "etag": etag,
+        })
+    }
+}
+
+/// Chunks other than the last must be at least the configured smallest chunk (or a hundredth of a file too small for
+/// that), and large enough that a part gathers at most [`MAX_BUFFERED_CHUNKS`] of them: each chunk costs a Lambda call,
+/// an S3 write and read and two DynamoDB writes, so tiny chunks would make a part cost thousands of calls.
+fn check_chunk_size(range: &ContentRange, part_size: u64, smallest: u64) -> Result<(), ApiError> {
+    let min = part_size
+        .min(range.total)
+        .div_ceil(MAX_BUFFERED_CHUNKS)
+        .max(smallest.min(range.total.div_ceil(SMALL_FILE_CHUNKS)));
+    if !range.is_last() && range.chunk_len() < min {
+        return Err(ApiError::BadRequest(format!(
+            "Chunks must be at least {min} bytes for a file of this size (except the last)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_888_582_186), "2026-11-28T17:56:22.186Z");
+    }
+
+    #[test]
+    fn small_chunks_are_refused_unless_last() {
+        let part = 5 * protocol::MIB;
+        let small = ContentRange { start: 0, end: 99, total: 10 * part };
+        assert!(check_chunk_size(&small, part, 1).is_err());
+        let last = ContentRange { start: 0, end: 99, total: 100 };
+        assert!(check_chunk_size(&last, part, 1).is_ok());
+        let fine = ContentRange { start: 0, end: 65_535, total: 10 * part };
+        assert!(check_chunk_size(&fine, part, 1).is_ok());
+        assert!(check_chunk_size(&fine, part, 65_537).is_err());
+        // A small file may come in hundredths: at most a hundred calls.
+        let tenth = ContentRange { start: 0, end: 99, total: 1000 };
+        assert!(check_chunk_size(&tenth, part, 65_536).is_ok());
+        let thousandth = ContentRange { start: 0, end: 9, total: 100_000 };
+        assert!(check_chunk_size(&thousandth, part, 65_536).is_err());
+        // django-chunked-upload's jQuery-File-Upload demo sends 100,000-byte chunks: the default takes them.
+        let demo = ContentRange { start: 0, end: 99_999, total: 10 * part };
+        assert!(check_chunk_size(&demo, part, crate::config::DEFAULT_MIN_CHUNK).is_ok());
+        let small_file = ContentRange { start: 0, end: 0, total: 1000 };
+        assert!(check_chunk_size(&small_file, part, 1).is_ok());
+    }
+}
