@@ -257,6 +257,6 @@ async fn conditional(request: UpdateItemFluentBuilder) -> Result<Written, ApiErr
             };
             Ok(Written::Lost(old.as_ref().map(UploadRecord::from_item).transpose()?))
         }
-        Err(err) => Err(unavailable("UpdateItem", &err)),
+        Err(err) => Err(super::ambiguous("UpdateItem", &err)),
     }
 }
