@@ -12,6 +12,8 @@ export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 const STORAGE_PREFIX = 'chunked-upload-client:';
 // django-chunked-upload's wording, which the service keeps.
 const MD5_MISMATCH_DETAIL = 'md5 checksum does not match';
+// A 503 with this detail may have been accepted (the service's deadline or a storage write cut it short).
+const AMBIGUOUS_DETAIL = "The request may or may not have been accepted; ask for the upload's status before resending";
 const PROGRESS_INTERVAL_MS = 100;
 
 const DEFAULTS = {
@@ -276,12 +278,16 @@ export class ChunkedUpload extends EventTarget {
     return status;
   }
 
-  /** Sends one chunk, retrying what can be retried. Returns the server's reply, or null if the upload is gone. */
+  /**
+   * Sends one chunk, retrying what can be retried. Returns the server's reply (or, after an answer that says the chunk
+   * may have been accepted, the upload's status: the same `upload_id` and `offset`), or null if the upload is gone.
+   */
   async #sendChunk(start, end, buffer, signal) {
     const query = new URLSearchParams(
       this.#uploadId === null ? { filename: this.#filename } : { upload_id: this.#uploadId },
     );
     const url = `${this.#endpoint}/upload?${query}`;
+    const uploadId = this.#uploadId;
     const response = await this.#request(
       {
         method: 'POST',
@@ -292,6 +298,16 @@ export class ChunkedUpload extends EventTarget {
         },
         body: buffer,
         onUploadProgress: (sent) => this.#progress(start + Math.min(sent, end - start)),
+        // Rather than send megabytes that may have landed already, ask where the upload stands: unless it is still
+        // at this chunk's start, that answer stands for the chunk's.
+        recheck:
+          uploadId === null
+            ? null
+            : async () => {
+                const statusUrl = `${this.#endpoint}/upload/${uploadId}`;
+                const status = await this.#request({ method: 'GET', url: statusUrl }, signal);
+                return status.status === 200 && status.body?.offset === start ? null : status;
+              },
       },
       signal,
     );
@@ -409,7 +425,9 @@ export class ChunkedUpload extends EventTarget {
 
   /**
    * Sends a request, retrying network errors, timeouts, 408, 409, 429 and 5xx with exponential backoff and jitter,
-   * at most `retries` times; any other answer is the caller's to judge.
+   * at most `retries` times; any other answer is the caller's to judge. Before retrying an answer that says the
+   * request may have been accepted, `request.recheck()` (if given) asks the server; an answer it returns is the
+   * outcome instead.
    */
   async #request(request, signal) {
     for (let attempt = 1; ; attempt++) {
@@ -433,6 +451,10 @@ export class ChunkedUpload extends EventTarget {
       this.#emit('retry', { attempt, delay, error: failure });
       await sleep(delay, signal);
       await online(signal);
+      if (request.recheck && mayHaveBeenAccepted(response)) {
+        const outcome = await request.recheck();
+        if (outcome !== null) return outcome;
+      }
     }
   }
 
@@ -515,8 +537,13 @@ class SpeedMeter {
   }
 }
 
+// 422 is not among them: the service says so when no retry can help (a damaged record, a part changed in S3).
 function isRetryable(status) {
   return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+function mayHaveBeenAccepted(response) {
+  return response?.status === 503 && response.body?.detail === AMBIGUOUS_DETAIL;
 }
 
 /**

@@ -13,8 +13,8 @@ const md5 = (bytes) => createHash('md5').update(bytes).digest('hex');
 
 /**
  * Enough of the protocol's rules. `fault({ req, n })` (n: the request's number, from 1) injects failures by returning
- * { status, json } to answer instead, 'drop-connection' to close without reading on, or 'drop-answer' to do the work
- * and then close without answering.
+ * { status, json } to answer instead, the same with `afterWork: true` to do the work and then answer so,
+ * 'drop-connection' to close without reading on, or 'drop-answer' to do the work and then close without answering.
  */
 async function fakeService({ fault = () => null } = {}) {
   const uploads = new Map();
@@ -30,10 +30,11 @@ async function fakeService({ fault = () => null } = {}) {
     if (action === 'drop-connection') return req.socket.destroy();
     const reply = (status, json) => {
       if (action === 'drop-answer') return req.socket.destroy();
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(json));
+      const [sent, sentJson] = action?.afterWork ? [action.status, action.json] : [status, json];
+      res.writeHead(sent, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(sentJson));
     };
-    if (action?.status) return reply(action.status, action.json);
+    if (action?.status && !action.afterWork) return reply(action.status, action.json);
     if (req.method === 'POST' && url.pathname === '/upload') {
       const [, start, end, total] = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(req.headers['content-range']).map(Number);
       let upload;
@@ -200,6 +201,36 @@ describe('client in Node, against an imitation of the service', () => {
       detail: 'Authentication credentials were not provided',
     });
     assert.equal(forbidden.requests.length, 1);
+  });
+
+  test('a 422 is not retried: its detail says what to do', async (t) => {
+    const detail = 'The upload record is damaged (parts); start the upload again';
+    const service = await fakeService({ fault: ({ n }) => (n === 2 ? { status: 422, json: { detail } } : null) });
+    t.after(service.close);
+    const upload = new ChunkedUpload(fileOf(randomBytes(30_000)), {
+      endpoint: service.endpoint,
+      chunkSize: 10_000,
+      storage: null,
+      ...fast,
+    });
+    await assert.rejects(upload.start(), { name: 'UploadError', status: 422, detail });
+    assert.equal(service.requests.length, 2);
+  });
+
+  test('a 503 that may have been accepted: the status decides whether the chunk is sent again', async (t) => {
+    const detail = "The request may or may not have been accepted; ask for the upload's status before resending";
+    for (const [afterWork, starts] of [
+      [true, [0, 10_000, 20_000]],
+      [false, [0, 10_000, 10_000, 20_000]],
+    ]) {
+      const { service, bytes, upload } = await threeChunkUpload(t, ({ n }) =>
+        n === 2 ? { status: 503, json: { detail }, afterWork } : null,
+      );
+      const result = await upload.start();
+      assert.equal(result.md5, md5(bytes));
+      assert.deepEqual(chunkStarts(service.requests), starts, `accepted: ${afterWork}`);
+      assert.equal(service.requests[2].method, 'GET', 'the status is asked for before anything is sent again');
+    }
   });
 
   test('adopts the offset of a 400 offset mismatch: a chunk whose answer was lost is not sent twice', async (t) => {

@@ -1,5 +1,8 @@
 //! The service's state, built once per process: settings and AWS clients.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
@@ -9,6 +12,36 @@ pub struct App {
     pub config: Config,
     pub table: Table,
     pub bucket: Bucket,
+}
+
+/// A TCP and TLS handshake with a regional endpoint takes milliseconds; this covers one lost SYN (resent after 1 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// DynamoDB answers in milliseconds, whole items included: an attempt unanswered after this has hung, and the SDK
+/// retries it while the request still has time.
+const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The SDK's time limits for S3 and DynamoDB calls, from the request timeout (`request`). No call outlives the
+/// request: past it the handler answers anyway (and the cleanup function, which has no request, is bounded too).
+///
+/// DynamoDB: each attempt [`DYNAMODB_ATTEMPT_TIMEOUT`], the call with its retries the request timeout.
+///
+/// S3: an attempt may be an UploadPart of a whole part sent from memory, hundreds of MiB for the largest files, so no
+/// fixed limit fits every call. An S3 call gets the request's time less one DynamoDB attempt (the commit that follows
+/// it), and at least half of it. A hung S3 call then fails inside the operation, which knows that nothing was
+/// committed and answers a plain 503, rather than at the request's deadline, where the answer cannot tell.
+pub fn sdk_timeouts(request: Duration) -> (TimeoutConfig, TimeoutConfig) {
+    let s3_call = request.saturating_sub(DYNAMODB_ATTEMPT_TIMEOUT).max(request / 2);
+    let s3 = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(s3_call)
+        .operation_timeout(s3_call)
+        .build();
+    let dynamodb = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT.min(request))
+        .operation_timeout(request)
+        .build();
+    (s3, dynamodb)
 }
 
 impl App {
@@ -24,12 +57,36 @@ impl App {
         Self::with_clients(config, aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::new(sdk))
     }
 
-    /// With clients configured by the caller (the tests route them through a proxy).
+    /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
+    /// replace theirs.
     pub fn with_clients(config: Config, s3: aws_sdk_s3::Client, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+        let (s3_timeouts, dynamodb_timeouts) = sdk_timeouts(config.request_timeout);
+        let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().timeout_config(s3_timeouts).build());
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            dynamodb.config().to_builder().timeout_config(dynamodb_timeouts).build(),
+        );
         App {
             table: Table::new(dynamodb, config.table.clone()),
             bucket: Bucket::new(s3, config.bucket.clone()),
             config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_calls_leave_room_for_the_commit() {
+        let (s3, dynamodb) = sdk_timeouts(Duration::from_secs(25));
+        assert_eq!(s3.operation_attempt_timeout(), Some(Duration::from_secs(21)));
+        assert_eq!(s3.operation_timeout(), Some(Duration::from_secs(21)));
+        assert_eq!(dynamodb.operation_attempt_timeout(), Some(Duration::from_secs(4)));
+        assert_eq!(dynamodb.operation_timeout(), Some(Duration::from_secs(25)));
+        // A short request timeout still leaves S3 half of it, and no call outlives the request.
+        let (s3, dynamodb) = sdk_timeouts(Duration::from_secs(3));
+        assert_eq!(s3.operation_timeout(), Some(Duration::from_millis(1500)));
+        assert_eq!(dynamodb.operation_attempt_timeout(), Some(Duration::from_secs(3)));
     }
 }

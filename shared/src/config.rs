@@ -1,6 +1,7 @@
 //! Settings, read from the environment once at start-up. Names follow django-chunked-upload's settings.
 
 use std::env;
+use std::time::Duration;
 
 use crate::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_OBJECT_SIZE};
 use crate::store::Limits;
@@ -11,6 +12,9 @@ const MIB: u64 = 1024 * 1024;
 pub const DEFAULT_MIN_CHUNK: u64 = 64 * 1024;
 /// The largest chunk whose base64 event (4/3 of it, plus headers) stays under Lambda's 6 MB request payload.
 const DEFAULT_MAX_CHUNK: u64 = 4_500_000;
+/// Below API Gateway's 30 s integration timeout and the functions' 29 s, with room to answer.
+const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 25;
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +50,10 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER` / `CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER`: uploads, and bytes (their sizes
     /// added up), one owner may have in progress; unset or 0: no limit.
     pub limits: Limits,
+    /// `CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS`: how long a request may take before it is answered 503. Below API
+    /// Gateway's 30 s integration timeout and the functions' 29 s, so the client gets an answer that says what to do
+    /// instead of a gateway timeout or a killed function.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +156,8 @@ impl Config {
             uploads: limit("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER")?,
             bytes: limit("CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER")?,
         };
+        let request_timeout =
+            Duration::from_secs(number("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT_SECS, 1, 900)?);
         Ok(Config {
             bucket,
             table,
@@ -164,12 +174,20 @@ impl Config {
             s3_path_style,
             min_chunk_bytes,
             limits,
+            request_timeout,
         })
     }
 
     /// The largest file this deployment accepts.
     pub fn size_limit(&self) -> u64 {
         self.max_bytes.unwrap_or(S3_MAX_OBJECT_SIZE).min(S3_MAX_OBJECT_SIZE)
+    }
+
+    /// How long a completion claim holds before another request may take it over: the claimer's request ends by
+    /// its deadline, so past the request timeout plus a margin (clock skew between functions, the answer's way out)
+    /// nobody holds it any more.
+    pub fn lease_ms(&self) -> u64 {
+        (self.request_timeout + LEASE_MARGIN).as_millis() as u64
     }
 }
 
@@ -199,6 +217,8 @@ mod tests {
         assert_eq!(c.min_part_bytes, MIN_PART_SIZE);
         assert_eq!(c.storage_class, "STANDARD");
         assert!(!c.s3_path_style);
+        assert_eq!(c.request_timeout, Duration::from_secs(25));
+        assert_eq!(c.lease_ms(), 35_000);
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
     }
 
@@ -214,6 +234,8 @@ mod tests {
             ("CHUNKED_UPLOAD_STORAGE_CLASS", "CHEAP"),
             ("CHUNKED_UPLOAD_BUFFER_PREFIX", "buffer"),
             ("CHUNKED_UPLOAD_S3_PATH_STYLE", "sometimes"),
+            ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "0"),
+            ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "2.5"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -228,8 +250,10 @@ mod tests {
             ("CHUNKED_UPLOAD_MAX_BYTES", "1000"),
             ("CHUNKED_UPLOAD_REQUIRE_AUTH", "false"),
             ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
+            ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "3"),
         ])
         .unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(c.size_limit(), 1000);
         assert!(!c.require_auth);
         assert_eq!(c.expiration_delta_secs, 2);

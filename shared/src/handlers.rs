@@ -1,13 +1,21 @@
 //! HTTP entry points: plain async functions of a `lambda_http::Request`, shared by the Lambda functions, the local
 //! API server and the tests.
 
+use std::future::Future;
+use std::time::Duration;
+
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::request;
+use crate::upload::now_ms;
+
+/// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
+const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The service's routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +85,11 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(_) => return ApiError::NotFound.to_response(),
         Err(e) => return e.to_response(),
     };
+    let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
+    let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
     let (upload_id, result) = match owner(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, path_id)).await,
+        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, path_id, deadline)).await,
         Err(e) => (path_id, Err(e)),
     };
     let response = match &result {
@@ -111,13 +121,54 @@ fn owner(app: &App, principal: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
-/// Runs a route; also returns the upload id the request named, for the log.
+/// How long a request may run: the request timeout, or less when the Lambda invocation's own deadline (ms since the
+/// epoch) comes first.
+fn time_left(request_timeout: Duration, lambda_deadline_ms: Option<u64>, now_ms: u64) -> Duration {
+    match lambda_deadline_ms {
+        Some(deadline_ms) => {
+            let lambda_left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+            request_timeout.min(lambda_left.saturating_sub(LAMBDA_DEADLINE_MARGIN))
+        }
+        None => request_timeout,
+    }
+}
+
+/// What a request answers when its deadline passes before its operation ends. The operation is dropped wherever it
+/// stands, which the commit discipline makes safe: bytes reach S3 before the write that references them.
+#[derive(Clone, Copy)]
+enum Late {
+    /// The accepting write may have been sent (a later chunk's commit, a completion): 503 Ambiguous, ask the status.
+    MayHaveLanded,
+    /// Nothing the client could refer to was accepted: 503 Unavailable, send it again. Status and abort change
+    /// nothing a repeat would not finish, and a first chunk's upload, if it was created, was never named to the
+    /// client: a repeat starts another one, and the unnamed one expires.
+    Retry,
+}
+
+/// Runs an operation until `deadline`, or answers as `late` says.
+async fn by<T>(
+    deadline: Instant,
+    late: Late,
+    operation: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout_at(deadline, operation).await.unwrap_or_else(|_| {
+        let detail = "the request ran past its deadline".to_string();
+        tracing::warn!(error = %detail, "storage too slow");
+        Err(match late {
+            Late::MayHaveLanded => ApiError::Ambiguous(detail),
+            Late::Retry => ApiError::Unavailable(detail),
+        })
+    })
+}
+
+/// Runs a route by `deadline`; also returns the upload id the request named, for the log.
 async fn dispatch(
     app: &App,
     req: Request,
     route: Route,
     owner: &str,
     path_id: Option<String>,
+    deadline: Instant,
 ) -> (Option<String>, Result<Value, ApiError>) {
     match route {
         Route::Chunk => match request::chunk(req, &app.config.field_name).await {
@@ -125,21 +176,48 @@ async fn dispatch(
                 chunk.upload_id,
                 Err(ApiError::PayloadTooLarge(format!("Chunks may be at most {} bytes", app.config.max_chunk_bytes))),
             ),
-            Ok(chunk) => (chunk.upload_id.clone(), app.accept_chunk(owner, chunk).await.map(|a| a.to_json())),
+            Ok(chunk) => {
+                let upload_id = chunk.upload_id.clone();
+                let late = if upload_id.is_some() { Late::MayHaveLanded } else { Late::Retry };
+                let result = by(deadline, late, app.accept_chunk(owner, chunk)).await;
+                (upload_id, result.map(|a| a.to_json()))
+            }
             Err(e) => (None, Err(e)),
         },
         Route::Complete => match request::complete(req).await {
             Ok(fields) => {
-                let result = app.complete(owner, &fields.upload_id, &fields.md5).await;
+                let result =
+                    by(deadline, Late::MayHaveLanded, app.complete(owner, &fields.upload_id, &fields.md5)).await;
                 (Some(fields.upload_id), result)
             }
             Err(e) => (None, Err(e)),
         },
-        Route::Status | Route::Abort => {
+        Route::Status => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
-            let result =
-                if route == Route::Status { app.status(owner, &id).await } else { app.abort(owner, &id).await };
+            let result = by(deadline, Late::Retry, app.status(owner, &id)).await;
             (Some(id), result)
         }
+        Route::Abort => {
+            let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
+            let result = by(deadline, Late::Retry, app.abort(owner, &id)).await;
+            (Some(id), result)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earlier_deadline_wins() {
+        let timeout = Duration::from_secs(25);
+        assert_eq!(time_left(timeout, None, 1_000), timeout);
+        // 29 s left in the invocation: the request timeout is earlier.
+        assert_eq!(time_left(timeout, Some(30_000), 1_000), timeout);
+        // A function timeout below the request timeout: Lambda's deadline less the margin.
+        assert_eq!(time_left(timeout, Some(11_000), 1_000), Duration::from_secs(9));
+        // Already past it: no time at all, rather than a wrap-around.
+        assert_eq!(time_left(timeout, Some(500), 1_000), Duration::ZERO);
     }
 }

@@ -10,7 +10,7 @@ use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV
 use lambda_http::aws_lambda_events::encodings::Body as EventBody;
 use lambda_http::http::HeaderMap;
 use lambda_http::request::LambdaRequest;
-use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
+use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response, service_fn};
 use serde::Serialize;
 use tracing_subscriber::filter::Targets;
 
@@ -35,8 +35,13 @@ where
     init_logging();
     reuse_large_allocations();
     lambda_runtime::run(service_fn(|event: LambdaEvent<LambdaRequest>| {
-        let response = serve(&handler, event.payload);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        // The invocation's context goes with the request: its deadline bounds the handler's (`handlers`).
+        let context = event.context;
+        let handler = &handler;
+        async move {
+            let with_context = |req: Request| handler(req.with_lambda_context(context.clone()));
+            Ok::<_, std::convert::Infallible>(serve(&with_context, event.payload).await)
+        }
     }))
     .await
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use lambda_http::http::{self, Method};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use shared::{App, Config, handlers, local};
+use shared::{ApiError, App, Config, handlers, local};
 
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
@@ -48,6 +48,11 @@ impl Reply {
 
     pub fn detail(&self) -> &str {
         self.body["detail"].as_str().unwrap_or_default()
+    }
+
+    /// A 503 that says the request may have been accepted: the client asks for the status before sending again.
+    pub fn may_have_been_accepted(&self) -> bool {
+        self.status == 503 && self.detail() == ApiError::Ambiguous(String::new()).to_string()
     }
 
     #[track_caller]
@@ -248,13 +253,39 @@ impl Service {
     }
 
     /// Uploads `data` and completes it the way a well-behaved client does: it retries what failed for reasons of the
-    /// server's (5xx, 409), goes on from the offset a 400 gives, and takes a repeated completion's result.
+    /// server's (5xx, 409), asks for the status before sending again when the answer says the chunk may have been
+    /// accepted, goes on from the offset a 400 gives, and takes a repeated completion's result.
     /// Returns the completion's answer.
     pub async fn upload_retrying(&self, user: &User, data: &[u8], chunk_size: usize) -> Reply {
-        let (mut upload_id, mut offset, mut attempts) = (None::<String>, 0, 0);
-        while offset < data.len() {
+        self.go_on_retrying(user, data, chunk_size, None).await
+    }
+
+    /// As [`Service::upload_retrying`], going on with `upload_id` from the offset its status gives, if there is one.
+    pub async fn go_on_retrying(
+        &self,
+        user: &User,
+        data: &[u8],
+        chunk_size: usize,
+        upload_id: Option<String>,
+    ) -> Reply {
+        let (mut ask_status, mut upload_id, mut offset, mut attempts) = (upload_id.is_some(), upload_id, 0, 0);
+        loop {
             attempts += 1;
             assert!(attempts < 100, "the upload does not make progress");
+            if let (true, Some(id)) = (ask_status, &upload_id) {
+                let reply = self.status(user, id).await;
+                match reply.status {
+                    200 => {
+                        offset = reply.offset() as usize;
+                        ask_status = false;
+                    }
+                    409 | 500..=599 => continue,
+                    _ => panic!("the client cannot learn the offset: {reply:?}"),
+                }
+            }
+            if offset == data.len() {
+                break;
+            }
             let end = (offset + chunk_size).min(data.len());
             let reply =
                 self.chunk(user, upload_id.as_deref(), offset, &data[offset..end], data.len(), Encoding::Raw).await;
@@ -264,6 +295,7 @@ impl Service {
                     offset = reply.offset() as usize;
                 }
                 400 if reply.body.get("offset").is_some() && upload_id.is_some() => offset = reply.offset() as usize,
+                503 if reply.may_have_been_accepted() => ask_status = true,
                 409 | 500..=599 => {}
                 _ => panic!("the client cannot go on: {reply:?}"),
             }

@@ -1,7 +1,7 @@
 //! A proxy between the service and an emulator, on loopback: it names each AWS call it forwards (`UploadPart`,
 //! `UpdateItem`, ...), counts calls and bytes, and can fail a chosen call before it reaches the emulator, cut it
-//! after the emulator acted but before the reply, or hold that reply until the test lets it go. The benchmarks count
-//! with it; the fault and kill tests inject with it.
+//! after the emulator acted but before the reply, hold that reply until the test lets it go, or never answer. The
+//! benchmarks count with it; the fault and kill tests inject with it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,6 +36,8 @@ pub enum Fault {
     CutAfter,
     /// Forward, let the emulator act, then keep the reply until the test decides: [`Proxy::held`] hands it over.
     HoldAfter,
+    /// Never answer and never forward, keeping the connection open: a call that hangs until the caller gives up.
+    Hang,
 }
 
 /// A call the emulator has acted on whose reply the proxy is holding. [`Held::release`] sends the reply on;
@@ -161,6 +163,11 @@ async fn forward(
         let position = state.armed.iter().position(|(op, _)| *op == operation);
         position.map(|i| state.armed.remove(i).1)
     };
+    if fault == Some(Fault::Hang) {
+        // Held until the caller drops the connection or the test's runtime ends.
+        let never: std::convert::Infallible = std::future::pending().await;
+        match never {}
+    }
     if fault == Some(Fault::FailBefore) {
         let mut response = Response::new(Full::new(Bytes::from_static(
             b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",

@@ -1,9 +1,11 @@
 //! Faults injected into every S3 and DynamoDB call the service makes, before the call reaches the emulator and after
-//! the emulator acted but before the reply: a client that retries always ends with the exact file, and cleanup
-//! leaves nothing behind.
+//! the emulator acted but before the reply, and calls that never answer: a client that retries always ends with the
+//! exact file, and cleanup leaves nothing behind.
+
+use std::time::{Duration, Instant};
 
 use integration_tests::proxy::{Fault, Proxy};
-use integration_tests::{MIB, Service, User, data, md5_hex};
+use integration_tests::{Encoding, MIB, Reply, Service, User, data, md5_hex};
 
 /// Where a fault strikes: the proxy, the call, and how many calls of it pass first.
 struct Point {
@@ -46,7 +48,12 @@ async fn survive(point: &Point, fault: Fault, seed: u64) {
         tokio::join!(svc.upload_retrying(&user, &file, 2 * MIB), arm_later(proxy, point.operation, point.after, fault));
     let what = format!("{:?} at {} after {}", fault, point.operation, point.after);
     assert!(proxy.all_fired(), "{what}: the fault never fired: {:?}", proxy.tallies());
-    assert_eq!(done.body["md5"], md5_hex(&file), "{what}");
+    assert_exact(&svc, &done, &file, &what).await;
+}
+
+/// The completed upload is exactly `file`, and nothing of it is left in progress or buffered.
+async fn assert_exact(svc: &Service, done: &Reply, file: &[u8], what: &str) {
+    assert_eq!(done.body["md5"], md5_hex(file), "{what}");
     let key = done.body["key"].as_str().expect("key");
     assert!(svc.object(key).await == file, "{what}: the object differs");
     assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
@@ -110,5 +117,128 @@ async fn an_abort_survives_a_fault_at_any_of_its_calls() {
     for (i, operation) in calls.into_iter().enumerate() {
         abort_survives(operation, Fault::FailBefore, 120 + i as u64).await;
         abort_survives(operation, Fault::CutAfter, 140 + i as u64).await;
+    }
+}
+
+/// The request timeout of the hang tests. S3 calls get half of it, DynamoDB calls all of it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a loaded machine may add to an answer due at the deadline.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// Calls that never answer (or whose answer never comes back), met by the request `at`: either the chunk at that
+/// offset, or (`None`) a status request.
+struct Hang {
+    /// `after` counts the calls within the hung request.
+    calls: &'static [Point],
+    fault: Fault,
+    at: Option<usize>,
+    /// Whether the answer must say that the chunk may have been accepted.
+    ambiguous: bool,
+    /// Whether the chunk was in fact accepted.
+    landed: bool,
+}
+
+const HANGS: &[Hang] = &[
+    // S3's time limit ends the call within the request, which then knows that nothing was committed: a plain 503.
+    Hang {
+        calls: &[Point { s3: true, operation: "PutObject", after: 0 }],
+        fault: Fault::Hang,
+        at: Some(2 * MIB),
+        ambiguous: false,
+        landed: false,
+    },
+    Hang {
+        calls: &[Point { s3: true, operation: "UploadPart", after: 0 }],
+        fault: Fault::Hang,
+        at: Some(4 * MIB),
+        ambiguous: false,
+        landed: false,
+    },
+    // A DynamoDB write that never answers, whether or not it reached DynamoDB, cannot tell: the claim, and the
+    // commit (which DynamoDB applied).
+    Hang {
+        calls: &[Point { s3: false, operation: "UpdateItem", after: 0 }],
+        fault: Fault::Hang,
+        at: Some(2 * MIB),
+        ambiguous: true,
+        landed: false,
+    },
+    Hang {
+        calls: &[Point { s3: false, operation: "UpdateItem", after: 1 }],
+        fault: Fault::HoldAfter,
+        at: Some(2 * MIB),
+        ambiguous: true,
+        landed: true,
+    },
+    // After S3's limit, the read that would tell what became of the chunk hangs too: the request's deadline answers.
+    Hang {
+        calls: &[
+            Point { s3: true, operation: "PutObject", after: 0 },
+            Point { s3: false, operation: "GetItem", after: 0 },
+        ],
+        fault: Fault::Hang,
+        at: Some(2 * MIB),
+        ambiguous: true,
+        landed: false,
+    },
+    Hang {
+        calls: &[Point { s3: false, operation: "GetItem", after: 0 }],
+        fault: Fault::Hang,
+        at: None,
+        ambiguous: false,
+        landed: false,
+    },
+];
+
+/// The hung request is answered 503 within the request timeout, saying whether it may have been accepted; a client
+/// that asks for the status and goes on from its offset ends with the exact file.
+async fn hang_is_answered_in_time(hang: &Hang, seed: u64) {
+    let timeout = REQUEST_TIMEOUT.as_secs().to_string();
+    let (svc, s3, dynamodb) = Service::through_proxies(&[("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", &timeout)]).await;
+    let proxy = |point: &Point| if point.s3 { &s3 } else { &dynamodb };
+    let (user, chunk) = (User::named("alice"), 2 * MIB);
+    let file = data(8 * MIB + 5, seed);
+    let id = svc.start_upload(&user, &file, chunk).await;
+    let names: Vec<_> = hang.calls.iter().map(|c| format!("{} after {}", c.operation, c.after)).collect();
+    let what = format!("{:?} at {names:?}, request {:?}", hang.fault, hang.at);
+    for start in (chunk..hang.at.unwrap_or(chunk)).step_by(chunk) {
+        svc.chunk(&user, Some(&id), start, &file[start..start + chunk], file.len(), Encoding::Raw)
+            .await
+            .assert_status(200);
+    }
+    let arming = hang.calls.iter().map(|c| {
+        let passed = proxy(c).tallies().get(c.operation).map_or(0, |t| t.calls as usize);
+        arm_later(proxy(c), c.operation, passed + c.after, hang.fault)
+    });
+    let request = async {
+        match hang.at {
+            Some(start) => {
+                svc.chunk(&user, Some(&id), start, &file[start..start + chunk], file.len(), Encoding::Raw).await
+            }
+            None => svc.status(&user, &id).await,
+        }
+    };
+    let began = Instant::now();
+    let (reply, _) = tokio::join!(request, futures_util::future::join_all(arming));
+    let elapsed = began.elapsed();
+    assert!(s3.all_fired() && dynamodb.all_fired(), "{what}: a fault never fired");
+    reply.assert_status(503);
+    assert!(elapsed < REQUEST_TIMEOUT + SLACK, "{what}: answered after {elapsed:?}");
+    assert_eq!(reply.may_have_been_accepted(), hang.ambiguous, "{what}: {reply:?}");
+    if !hang.ambiguous {
+        assert_eq!(reply.detail(), "Storage is unavailable, retry later", "{what}");
+    }
+    if let Some(start) = hang.at {
+        let offset = if hang.landed { start + chunk } else { start };
+        assert_eq!(svc.status(&user, &id).await.assert_status(200).offset(), offset as u64, "{what}");
+    }
+    let done = svc.go_on_retrying(&user, &file, chunk, Some(id)).await;
+    assert_exact(&svc, &done, &file, &what).await;
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_gets_a_503_within_the_request_timeout() {
+    for (i, hang) in HANGS.iter().enumerate() {
+        hang_is_answered_in_time(hang, 160 + i as u64).await;
     }
 }

@@ -160,9 +160,6 @@ impl Table {
         match request.send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            // A refusal by the service (throttling, validation) means the write did not happen; anything else
-            // (a timeout, a cut connection) cannot tell.
-            Err(err @ SdkError::ServiceError(_)) => Err(unavailable("UpdateItem", &err)),
             Err(err) => Err(ambiguous("UpdateItem", &err)),
         }
     }
@@ -284,6 +281,6 @@ async fn conditional(request: UpdateItemFluentBuilder) -> Result<Written, ApiErr
             };
             Ok(Written::Lost(old.as_ref().map(UploadRecord::from_item).transpose()?))
         }
-        Err(err) => Err(unavailable("UpdateItem", &err)),
+        Err(err) => Err(ambiguous("UpdateItem", &err)),
     }
 }

@@ -9,10 +9,6 @@ use crate::md5state;
 use crate::protocol;
 use crate::store::{CompleteFailure, Part, Status, UploadRecord, Written};
 
-/// How long a completion claim holds before another request may take over: past the longest a request can run (the
-/// function's deadline), plus a margin for S3 to finish a completion it already received.
-const COMPLETION_LEASE_MS: u64 = 40 * 1000;
-
 impl App {
     pub async fn complete(&self, owner: &str, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
@@ -37,8 +33,11 @@ impl App {
         if md5state::finish_hex(&record.md5_state)? != md5 {
             return Err(ApiError::BadRequest("md5 checksum does not match".into()));
         }
-        let stale_before = now.saturating_sub(COMPLETION_LEASE_MS);
-        let keep_until = (now + COMPLETION_LEASE_MS) / 1000 + self.config.expiration_delta_secs;
+        // A lease outlives the longest a request can run (its deadline), plus a margin for S3 to finish a completion
+        // it already received: past that, its holder is gone.
+        let lease = self.config.lease_ms();
+        let stale_before = now.saturating_sub(lease);
+        let keep_until = (now + lease) / 1000 + self.config.expiration_delta_secs;
         let record = match self.table.claim_completion(upload_id, owner, now, stale_before, keep_until).await? {
             Written::Won(record) => record,
             Written::Lost(Some(r)) if r.status == Status::Complete => {
