@@ -21,6 +21,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 BUDGET_CHUNK = 4 * MIB  # the chunk size the throughput, read-back and memory budgets are stated for
+BUDGET_PARTS = 9000  # the write-unit budget's part count: the most any upload needs, up to 5 TiB
 SYSTEMS = ("chunked-upload", "raw-multipart", "tus-node-server")
 BASELINES = ("raw-multipart", "tus-node-server")  # what chunked-upload's throughput is compared with
 COLOURS = ("#2b6cb0", "#718096", "#dd6b20", "#38a169", "#805ad5", "#d53f8c")
@@ -81,11 +82,16 @@ def number(row: dict | None, key: str) -> float | None:
 
 def by_chunk_size(rows: list[dict]) -> dict[int, dict]:
     """The rows keyed by their chunk size (a later row for the same size wins)."""
+    return keyed_by(rows, "chunk_bytes")
+
+
+def keyed_by(rows: list[dict], key: str) -> dict[int, dict]:
+    """The rows keyed by their whole number `key` (a later row for the same value wins)."""
     keyed = {}
     for row in rows:
-        chunk = number(row, "chunk_bytes")
-        if chunk is not None:
-            keyed[int(chunk)] = row
+        value = number(row, key)
+        if value is not None:
+            keyed[int(value)] = row
     return keyed
 
 
@@ -169,6 +175,7 @@ class Figures:
     costs: dict[int, dict]  # request_costs by chunk size
     process: dict | None  # the last function_process report
     machine: dict
+    write_units: dict[int, dict]  # write_units by part count
 
 
 def load_figures(raw_dir: Path) -> Figures:
@@ -180,6 +187,7 @@ def load_figures(raw_dir: Path) -> Figures:
         costs=by_chunk_size(by_bench.get("request_costs", [])),
         process=process[-1] if process else None,
         machine=read_machine(raw_dir / "machine.json"),
+        write_units=keyed_by(by_bench.get("write_units", []), "parts"),
     )
 
 
@@ -323,13 +331,27 @@ def binary_budget(process: dict | None) -> tuple:
     return figure, "≤ 8 MiB", measured, verdict(sizes[name] <= 8 * MIB)
 
 
-def budgets_section(handler: dict[int, dict], e2e: EndToEnd, costs: dict[int, dict], process: dict | None) -> list[str]:
+def write_units_budget(write_units: dict[int, dict]) -> tuple:
+    figure = f"DynamoDB write units / chunk at {BUDGET_PARTS:,} parts"
+    row = write_units.get(BUDGET_PARTS)
+    worst = number(row, "wcu_per_chunk_worst")
+    if worst is None:
+        return figure, "≤ 4", "n/a", verdict(None)
+    typical, before = number(row, "wcu_per_chunk_typical"), number(row, "wcu_per_chunk_before")
+    measured = (f"{fmt_count(worst)} with the longest names and lost flushes "
+                f"({fmt_count(typical)} with typical names; {fmt_count(before)} before)")
+    return figure, "≤ 4", measured, verdict(worst <= 4)
+
+
+def budgets_section(handler: dict[int, dict], e2e: EndToEnd, costs: dict[int, dict], process: dict | None,
+                    write_units: dict[int, dict]) -> list[str]:
     rows = [
         per_size_budget("handler CPU per MiB", "≤ 1.5x MD5 alone, at every chunk size",
                         {c: handler_ratio(r) for c, r in handler.items()}, 1.5, "x"),
         *(throughput_budget(e2e, baseline, floor) for baseline, floor in zip(BASELINES, (0.5, 1.5))),
         per_size_budget("DynamoDB requests per chunk", "≤ 2, at every chunk size",
                         {c: number(r, "dynamodb_requests_per_chunk") for c, r in costs.items()}, 2),
+        write_units_budget(write_units),
         read_back_budget(costs),
         memory_budget(process),
         binary_budget(process),
@@ -416,6 +438,31 @@ def costs_section(costs: dict[int, dict]) -> list[str]:
     return lines + table(header, rows)
 
 
+def write_units_section(write_units: dict[int, dict]) -> list[str]:
+    lines = ["## DynamoDB write units per chunk", ""]
+    if not write_units:
+        return lines + not_measured("write_units")
+    lost = max((n for r in write_units.values() if (n := number(r, "lost_flushes_worst")) is not None), default=None)
+    lines += [
+        "DynamoDB bills a write by the larger of the item before and after it, one write unit per started KB; a "
+        "chunk is two writes (the conditional claim and the commit), and a conditional write that fails is billed "
+        "too. Budget: at most 4 write units a chunk at every file size up to 5 TiB. Computed, not measured: "
+        "`bench/write_units` sizes the items of the records of `shared::store::sizing` by DynamoDB's rule. "
+        "Typical: typical names; worst: the longest names the service stores and as many lost flush attempts as "
+        "the ledger records" + (f" (up to {lost:g} at these part counts)" if lost is not None else "")
+        + "; before: typical names, with the parts list of "
+        "19 bytes a part that the item held before the part ledger.",
+        "",
+    ]
+    header = ["parts", "item bytes (typical)", "WCU/chunk (typical)", "item bytes (worst)", "WCU/chunk (worst)",
+              "WCU/chunk before"]
+    keys = ["item_bytes_typical", "wcu_per_chunk_typical", "item_bytes_worst", "wcu_per_chunk_worst",
+            "wcu_per_chunk_before"]
+    rows = [[f"{parts:,}", *(fmt_count(number(row, key)) for key in keys)]
+            for parts, row in sorted(write_units.items())]
+    return lines + table(header, rows)
+
+
 def process_section(process: dict | None) -> list[str]:
     lines = ["## Memory, size and start-up", ""]
     if process is None:
@@ -470,10 +517,11 @@ def results_markdown(f: Figures) -> str:
     )
     sections = [
         ["# Benchmark results", "", intro],
-        budgets_section(f.handler, f.e2e, f.costs, f.process),
+        budgets_section(f.handler, f.e2e, f.costs, f.process, f.write_units),
         handler_section(f.handler),
         end_to_end_section(f.e2e),
         costs_section(f.costs),
+        write_units_section(f.write_units),
         process_section(f.process),
         analysis_section(),
         machine_section(machine),

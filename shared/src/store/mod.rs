@@ -4,6 +4,7 @@ pub mod bucket;
 pub mod ledger;
 pub mod quota;
 pub mod record;
+pub mod sizing;
 pub mod table;
 
 pub use bucket::{Bucket, CompleteFailure};

@@ -225,6 +225,7 @@ pub fn write_units(before: usize, after: usize) -> usize {
 mod tests {
     use super::*;
     use crate::store::ledger::{BufferedChunk, MAX_PART_GAPS};
+    use crate::store::sizing;
 
     fn record() -> UploadRecord {
         UploadRecord {
@@ -266,65 +267,21 @@ mod tests {
         assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
     }
 
-    /// A record `parts` parts into an upload, with every flush attempt but `lost` accepted in turn, and names as long
-    /// as `long` asks: the longest the service stores, or typical ones.
-    fn record_at(parts: u32, lost: u32, long: bool) -> UploadRecord {
-        let mut ledger = PartLedger::default();
-        let mut number = 0;
-        for i in 0..parts {
-            number += if i < lost { 2 } else { 1 };
-            ledger = ledger.with_part(number, &format!("\"{:032x}\"", u128::from(number) << 64 | 7)).unwrap();
-        }
-        let filename = if long { "é".repeat(127) } else { "holiday-2026.mov".into() };
-        let owner = if long { "o".repeat(128) } else { "3f1c9a52-7d4e-4b8a-9c61-2e5f0d7b8a94".into() };
-        let upload_id = "0123456789abcdef0123456789abcdef".to_string();
-        let total = 5 * (1u64 << 40);
-        UploadRecord {
-            key: format!("uploads/{owner}/{upload_id}/{filename}"),
-            upload_id,
-            owner,
-            filename,
-            content_type: if long { "x".repeat(255) } else { "video/quicktime".into() },
-            total,
-            offset: total - 1,
-            status: Status::Uploading,
-            created_at_ms: 1_795_888_582_186,
-            expires_at_ms: 1_795_974_982_186,
-            // S3's upload ids run to about 170 characters.
-            multipart_id: Some("m".repeat(if long { 200 } else { 128 })),
-            part_size: 611 << 20,
-            part_start: total - (600 << 20),
-            flush_at: total,
-            last_part_number: number + 1,
-            parts: ledger,
-            buffers: BufferChain::default().then(BufferedChunk { start: 1, crc64: 2 }),
-            md5_state: crate::md5state::extend(&crate::md5state::empty(), &[7; 100]).unwrap(),
-            completing_since_ms: None,
-            completed: None,
-        }
-    }
-
-    /// Before: the parts list grew by 19 bytes a part, so a chunk's two writes grew with the file.
-    fn units_before(parts: u32, size_after: usize) -> usize {
-        let old = size_after - record_at(parts, 0, false).parts.encode().len() + 19 * parts as usize;
-        2 * write_units(old, old)
-    }
-
     #[test]
     fn a_chunk_costs_at_most_four_write_units_at_any_part_count() {
         println!(
-            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, {MAX_PART_GAPS} lost flushes) | WCU per chunk (worst) | WCU per chunk before |"
+            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, up to {MAX_PART_GAPS} lost flushes) | WCU per chunk (worst) | WCU per chunk before |"
         );
         for parts in [1, 100, 1_000, 9_000] {
-            let typical = item_size(&record_at(parts, 0, false).to_item());
-            let worst = item_size(&record_at(parts, MAX_PART_GAPS as u32, true).to_item());
-            // Both writes of a chunk: the claim and the commit, each on the item as large as it gets.
-            let (units, worst_units) = (2 * write_units(typical, typical), 2 * write_units(worst, worst));
-            println!("| {parts} | {typical} | {units} | {worst} | {worst_units} | {} |", units_before(parts, typical));
-            assert!(typical <= 1024, "{parts} parts: {typical} bytes");
-            assert!(worst_units <= 4, "{parts} parts: {worst} bytes");
+            let c = sizing::chunk_cost(parts);
+            println!(
+                "| {parts} | {} | {} | {} | {} | {} |",
+                c.typical_bytes, c.typical_units, c.worst_bytes, c.worst_units, c.before_units
+            );
+            assert!(c.typical_bytes <= 1024, "{parts} parts: {} bytes", c.typical_bytes);
+            assert!(c.worst_units <= 4, "{parts} parts: {} bytes", c.worst_bytes);
         }
-        assert_eq!(units_before(9_000, item_size(&record_at(9_000, 0, false).to_item())), 2 * 168);
+        assert_eq!(sizing::chunk_cost(9_000).before_units, 2 * 168);
     }
 
     #[test]
