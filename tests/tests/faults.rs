@@ -21,7 +21,11 @@ const POINTS: &[Point] = &[
     Point { s3: true, operation: "UploadPart", after: 1 },
     Point { s3: true, operation: "DeleteObjects", after: 0 },
     Point { s3: true, operation: "CompleteMultipartUpload", after: 0 },
-    Point { s3: false, operation: "PutItem", after: 0 },
+    Point { s3: true, operation: "ListObjectsV2", after: 0 },
+    Point { s3: true, operation: "ListParts", after: 0 },
+    // The record's creation (with the owner's counters) and, at completion, the counters' release.
+    Point { s3: false, operation: "TransactWriteItems", after: 0 },
+    Point { s3: false, operation: "TransactWriteItems", after: 1 },
     Point { s3: false, operation: "UpdateItem", after: 1 },
     Point { s3: false, operation: "UpdateItem", after: 2 },
     Point { s3: false, operation: "GetItem", after: 0 },
@@ -88,7 +92,7 @@ async fn abort_survives(operation: &'static str, fault: Fault, seed: u64) {
             .assert_status(200);
     }
     let key = svc.record(&id).await.expect("record").key;
-    let proxy = if ["UpdateItem", "DeleteItem"].contains(&operation) { &dynamodb } else { &s3 };
+    let proxy = if ["UpdateItem", "TransactWriteItems", "DeleteItem"].contains(&operation) { &dynamodb } else { &s3 };
     proxy.arm(operation, fault);
     let what = format!("{fault:?} at {operation} during an abort");
     let mut answered = None;
@@ -113,7 +117,8 @@ async fn abort_survives(operation: &'static str, fault: Fault, seed: u64) {
 
 #[tokio::test]
 async fn an_abort_survives_a_fault_at_any_of_its_calls() {
-    let calls = ["UpdateItem", "AbortMultipartUpload", "ListObjectsV2", "DeleteObjects", "DeleteItem"];
+    let calls =
+        ["UpdateItem", "AbortMultipartUpload", "ListObjectsV2", "DeleteObjects", "TransactWriteItems", "DeleteItem"];
     for (i, operation) in calls.into_iter().enumerate() {
         abort_survives(operation, Fault::FailBefore, 120 + i as u64).await;
         abort_survives(operation, Fault::CutAfter, 140 + i as u64).await;
