@@ -1,13 +1,14 @@
 //! HTTP entry points: plain async functions of a `lambda_http::Request`, shared by the Lambda functions, the local
 //! API server and the tests.
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
 use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::request;
+use crate::secret::{self, Caller};
 
 /// The service's routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +78,13 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(_) => return ApiError::NotFound.to_response(),
         Err(e) => return e.to_response(),
     };
-    let (upload_id, result) = match owner(app, principal.as_deref()) {
+    let (upload_id, result) = match authenticated(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, path_id)).await,
+        Ok(principal) => Box::pin(dispatch(app, req, route, principal, path_id)).await,
         Err(e) => (path_id, Err(e)),
     };
     let response = match &result {
-        Ok(body) => json_response(StatusCode::OK, body),
+        Ok(body) => with_secret_header(json_response(StatusCode::OK, body), body),
         Err(e) => e.to_response(),
     };
     let body = result.unwrap_or_else(|e| e.body());
@@ -102,13 +103,21 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     response
 }
 
-/// The owner uploads are bound to: the principal, or `anonymous` where the deployment allows it.
-fn owner(app: &App, principal: Option<&str>) -> Result<String, ApiError> {
+/// The principal, or `None` for an anonymous caller where the deployment allows them.
+fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
     match principal {
-        Some(p) => Ok(p.to_string()),
+        Some(p) => Ok(Some(p.to_string())),
         None if app.config.require_auth => Err(ApiError::Unauthenticated),
-        None => Ok("anonymous".to_string()),
+        None => Ok(None),
     }
+}
+
+/// The answer that creates an anonymous upload carries its secret in a header too, for clients that read headers.
+fn with_secret_header(mut response: Response<Body>, body: &Value) -> Response<Body> {
+    if let Some(value) = body.get(secret::FIELD).and_then(Value::as_str).and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(secret::HEADER, value);
+    }
+    response
 }
 
 /// Runs a route; also returns the upload id the request named, for the log.
@@ -116,29 +125,47 @@ async fn dispatch(
     app: &App,
     req: Request,
     route: Route,
-    owner: &str,
+    principal: Option<String>,
     path_id: Option<String>,
 ) -> (Option<String>, Result<Value, ApiError>) {
     match route {
         Route::Chunk => match request::chunk(req, &app.config.field_name).await {
-            Ok(chunk) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (
+            Ok((chunk, _)) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (
                 chunk.upload_id,
                 Err(ApiError::PayloadTooLarge(format!("Chunks may be at most {} bytes", app.config.max_chunk_bytes))),
             ),
-            Ok(chunk) => (chunk.upload_id.clone(), app.accept_chunk(owner, chunk).await.map(|a| a.to_json())),
+            Ok((chunk, secret)) => {
+                let caller = match chunk.upload_id {
+                    None => Ok(Caller::creating(principal)),
+                    Some(_) => Caller::naming(principal, secret),
+                };
+                let upload_id = chunk.upload_id.clone();
+                let result = match caller {
+                    Ok(caller) => app.accept_chunk(&caller, chunk).await.map(|a| a.to_json()),
+                    Err(e) => Err(e),
+                };
+                (upload_id, result)
+            }
             Err(e) => (None, Err(e)),
         },
         Route::Complete => match request::complete(req).await {
             Ok(fields) => {
-                let result = app.complete(owner, &fields.upload_id, &fields.md5).await;
+                let result = match Caller::naming(principal, fields.secret) {
+                    Ok(caller) => app.complete(&caller, &fields.upload_id, &fields.md5).await,
+                    Err(e) => Err(e),
+                };
                 (Some(fields.upload_id), result)
             }
             Err(e) => (None, Err(e)),
         },
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
+            let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {
+                Ok(caller) => caller,
+                Err(e) => return (Some(id), Err(e)),
+            };
             let result =
-                if route == Route::Status { app.status(owner, &id).await } else { app.abort(owner, &id).await };
+                if route == Route::Status { app.status(&caller, &id).await } else { app.abort(&caller, &id).await };
             (Some(id), result)
         }
     }

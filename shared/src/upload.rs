@@ -15,6 +15,7 @@ use crate::protocol::{
     self, ContentRange, MAX_BUFFERED_CHUNKS, S3_MAX_PARTS, content_type_for, plan_part_size, render_key,
     sanitize_filename,
 };
+use crate::secret::{Caller, UploadSecret};
 use crate::store::record::{buffer_key, buffer_prefix_of};
 use crate::store::{Buffered, ChunkCommit, CompleteFailure, Part, Status, UploadRecord, Written};
 
@@ -36,11 +37,18 @@ pub struct Accepted {
     pub upload_id: String,
     pub offset: u64,
     pub expires_at_ms: u64,
+    /// An anonymous upload's secret, in the answer that created it (and only there).
+    pub secret: Option<UploadSecret>,
 }
 
 impl Accepted {
     pub fn to_json(&self) -> Value {
-        json!({"upload_id": self.upload_id, "offset": self.offset, "expires": iso8601(self.expires_at_ms)})
+        let mut json =
+            json!({"upload_id": self.upload_id, "offset": self.offset, "expires": iso8601(self.expires_at_ms)});
+        if let Some(secret) = &self.secret {
+            json[crate::secret::FIELD] = json!(secret.reveal());
+        }
+        json
     }
 }
 
@@ -68,7 +76,7 @@ pub fn iso8601(ms: u64) -> String {
 }
 
 impl App {
-    pub async fn accept_chunk(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+    pub async fn accept_chunk(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
         let range = chunk.range;
         if chunk.data.is_empty() {
             return Err(ApiError::BadRequest("No chunk file was submitted".into()));
@@ -87,15 +95,15 @@ impl App {
             )));
         }
         match &chunk.upload_id {
-            None => self.create(owner, chunk).await,
+            None => self.create(caller, chunk).await,
             Some(id) => {
                 protocol::validate_upload_id(id)?;
-                self.append(owner, id, chunk.range, chunk.data).await
+                self.append(caller, id, chunk.range, chunk.data).await
             }
         }
     }
 
-    async fn create(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+    async fn create(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
         let range = chunk.range;
         if range.start != 0 {
             return Err(ApiError::OffsetMismatch { offset: 0 });
@@ -105,13 +113,13 @@ impl App {
         let upload_id = protocol::new_upload_id();
         let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
         let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
-        let key = render_key(&self.config.key_template, &upload_id, &filename, owner);
+        let key = render_key(&self.config.key_template, &upload_id, &filename, caller.owner());
         let multipart_id = self.bucket.create_multipart(&key, &content_type, &self.config.storage_class).await?;
         let created_at_ms = now_ms();
         let flush_at = part_size.min(range.total);
         let mut record = UploadRecord {
             upload_id,
-            owner: owner.to_string(),
+            owner: caller.owner().to_string(),
             filename,
             content_type,
             total: range.total,
@@ -129,6 +137,7 @@ impl App {
             md5_state: md5state::empty(),
             completing_since_ms: None,
             completed: None,
+            secret_hash: caller.secret_hash(),
         };
         let flushes = range.end_exclusive() >= flush_at;
         if flushes {
@@ -150,27 +159,32 @@ impl App {
             self.discard_quietly(&record).await;
             return Err(e);
         }
-        Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
+        Ok(Accepted {
+            upload_id: record.upload_id,
+            offset: record.offset,
+            expires_at_ms: record.expires_at_ms,
+            secret: caller.secret().cloned(),
+        })
     }
 
     async fn append(
         &self,
-        owner: &str,
+        caller: &Caller,
         upload_id: &str,
         range: ContentRange,
         data: Bytes,
     ) -> Result<Accepted, ApiError> {
         let now = now_ms();
-        let (record, part_number) = match self.table.claim(upload_id, owner, &range).await? {
+        let (record, part_number) = match self.table.claim(upload_id, caller, &range).await? {
             Written::Won(record) => {
-                self.check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, caller, &range, now)?;
                 let number = record.last_part_number;
                 (record, Some(number))
             }
             Written::Lost(None) => return Err(ApiError::NotFound),
             Written::Lost(Some(record)) => {
                 // Refused, or at the offset but not completing a part (no part number needed): the checks tell.
-                self.check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, caller, &range, now)?;
                 (record, None)
             }
         };
@@ -184,7 +198,7 @@ impl App {
             Ok(staged) => staged,
             // A buffered chunk may have vanished because a request for the same offset won, or an abort removed
             // it: if the upload moved on, that is the answer.
-            Err(e) => return Err(self.refusal(upload_id, owner, &range, now, e).await),
+            Err(e) => return Err(self.refusal(upload_id, caller, &range, now, e).await),
         };
         let written = self
             .table
@@ -201,12 +215,17 @@ impl App {
         match written {
             Ok(Written::Won(record)) => {
                 self.delete_quietly(&staged.joined).await;
-                Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
+                Ok(Accepted {
+                    upload_id: record.upload_id,
+                    offset: record.offset,
+                    expires_at_ms: record.expires_at_ms,
+                    secret: None,
+                })
             }
             Ok(Written::Lost(_)) => {
                 self.delete_quietly(staged.own_buffer.as_slice()).await;
                 let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
-                Err(self.refusal(upload_id, owner, &range, now, lost).await)
+                Err(self.refusal(upload_id, caller, &range, now, lost).await)
             }
             Err(e) => {
                 // The commit may or may not have landed; the buffered chunk is left for cleanup rather than risk
@@ -221,13 +240,13 @@ impl App {
     async fn refusal(
         &self,
         upload_id: &str,
-        owner: &str,
+        caller: &Caller,
         range: &ContentRange,
         now: u64,
         failure: ApiError,
     ) -> ApiError {
         match self.table.get(upload_id).await {
-            Ok(Some(current)) => self.check_chunk(&current, owner, range, now).err().unwrap_or(failure),
+            Ok(Some(current)) => self.check_chunk(&current, caller, range, now).err().unwrap_or(failure),
             Ok(None) => ApiError::NotFound,
             Err(_) => failure,
         }
@@ -274,10 +293,10 @@ impl App {
         Ok(Staged { md5_state, parts, buffers, flush_at, joined, own_buffer })
     }
 
-    pub async fn complete(&self, owner: &str, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
+    pub async fn complete(&self, caller: &Caller, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
         let md5 = protocol::parse_md5_hex(md5)?;
-        let record = self.owned(upload_id, owner).await?;
+        let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         match record.status {
             Status::Complete => {
@@ -297,7 +316,7 @@ impl App {
             return Err(ApiError::BadRequest("md5 checksum does not match".into()));
         }
         let record =
-            match self.table.claim_completion(upload_id, owner, now, now.saturating_sub(COMPLETION_LEASE_MS)).await? {
+            match self.table.claim_completion(upload_id, caller, now, now.saturating_sub(COMPLETION_LEASE_MS)).await? {
                 Written::Won(record) => record,
                 Written::Lost(Some(r)) if r.status == Status::Complete => {
                     return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
@@ -358,9 +377,9 @@ impl App {
         }
     }
 
-    pub async fn status(&self, owner: &str, upload_id: &str) -> Result<Value, ApiError> {
+    pub async fn status(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        let record = self.owned(upload_id, owner).await?;
+        let record = self.owned(upload_id, caller).await?;
         match record.status {
             Status::Complete => Ok(self.result_json(&record)),
             Status::Aborted => Err(ApiError::NotFound),
@@ -377,14 +396,18 @@ impl App {
     }
 
     /// Aborts an unfinished upload: no chunk is accepted from then on, its bytes are removed, then its record.
-    pub async fn abort(&self, owner: &str, upload_id: &str) -> Result<Value, ApiError> {
+    pub async fn abort(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        let record = match self.table.mark_aborted(upload_id, owner).await? {
+        let record = match self.table.mark_aborted(upload_id, caller).await? {
             Written::Won(record) => record,
-            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Complete => {
+            Written::Lost(Some(r))
+                if caller.may_use(&r.owner, r.secret_hash.as_ref()) && r.status == Status::Complete =>
+            {
                 return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
             }
-            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Completing => {
+            Written::Lost(Some(r))
+                if caller.may_use(&r.owner, r.secret_hash.as_ref()) && r.status == Status::Completing =>
+            {
                 return Err(ApiError::Conflict("The upload is being completed".into()));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
@@ -418,9 +441,9 @@ impl App {
         }
     }
 
-    async fn owned(&self, upload_id: &str, owner: &str) -> Result<UploadRecord, ApiError> {
+    async fn owned(&self, upload_id: &str, caller: &Caller) -> Result<UploadRecord, ApiError> {
         match self.table.get(upload_id).await? {
-            Some(record) if record.owner == owner => Ok(record),
+            Some(record) if caller.may_use(&record.owner, record.secret_hash.as_ref()) => Ok(record),
             _ => Err(ApiError::NotFound),
         }
     }
@@ -429,11 +452,11 @@ impl App {
     fn check_chunk(
         &self,
         record: &UploadRecord,
-        owner: &str,
+        caller: &Caller,
         range: &ContentRange,
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        if record.owner != owner {
+        if !caller.may_use(&record.owner, record.secret_hash.as_ref()) {
             return Err(ApiError::NotFound);
         }
         match record.status {
