@@ -77,7 +77,7 @@ impl Fields {
 
     /// The upload secret, if one was sent (empty counts as none: a form may carry the field before it is known).
     fn secret(&mut self) -> Result<Option<UploadSecret>, ApiError> {
-        self.take(secret::FIELD).filter(|s| !s.trim().is_empty()).map(|s| UploadSecret::parse(&s)).transpose()
+        self.take(secret::FIELD).filter(|s| !s.is_empty()).map(|s| UploadSecret::parse(&s)).transpose()
     }
 }
 

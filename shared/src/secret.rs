@@ -36,7 +36,7 @@ impl UploadSecret {
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         let malformed =
             || ApiError::BadRequest(format!("{FIELD} must be the {} hex digits the service gave", 2 * SECRET_BYTES));
-        let digits = text.trim().as_bytes();
+        let digits = text.as_bytes();
         if digits.len() != 2 * SECRET_BYTES {
             return Err(malformed());
         }
@@ -159,8 +159,16 @@ mod tests {
         assert_eq!(text.len(), 64);
         assert_eq!(UploadSecret::parse(&text).unwrap(), secret);
         assert_ne!(UploadSecret::generate(), secret);
-        for bad in ["", "abc", &text[..63], &format!("{text}0"), &text.to_uppercase(), &"g".repeat(64), &"é".repeat(32)]
-        {
+        for bad in [
+            "",
+            "abc",
+            &text[..63],
+            &format!("{text}0"),
+            &text.to_uppercase(),
+            &"g".repeat(64),
+            &"é".repeat(32),
+            &format!(" {}", &text[1..]),
+        ] {
             assert!(UploadSecret::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(format!("{secret:?}"), "UploadSecret(..)");
