@@ -44,6 +44,7 @@ export class ChunkedUpload extends EventTarget {
 
   #state = 'idle';
   #uploadId = null;
+  #secret = null; // an anonymous upload's secret, from its first answer; sent with every later request
   #expires = null;
   #offset = 0;
   #result = null;
@@ -169,11 +170,13 @@ export class ChunkedUpload extends EventTarget {
     this.#forget();
     this.#hasher?.close();
     const uploadId = this.#uploadId;
+    const headers = this.#secretHeader();
     this.#uploadId = null;
+    this.#secret = null;
     if (uploadId === null) return;
     try {
       await this.#request(
-        { method: 'DELETE', url: `${this.#endpoint}/upload/${uploadId}` },
+        { method: 'DELETE', url: `${this.#endpoint}/upload/${uploadId}`, headers },
         new AbortController().signal,
       );
     } catch {
@@ -210,6 +213,7 @@ export class ChunkedUpload extends EventTarget {
       }
       if (this.#uploadId === null) {
         this.#uploadId = reply.upload_id;
+        this.#secret = reply.upload_secret ?? null;
         this.#save();
       }
       this.#expires = reply.expires ?? this.#expires;
@@ -243,6 +247,7 @@ export class ChunkedUpload extends EventTarget {
     const saved = this.#storage.get(this.#storageKey);
     if (!saved?.uploadId) return;
     this.#uploadId = saved.uploadId;
+    this.#secret = saved.secret ?? null;
     this.#expires = saved.expires ?? null;
     if (saved.md5State) {
       try {
@@ -259,7 +264,7 @@ export class ChunkedUpload extends EventTarget {
   /** Asks the server where the upload stands and adopts its offset. Returns the status, or null if it is gone. */
   async #synchronize(signal) {
     const url = `${this.#endpoint}/upload/${this.#uploadId}`;
-    const response = await this.#request({ method: 'GET', url }, signal);
+    const response = await this.#request({ method: 'GET', url, headers: this.#secretHeader() }, signal);
     if (response.status === 404 || response.status === 410) {
       await this.#startOver();
       return null;
@@ -295,6 +300,7 @@ export class ChunkedUpload extends EventTarget {
         headers: {
           'Content-Type': 'application/octet-stream',
           'Content-Range': `bytes ${start}-${end - 1}/${this.#file.size}`,
+          ...this.#secretHeader(),
         },
         body: buffer,
         onUploadProgress: (sent) => this.#progress(start + Math.min(sent, end - start)),
@@ -395,7 +401,7 @@ export class ChunkedUpload extends EventTarget {
       {
         method: 'POST',
         url: `${this.#endpoint}/upload/complete`,
-        headers: { 'Content-Type': 'application/json' },
+        headers: { 'Content-Type': 'application/json', ...this.#secretHeader() },
         body: JSON.stringify({ upload_id: this.#uploadId, md5 }),
       },
       signal,
@@ -413,6 +419,7 @@ export class ChunkedUpload extends EventTarget {
   async #startOver() {
     this.#forget();
     this.#uploadId = null;
+    this.#secret = null;
     this.#expires = null;
     this.#offset = 0;
     this.#inflight = null;
@@ -458,6 +465,11 @@ export class ChunkedUpload extends EventTarget {
     }
   }
 
+  /** Proof of an anonymous upload for the server; authenticated uploads have none (the token binds them). */
+  #secretHeader() {
+    return this.#secret === null ? {} : { 'X-Upload-Secret': this.#secret };
+  }
+
   async #authorization() {
     const { token } = this.#options;
     const value = typeof token === 'function' ? await token() : token;
@@ -470,8 +482,12 @@ export class ChunkedUpload extends EventTarget {
 
   #save() {
     if (this.#uploadId === null) return;
+    // The secret is kept beside the id so a reload can resume an anonymous upload: anything that can read this
+    // origin's localStorage (a script injected into the page) can then use the upload too. `storage: null` trades
+    // resuming across pages for keeping it in memory only.
     this.#storage.set(this.#storageKey, {
       uploadId: this.#uploadId,
+      secret: this.#secret,
       md5State: this.#hashState,
       expires: this.#expires,
     });

@@ -37,9 +37,9 @@ describe('client module in Chromium, from another origin', () => {
 
   /**
    * Starts an upload of `size` random bytes made in the page, in 1 MiB chunks; its events are recorded in
-   * window.uploadEvents, its outcome in window.uploadOutcome. Returns the bytes' SHA-256.
+   * window.uploadEvents, its outcome in window.uploadOutcome. Returns the bytes' SHA-256. `token` null: anonymous.
    */
-  function startUpload(page, size) {
+  function startUpload(page, size, token = TOKEN) {
     return page.evaluate(
       async ({ api, token, size, chunkSize }) => {
         const bytes = new Uint8Array(size);
@@ -65,7 +65,7 @@ describe('client module in Chromium, from another origin', () => {
         const digest = await crypto.subtle.digest('SHA-256', bytes);
         return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
       },
-      { api: API_URL, token: TOKEN, size, chunkSize: MIB },
+      { api: API_URL, token, size, chunkSize: MIB },
     );
   }
 
@@ -126,6 +126,35 @@ describe('client module in Chromium, from another origin', () => {
       [503, 503, 0],
     );
     assert.equal(retries[2].error.code, 'network');
+    assert.equal((await s3Object(result.key)).sha256, sha256);
+  });
+
+  test('anonymously, the upload is bound to its secret, kept for resuming', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const page = await openClientPage(t);
+    const chunks = await interceptChunks(page, (n) => (n === 2 ? 'hold' : 'pass'));
+    const sha256 = await startUpload(page, 3 * MIB + 5, null);
+    await chunks.held();
+    await page.evaluate(() => window.upload.pause());
+    assert.deepEqual(await outcome(page), { result: null });
+    const uploadId = await page.evaluate(() => window.upload.uploadId);
+    const secret = await page.evaluate(() => {
+      const key = Object.keys(localStorage).find((k) => k.startsWith('chunked-upload-client:'));
+      return JSON.parse(localStorage.getItem(key)).secret;
+    });
+    assert.match(secret ?? '', /^[0-9a-f]{64}$/, 'the secret is saved with the upload id');
+    const status = (headers) => fetch(`${API_URL}/upload/${uploadId}`, { headers }).then((r) => r.status);
+    assert.equal(await status({}), 404, 'the upload id alone grants nothing');
+    assert.equal(await status({ 'X-Upload-Secret': secret }), 200);
+    // Resuming asks for the status and sends the rest, each with the secret.
+    await page.evaluate(() => {
+      window.uploadOutcome = undefined;
+      window.upload.resume().then(
+        (result) => (window.uploadOutcome = { result }),
+        (error) => (window.uploadOutcome = { error: { ...error, message: error.message } }),
+      );
+    });
+    const { result, error } = await outcome(page);
+    assert.equal(error, undefined, JSON.stringify(error));
     assert.equal((await s3Object(result.key)).sha256, sha256);
   });
 

@@ -30,11 +30,12 @@ describe('jQuery-File-Upload', () => {
   });
   after(() => browser?.close());
 
-  async function uploadWithJquery(t, origin) {
+  /** `token`: none for an anonymous upload, which then sends the secret of the first answer in X-Upload-Secret. */
+  async function uploadWithJquery(t, origin, token = TOKEN) {
     const file = await randomFile(t, 'jquery upload.bin', FILE_SIZE);
     const page = await newPage(browser, t);
     if (origin === API_URL) await routeFixturesOnApiOrigin(page);
-    const query = new URLSearchParams({ api: API_URL, token: TOKEN, chunk_size: String(CHUNK_SIZE) });
+    const query = new URLSearchParams({ api: API_URL, chunk_size: String(CHUNK_SIZE), ...(token && { token }) });
     await page.goto(`${origin}/fixtures/jquery-file-upload.html?${query}`);
 
     const chunks = [];
@@ -51,6 +52,9 @@ describe('jQuery-File-Upload', () => {
     const [first, second] = chunks;
     assert.match(await first.headerValue('content-type'), /^multipart\/form-data; boundary=/);
     assert.equal(await first.headerValue('content-range'), `bytes 0-${CHUNK_SIZE - 1}/${FILE_SIZE}`);
+    assert.equal(await first.headerValue('x-upload-secret'), null, 'the first chunk has no secret');
+    if (token) assert.equal(await second.headerValue('x-upload-secret'), null, 'authenticated uploads have none');
+    else assert.match((await second.headerValue('x-upload-secret')) ?? '', /^[0-9a-f]{64}$/);
     if (origin === API_URL) {
       // Chromium does not show Playwright the bodies of cross-origin multipart requests; there, that every chunk
       // after the first was accepted shows it carried the upload_id.
@@ -73,5 +77,10 @@ describe('jQuery-File-Upload', () => {
   // Content-Disposition header with every chunk, so the CORS answers must allow it.
   test('jQuery-File-Upload from another origin uploads a file (CORS)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     await uploadWithJquery(t, await startFixtureServer(t));
+  });
+
+  // An anonymous deployment: the secret of the first answer goes in JFU's `headers` option from then on.
+  test('jQuery-File-Upload uploads anonymously from another origin', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    await uploadWithJquery(t, await startFixtureServer(t), null);
   });
 });

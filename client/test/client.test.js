@@ -12,8 +12,9 @@ import SparkMD5 from '../vendor/spark-md5.js';
 const md5 = (bytes) => createHash('md5').update(bytes).digest('hex');
 
 /**
- * Enough of the protocol's rules. `fault({ req, n })` (n: the request's number, from 1) injects failures by returning
- * { status, json } to answer instead, the same with `afterWork: true` to do the work and then answer so,
+ * Enough of the protocol's rules, as an anonymous deployment has them: each upload's first answer hands out a secret
+ * that every later request for it must send. `fault({ req, n })` (n: the request's number, from 1) injects failures
+ * by returning { status, json } to answer instead, the same with `afterWork: true` to do the work and then answer so,
  * 'drop-connection' to close without reading on, or 'drop-answer' to do the work and then close without answering.
  */
 async function fakeService({ fault = () => null } = {}) {
@@ -38,22 +39,25 @@ async function fakeService({ fault = () => null } = {}) {
     if (req.method === 'POST' && url.pathname === '/upload') {
       const [, start, end, total] = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(req.headers['content-range']).map(Number);
       let upload;
-      if (url.searchParams.has('upload_id')) {
-        upload = uploads.get(url.searchParams.get('upload_id'));
+      const creating = !url.searchParams.has('upload_id');
+      if (!creating) {
+        upload = owned(url.searchParams.get('upload_id'), req);
         if (!upload) return reply(404, { detail: 'Upload not found' });
         if (start !== upload.bytes.length)
           return reply(400, { detail: 'Offsets do not match', offset: upload.bytes.length });
       } else {
-        upload = { id: String(nextId++).padStart(32, '0'), total, bytes: Buffer.alloc(0), status: 'uploading' };
+        const secret = randomBytes(32).toString('hex');
+        upload = { id: String(nextId++).padStart(32, '0'), secret, total, bytes: Buffer.alloc(0), status: 'uploading' };
         uploads.set(upload.id, upload);
       }
       assert.equal(body.length, end - start + 1);
       upload.bytes = Buffer.concat([upload.bytes, body]);
-      return reply(200, { upload_id: upload.id, offset: upload.bytes.length, expires: '2999-01-01T00:00:00.000Z' });
+      const answer = { upload_id: upload.id, offset: upload.bytes.length, expires: '2999-01-01T00:00:00.000Z' };
+      return reply(200, creating ? { ...answer, upload_secret: upload.secret } : answer);
     }
     if (req.method === 'POST' && url.pathname === '/upload/complete') {
       const { upload_id, md5: sent } = JSON.parse(body);
-      const upload = uploads.get(upload_id);
+      const upload = owned(upload_id, req);
       if (!upload) return reply(404, { detail: 'Upload not found' });
       if (upload.status === 'complete')
         return reply(400, { ...upload.result, detail: 'Upload has already been completed' });
@@ -63,7 +67,7 @@ async function fakeService({ fault = () => null } = {}) {
       return reply(200, upload.result);
     }
     const id = url.pathname.split('/')[2];
-    const upload = uploads.get(id);
+    const upload = owned(id, req);
     if (!upload) return reply(404, { detail: 'Upload not found' });
     if (req.method === 'GET') {
       if (upload.status === 'complete') return reply(200, upload.result);
@@ -75,6 +79,10 @@ async function fakeService({ fault = () => null } = {}) {
     }
     reply(405, { detail: 'Method not allowed' });
   });
+  const owned = (id, req) => {
+    const upload = uploads.get(id);
+    return upload && req.headers['x-upload-secret'] === upload.secret ? upload : undefined;
+  };
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const endpoint = `http://127.0.0.1:${server.address().port}`;
   return { endpoint, uploads, requests, close: () => new Promise((resolve) => server.close(resolve)) };

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let ([range, content_type, query], body) = split_lines::<3>(data);
     let req = request(&[("content-range", range), ("content-type", content_type)], query, body);
     match block_on(shared::request::chunk(req, "file")) {
-        Ok(chunk) => {
+        Ok((chunk, _secret)) => {
             let r = chunk.range;
             assert!(r.start <= r.end && r.end < r.total, "{r:?}");
             assert!(chunk.upload_id.as_ref().is_none_or(|id| !id.is_empty() && id.len() <= 4096));

@@ -76,8 +76,12 @@ impl Site {
         headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
         headers.insert(
             "access-control-allow-headers",
-            HeaderValue::from_static("authorization, content-type, content-range, content-disposition"),
+            HeaderValue::from_static(
+                "authorization, content-type, content-range, content-disposition, x-upload-secret",
+            ),
         );
+        // Scripts on other origins may read an anonymous upload's secret from the first answer's header.
+        headers.insert("access-control-expose-headers", HeaderValue::from_static("x-upload-secret"));
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
         headers.append("vary", HeaderValue::from_static("origin"));
     }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::request;
+use crate::secret::{self, Caller};
 use crate::upload::now_ms;
 
 /// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
@@ -87,13 +88,13 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     };
     let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
     let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
-    let (upload_id, result) = match owner(app, principal.as_deref()) {
+    let (upload_id, result) = match authenticated(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-        Ok(owner) => Box::pin(dispatch(app, req, route, &owner, path_id, deadline)).await,
+        Ok(principal) => Box::pin(dispatch(app, req, route, principal, path_id, deadline)).await,
         Err(e) => (path_id, Err(e)),
     };
     let response = match &result {
-        Ok(body) => json_response(StatusCode::OK, body),
+        Ok(body) => with_secret_header(json_response(StatusCode::OK, body), body),
         Err(e) => e.to_response(),
     };
     let body = result.unwrap_or_else(|e| e.body());
@@ -112,13 +113,21 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     response
 }
 
-/// The owner uploads are bound to: the principal, or `anonymous` where the deployment allows it.
-fn owner(app: &App, principal: Option<&str>) -> Result<String, ApiError> {
+/// The principal, or `None` for an anonymous caller where the deployment allows them.
+fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
     match principal {
-        Some(p) => Ok(p.to_string()),
+        Some(p) => Ok(Some(p.to_string())),
         None if app.config.require_auth => Err(ApiError::Unauthenticated),
-        None => Ok("anonymous".to_string()),
+        None => Ok(None),
     }
+}
+
+/// The answer that creates an anonymous upload carries its secret in a header too, for clients that read headers.
+fn with_secret_header(mut response: Response<Body>, body: &Value) -> Response<Body> {
+    if let Some(value) = body.get(secret::FIELD).and_then(Value::as_str).and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(secret::HEADER, value);
+    }
+    response
 }
 
 /// How long a request may run: the request timeout, or less when the Lambda invocation's own deadline (ms since the
@@ -166,40 +175,53 @@ async fn dispatch(
     app: &App,
     req: Request,
     route: Route,
-    owner: &str,
+    principal: Option<String>,
     path_id: Option<String>,
     deadline: Instant,
 ) -> (Option<String>, Result<Value, ApiError>) {
     match route {
         Route::Chunk => match request::chunk(req, &app.config.field_name).await {
-            Ok(chunk) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (
+            Ok((chunk, _)) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (
                 chunk.upload_id,
                 Err(ApiError::PayloadTooLarge(format!("Chunks may be at most {} bytes", app.config.max_chunk_bytes))),
             ),
-            Ok(chunk) => {
+            Ok((chunk, secret)) => {
                 let upload_id = chunk.upload_id.clone();
-                let late = if upload_id.is_some() { Late::MayHaveLanded } else { Late::Retry };
-                let result = by(deadline, late, app.accept_chunk(owner, chunk)).await;
+                let (caller, late) = match upload_id {
+                    None => (Ok(Caller::creating(principal)), Late::Retry),
+                    Some(_) => (Caller::naming(principal, secret), Late::MayHaveLanded),
+                };
+                let result = match caller {
+                    Ok(caller) => by(deadline, late, app.accept_chunk(&caller, chunk)).await,
+                    Err(e) => Err(e),
+                };
                 (upload_id, result.map(|a| a.to_json()))
             }
             Err(e) => (None, Err(e)),
         },
         Route::Complete => match request::complete(req).await {
             Ok(fields) => {
-                let result =
-                    by(deadline, Late::MayHaveLanded, app.complete(owner, &fields.upload_id, &fields.md5)).await;
+                let result = match Caller::naming(principal, fields.secret) {
+                    Ok(caller) => {
+                        by(deadline, Late::MayHaveLanded, app.complete(&caller, &fields.upload_id, &fields.md5)).await
+                    }
+                    Err(e) => Err(e),
+                };
                 (Some(fields.upload_id), result)
             }
             Err(e) => (None, Err(e)),
         },
-        Route::Status => {
+        Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
-            let result = by(deadline, Late::Retry, app.status(owner, &id)).await;
-            (Some(id), result)
-        }
-        Route::Abort => {
-            let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
-            let result = by(deadline, Late::Retry, app.abort(owner, &id)).await;
+            let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {
+                Ok(caller) => caller,
+                Err(e) => return (Some(id), Err(e)),
+            };
+            let result = if route == Route::Status {
+                by(deadline, Late::Retry, app.status(&caller, &id)).await
+            } else {
+                by(deadline, Late::Retry, app.abort(&caller, &id)).await
+            };
             (Some(id), result)
         }
     }

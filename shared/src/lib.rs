@@ -4,7 +4,8 @@
 //! - [`protocol`]: the protocol's pure rules; [`upload`]: the operations; [`store`]: DynamoDB and S3.
 //! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
 //!   [`lambda`]: the AWS Lambda glue;
-//!   [`local`]: API Gateway emulation for the local server and the tests.
+//!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
+//! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
 pub mod app;
 pub mod cleanup;
@@ -12,10 +13,12 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod lambda;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod md5state;
 pub mod protocol;
 pub mod request;
+pub mod secret;
 pub mod store;
 pub mod upload;
 

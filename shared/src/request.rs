@@ -1,4 +1,5 @@
-//! Decoding requests: who is asking, the chunk and its fields, and the complete request's fields.
+//! Decoding requests: who is asking, the chunk and its fields, the complete request's fields, and an anonymous
+//! upload's secret.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::protocol::ContentRange;
+use crate::secret::{self, UploadSecret};
 use crate::upload::Chunk;
 
 /// Longest text field we read (ids, names, checksums); anything longer is not ours.
@@ -29,7 +31,8 @@ pub fn principal(req: &Request) -> Option<String> {
     jwt_sub.or(cognito_sub).or_else(|| field("sub")).or_else(|| field("principalId")).filter(|s| !s.is_empty())
 }
 
-/// Decoded fields of a request: query string first, then the body's form fields, each name at most once.
+/// Decoded fields of a request: query string and the secret's header first, then the body's form fields, each name
+/// at most once.
 #[derive(Default)]
 struct Fields(HashMap<String, String>);
 
@@ -44,9 +47,20 @@ impl Fields {
         Ok(())
     }
 
-    fn from_query(req: &Request, names: &[&str]) -> Result<Self, ApiError> {
+    /// The query string's fields among `names`, and the upload secret's header (as the field, so that a secret in
+    /// both the header and the body is a duplicate).
+    fn from_query_and_header(req: &Request, names: &[&str]) -> Result<Self, ApiError> {
         let mut fields = Fields::default();
         let query = req.query_string_parameters_ref();
+        if query.and_then(|q| q.first(secret::FIELD)).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "Send {} in the X-Upload-Secret header or the body, never in the query string (it reaches logs)",
+                secret::FIELD
+            )));
+        }
+        if let Some(value) = header(req, secret::HEADER)? {
+            fields.insert(secret::FIELD, value.to_string())?;
+        }
         for name in names {
             if let Some(values) = query.and_then(|q| q.all(name)) {
                 for value in values {
@@ -60,6 +74,16 @@ impl Fields {
     fn take(&mut self, name: &str) -> Option<String> {
         self.0.remove(name)
     }
+
+    /// The upload secret, if one was sent (empty counts as none: a form may carry the field before it is known).
+    fn secret(&mut self) -> Result<Option<UploadSecret>, ApiError> {
+        self.take(secret::FIELD).filter(|s| !s.is_empty()).map(|s| UploadSecret::parse(&s)).transpose()
+    }
+}
+
+/// The upload secret of a request without a body (status, abort): its `X-Upload-Secret` header.
+pub fn upload_secret(req: &Request) -> Result<Option<UploadSecret>, ApiError> {
+    Fields::from_query_and_header(req, &[])?.secret()
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
@@ -98,12 +122,12 @@ fn multipart_error(e: multer::Error) -> ApiError {
 }
 
 /// Decodes a chunk request: `multipart/form-data` with the chunk in `field_name`, or a raw body with the fields in
-/// the query string.
-pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
+/// the query string; and the upload secret, from the header or a form field.
+pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<UploadSecret>), ApiError> {
     let range = header(&req, "content-range")?
         .ok_or_else(|| ApiError::BadRequest("Missing Content-Range header".into()))
         .and_then(ContentRange::parse)?;
-    let mut fields = Fields::from_query(&req, &["upload_id", "filename"])?;
+    let mut fields = Fields::from_query_and_header(&req, &["upload_id", "filename"])?;
     let media = media_type(&req)?;
     let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
     let (data, file_name, file_type) = match media.as_deref() {
@@ -119,7 +143,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
                     let file_name = field.file_name().map(str::to_string);
                     let file_type = field.content_type().map(ToString::to_string);
                     file = Some((field.bytes().await.map_err(multipart_error)?, file_name, file_type));
-                } else if ["upload_id", "filename"].contains(&name.as_str()) {
+                } else if ["upload_id", "filename", secret::FIELD].contains(&name.as_str()) {
                     let value = field.text().await.map_err(multipart_error)?;
                     fields.insert(&name, value)?;
                 }
@@ -134,24 +158,28 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<Chunk, ApiError> {
             )));
         }
     };
-    Ok(Chunk {
+    let chunk = Chunk {
         upload_id: fields.take("upload_id").filter(|id| !id.is_empty()),
         range,
         data,
         filename: fields.take("filename").or(file_name),
         content_type: file_type,
-    })
+    };
+    Ok((chunk, fields.secret()?))
 }
 
-/// The fields of a complete request: `upload_id` and `md5`, from a JSON, form-urlencoded or multipart body.
+/// The fields of a complete request: `upload_id` and `md5`, from a JSON, form-urlencoded or multipart body; and the
+/// upload secret, from the header or a body field.
 pub struct CompleteFields {
     pub upload_id: String,
     pub md5: String,
+    pub secret: Option<UploadSecret>,
 }
 
 pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
-    const NAMES: [&str; 2] = ["upload_id", "md5"];
-    let mut fields = Fields::from_query(&req, &NAMES)?;
+    const QUERY: [&str; 2] = ["upload_id", "md5"];
+    const NAMES: [&str; 3] = ["upload_id", "md5", secret::FIELD];
+    let mut fields = Fields::from_query_and_header(&req, &QUERY)?;
     let media = media_type(&req)?;
     let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
     let body = body_bytes(req.into_body());
@@ -202,5 +230,5 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} is required")))
     };
-    Ok(CompleteFields { upload_id: required("upload_id")?, md5: required("md5")? })
+    Ok(CompleteFields { upload_id: required("upload_id")?, md5: required("md5")?, secret: fields.secret()? })
 }

@@ -46,6 +46,11 @@ impl Reply {
         self.body["offset"].as_u64().unwrap_or_else(|| panic!("no offset in {self:?}"))
     }
 
+    /// The secret an anonymous upload's first answer hands out.
+    pub fn secret(&self) -> Option<String> {
+        self.body["upload_secret"].as_str().map(str::to_string)
+    }
+
     pub fn detail(&self) -> &str {
         self.body["detail"].as_str().unwrap_or_default()
     }
@@ -84,19 +89,26 @@ impl Reply {
     }
 }
 
-/// A user of the API: sends requests with their bearer token (none for anonymous).
+/// A user of the API: sends requests with their bearer token (none for anonymous), and the `X-Upload-Secret` of
+/// the upload they work on if they hold one.
 #[derive(Clone)]
 pub struct User {
     pub token: Option<String>,
+    pub secret: Option<String>,
 }
 
 impl User {
     pub fn named(sub: &str) -> Self {
-        User { token: Some(local::dev_token(sub)) }
+        User { token: Some(local::dev_token(sub)), secret: None }
     }
 
     pub fn anonymous() -> Self {
-        User { token: None }
+        User { token: None, secret: None }
+    }
+
+    /// The same user, sending `secret` (as a client does once the first answer gave it).
+    pub fn with_secret(&self, secret: Option<String>) -> Self {
+        User { secret, ..self.clone() }
     }
 }
 
@@ -160,11 +172,14 @@ impl Service {
     }
 
     pub fn request(user: &User, method: Method, uri: &str) -> http::request::Builder {
-        let builder = http::Request::builder().method(method).uri(uri);
-        match &user.token {
-            Some(token) => builder.header("authorization", format!("Bearer {token}")),
-            None => builder,
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if let Some(token) = &user.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
         }
+        if let Some(secret) = &user.secret {
+            builder = builder.header("x-upload-secret", secret);
+        }
+        builder
     }
 
     /// Sends bytes `[start, start + data.len())` of a `total`-byte file.

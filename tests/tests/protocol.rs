@@ -293,9 +293,11 @@ async fn anonymous_requests_get_403_when_auth_is_required() {
     svc.status(&anon, &id).await.assert_status(403);
     svc.complete(&anon, &id, &md5_hex(&file)).await.assert_status(403);
     svc.abort(&anon, &id).await.assert_status(403);
-    // Without auth required, anonymous uploads work.
+    // Without auth required, anonymous uploads work, with the secret their first answer gives (tests/secret.rs).
     let open = Service::new(&[("CHUNKED_UPLOAD_REQUIRE_AUTH", "false")]).await;
-    let id = open.upload_all(&anon, &file, 60, Encoding::Multipart).await;
+    let first = open.chunk(&anon, None, 0, &file[..60], 100, Encoding::Multipart).await;
+    let (id, anon) = (first.assert_status(200).upload_id(), anon.with_secret(first.secret()));
+    open.chunk(&anon, Some(&id), 60, &file[60..], 100, Encoding::Multipart).await.assert_status(200);
     open.complete(&anon, &id, &md5_hex(&file)).await.assert_status(200);
 }
 

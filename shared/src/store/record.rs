@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, PartLedger};
 use crate::error::ApiError;
+use crate::secret::SecretHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -71,6 +72,8 @@ pub struct UploadRecord {
     /// When the current completion attempt began.
     pub completing_since_ms: Option<u64>,
     pub completed: Option<Completed>,
+    /// An anonymous upload's secret, hashed (see `secret`); none for an authenticated owner's.
+    pub secret_hash: Option<SecretHash>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -98,6 +101,7 @@ pub mod attr {
     pub const COMPLETING_SINCE_MS: &str = "completing_since_ms";
     pub const MD5: &str = "md5";
     pub const ETAG: &str = "etag";
+    pub const SECRET_HASH: &str = "secret_hash";
 }
 
 impl UploadRecord {
@@ -137,6 +141,9 @@ impl UploadRecord {
         if let Some(done) = &self.completed {
             item.insert(attr::MD5.into(), s(&done.md5));
             item.insert(attr::ETAG.into(), s(&done.etag));
+        }
+        if let Some(hash) = &self.secret_hash {
+            item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
         }
         item
     }
@@ -182,6 +189,13 @@ impl UploadRecord {
                 .map(|_| n(attr::COMPLETING_SINCE_MS))
                 .transpose()?,
             completed,
+            secret_hash: item
+                .get(attr::SECRET_HASH)
+                .map(|_| {
+                    b(attr::SECRET_HASH)
+                        .and_then(|h| SecretHash::from_bytes(h).ok_or_else(|| damaged(attr::SECRET_HASH)))
+                })
+                .transpose()?,
         })
     }
 }
@@ -249,6 +263,7 @@ mod tests {
             md5_state: crate::md5state::empty(),
             completing_since_ms: None,
             completed: None,
+            secret_hash: None,
         }
     }
 
@@ -260,6 +275,7 @@ mod tests {
             status: Status::Complete,
             completing_since_ms: Some(5),
             completed: Some(Completed { md5: "m".into(), etag: "e".into() }),
+            secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);

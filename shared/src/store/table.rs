@@ -13,6 +13,7 @@ use super::record::{Status, UploadRecord, attr, blob};
 use super::{ambiguous, unavailable};
 use crate::error::ApiError;
 use crate::protocol::ContentRange;
+use crate::secret::Caller;
 
 #[derive(Clone)]
 pub struct Table {
@@ -94,29 +95,24 @@ impl Table {
     /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
     /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
     /// only buffers or is refused; the caller checks the record it gets.
-    pub async fn claim(&self, upload_id: &str, owner: &str, range: &ContentRange) -> Result<Written, ApiError> {
+    pub async fn claim(&self, upload_id: &str, caller: &Caller, range: &ContentRange) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("ADD #last_part_number :one")
-            .condition_expression(
-                "#owner = :owner AND #status = :uploading AND #offset = :start AND #total = :total \
-                 AND #flush_at <= :end",
-            )
+            .condition_expression("#status = :uploading AND #offset = :start AND #total = :total AND #flush_at <= :end")
             .set_expression_attribute_names(Some(names(&[
                 attr::LAST_PART_NUMBER,
-                attr::OWNER,
                 attr::STATUS,
                 attr::OFFSET,
                 attr::TOTAL,
                 attr::FLUSH_AT,
             ])))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
             .expression_attribute_values(":start", n(range.start))
             .expression_attribute_values(":total", n(range.total))
             .expression_attribute_values(":end", n(range.end_exclusive()));
-        conditional(request).await
+        conditional(owned_by(request, caller)).await
     }
 
     /// Commits a chunk, only if the upload is still at `start` and uploading. True if it did; the caller already
@@ -170,7 +166,7 @@ impl Table {
     pub async fn claim_completion(
         &self,
         upload_id: &str,
-        owner: &str,
+        caller: &Caller,
         now_ms: u64,
         stale_before_ms: u64,
         keep_until_secs: u64,
@@ -179,24 +175,22 @@ impl Table {
             .update(upload_id)
             .update_expression("SET #status = :completing, #completing_since_ms = :now, #expires_at = :keep")
             .condition_expression(
-                "#owner = :owner AND #offset = #total AND (#status = :uploading \
+                "#offset = #total AND (#status = :uploading \
                  OR (#status = :completing AND #completing_since_ms < :stale))",
             )
             .set_expression_attribute_names(Some(names(&[
                 attr::STATUS,
                 attr::COMPLETING_SINCE_MS,
                 attr::EXPIRES_AT,
-                attr::OWNER,
                 attr::OFFSET,
                 attr::TOTAL,
             ])))
             .expression_attribute_values(":completing", s(Status::Completing.as_str()))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
-            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":keep", n(keep_until_secs))
             .expression_attribute_values(":stale", n(stale_before_ms));
-        conditional(request).await
+        conditional(owned_by(request, caller)).await
     }
 
     /// Gives a completion claim back (S3 failed), so a retry need not wait for the lease to run out.
@@ -243,16 +237,15 @@ impl Table {
     }
 
     /// Stops all chunks from being accepted, before the bytes are removed.
-    pub async fn mark_aborted(&self, upload_id: &str, owner: &str) -> Result<Written, ApiError> {
+    pub async fn mark_aborted(&self, upload_id: &str, caller: &Caller) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #status = :aborted")
-            .condition_expression("#owner = :owner AND #status IN (:uploading, :aborted)")
-            .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::OWNER])))
-            .expression_attribute_values(":owner", s(owner))
+            .condition_expression("#status IN (:uploading, :aborted)")
+            .set_expression_attribute_names(Some(names(&[attr::STATUS])))
             .expression_attribute_values(":aborted", s(Status::Aborted.as_str()))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
-        conditional(request).await
+        conditional(owned_by(request, caller)).await
     }
 
     pub async fn delete(&self, upload_id: &str) -> Result<(), ApiError> {
@@ -264,6 +257,23 @@ impl Table {
             .await
             .map_err(|e| unavailable("DeleteItem", &e))?;
         Ok(())
+    }
+}
+
+/// Adds to an update's condition (set before, with its names) that the item is the caller's: their owner, and the
+/// hash of the secret they sent (`secret::Caller::secret_hash`); an authenticated caller's item has none.
+fn owned_by(request: UpdateItemFluentBuilder, caller: &Caller) -> UpdateItemFluentBuilder {
+    let condition = request.get_condition_expression().clone().unwrap_or_default();
+    let request = request
+        .expression_attribute_names("#owner", attr::OWNER)
+        .expression_attribute_names("#secret_hash", attr::SECRET_HASH)
+        .expression_attribute_values(":owner", s(caller.owner()));
+    match caller.secret_hash() {
+        Some(hash) => request
+            .condition_expression(format!("({condition}) AND #owner = :owner AND #secret_hash = :secret_hash"))
+            .expression_attribute_values(":secret_hash", blob(hash.as_bytes().to_vec())),
+        None => request
+            .condition_expression(format!("({condition}) AND #owner = :owner AND attribute_not_exists(#secret_hash)")),
     }
 }
 

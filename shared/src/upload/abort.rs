@@ -6,18 +6,23 @@ use super::now_ms;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::protocol;
+use crate::secret::Caller;
 use crate::store::{Status, Written};
 
 impl App {
     /// Aborts an unfinished upload: no chunk is accepted from then on, its bytes are removed, then its record.
-    pub async fn abort(&self, owner: &str, upload_id: &str) -> Result<Value, ApiError> {
+    pub async fn abort(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        let record = match self.table.mark_aborted(upload_id, owner).await? {
+        let record = match self.table.mark_aborted(upload_id, caller).await? {
             Written::Won(record) => record,
-            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Complete => {
+            Written::Lost(Some(r))
+                if caller.may_use(&r.owner, r.secret_hash.as_ref()) && r.status == Status::Complete =>
+            {
                 return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
             }
-            Written::Lost(Some(r)) if r.owner == owner && r.status == Status::Completing => {
+            Written::Lost(Some(r))
+                if caller.may_use(&r.owner, r.secret_hash.as_ref()) && r.status == Status::Completing =>
+            {
                 return Err(ApiError::Conflict("The upload is being completed".into()));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),

@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{ContentRange, S3_MAX_PARTS};
+use crate::secret::Caller;
 use crate::store::ledger::find_chain;
 use crate::store::{BufferChain, BufferedChunk, ChunkCommit, PartLedger, UploadRecord, Written};
 
@@ -33,22 +34,22 @@ pub(super) struct Staged {
 impl App {
     pub(super) async fn append(
         &self,
-        owner: &str,
+        caller: &Caller,
         upload_id: &str,
         range: ContentRange,
         data: Bytes,
     ) -> Result<Accepted, ApiError> {
         let now = now_ms();
-        let (record, part_number) = match self.table.claim(upload_id, owner, &range).await? {
+        let (record, part_number) = match self.table.claim(upload_id, caller, &range).await? {
             Written::Won(record) => {
-                self.check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, caller, &range, now)?;
                 let number = record.last_part_number;
                 (record, Some(number))
             }
             Written::Lost(None) => return Err(ApiError::NotFound),
             Written::Lost(Some(record)) => {
                 // Refused, or at the offset but not completing a part (no part number needed): the checks tell.
-                self.check_chunk(&record, owner, &range, now)?;
+                self.check_chunk(&record, caller, &range, now)?;
                 (record, None)
             }
         };
@@ -64,7 +65,7 @@ impl App {
             Ok(staged) => staged,
             // A buffered chunk may have vanished because a request for the same offset won, or an abort removed
             // it: if the upload moved on, that is the answer.
-            Err(e) => return Err(self.refusal(upload_id, owner, &range, now, e).await),
+            Err(e) => return Err(self.refusal(upload_id, caller, &range, now, e).await),
         };
         let committed = self
             .table
@@ -84,10 +85,15 @@ impl App {
             // This request's own buffered chunk is left for the next flush or the completion to remove: another
             // request with the same bytes may have won with the very same key.
             let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
-            return Err(self.refusal(upload_id, owner, &range, now, lost).await);
+            return Err(self.refusal(upload_id, caller, &range, now, lost).await);
         }
         self.delete_quietly(&staged.joined).await;
-        Ok(Accepted { upload_id: record.upload_id, offset: range.end_exclusive(), expires_at_ms: record.expires_at_ms })
+        Ok(Accepted {
+            upload_id: record.upload_id,
+            offset: range.end_exclusive(),
+            expires_at_ms: record.expires_at_ms,
+            secret: None,
+        })
     }
 
     /// Why a chunk that failed or lost a race cannot be taken: what became of the upload meanwhile (the offset moved
@@ -95,13 +101,13 @@ impl App {
     async fn refusal(
         &self,
         upload_id: &str,
-        owner: &str,
+        caller: &Caller,
         range: &ContentRange,
         now: u64,
         failure: ApiError,
     ) -> ApiError {
         match self.table.get(upload_id).await {
-            Ok(Some(current)) => self.check_chunk(&current, owner, range, now).err().unwrap_or(failure),
+            Ok(Some(current)) => self.check_chunk(&current, caller, range, now).err().unwrap_or(failure),
             Ok(None) => ApiError::NotFound,
             Err(_) => failure,
         }

@@ -7,13 +7,14 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol;
+use crate::secret::Caller;
 use crate::store::{CompleteFailure, Part, Status, UploadRecord, Written};
 
 impl App {
-    pub async fn complete(&self, owner: &str, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
+    pub async fn complete(&self, caller: &Caller, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
         let md5 = protocol::parse_md5_hex(md5)?;
-        let record = self.owned(upload_id, owner).await?;
+        let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         match record.status {
             Status::Complete => {
@@ -38,7 +39,7 @@ impl App {
         let lease = self.config.lease_ms();
         let stale_before = now.saturating_sub(lease);
         let keep_until = (now + lease) / 1000 + self.config.expiration_delta_secs;
-        let record = match self.table.claim_completion(upload_id, owner, now, stale_before, keep_until).await? {
+        let record = match self.table.claim_completion(upload_id, caller, now, stale_before, keep_until).await? {
             Written::Won(record) => record,
             Written::Lost(Some(r)) if r.status == Status::Complete => {
                 return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });

@@ -8,10 +8,11 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{self, content_type_for, plan_part_size, render_key, sanitize_filename};
+use crate::secret::Caller;
 use crate::store::{BufferChain, ChunkCommit, PartLedger, Status, UploadRecord};
 
 impl App {
-    pub(super) async fn create(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+    pub(super) async fn create(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
         let range = chunk.range;
         if range.start != 0 {
             return Err(ApiError::OffsetMismatch { offset: 0 });
@@ -21,12 +22,12 @@ impl App {
         let upload_id = protocol::new_upload_id();
         let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
         let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
-        let key = render_key(&self.config.key_template, &upload_id, &filename, owner);
+        let key = render_key(&self.config.key_template, &upload_id, &filename, caller.owner());
         let created_at_ms = now_ms();
         let flushes = range.end_exclusive() >= part_size.min(range.total);
         let mut record = UploadRecord {
             upload_id,
-            owner: owner.to_string(),
+            owner: caller.owner().to_string(),
             filename,
             content_type,
             total: range.total,
@@ -46,12 +47,16 @@ impl App {
             md5_state: md5state::empty(),
             completing_since_ms: None,
             completed: None,
+            secret_hash: caller.secret_hash(),
         };
         self.table.create_within(&record, self.config.limits).await?;
         match self.first_chunk(&mut record, chunk.data, flushes).await {
-            Ok(()) => {
-                Ok(Accepted { upload_id: record.upload_id, offset: record.offset, expires_at_ms: record.expires_at_ms })
-            }
+            Ok(()) => Ok(Accepted {
+                upload_id: record.upload_id,
+                offset: record.offset,
+                expires_at_ms: record.expires_at_ms,
+                secret: caller.secret().cloned(),
+            }),
             Err(e @ ApiError::Ambiguous(_)) => Err(e),
             Err(e) => {
                 // Nothing was accepted: remove what this request wrote. What cannot be removed now, the record

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::protocol::{self, ContentRange, MAX_BUFFERED_CHUNKS};
+use crate::secret::{Caller, UploadSecret};
 
 /// A file smaller than this many of the configured smallest chunks may be sent in chunks of a hundredth of it.
 const SMALL_FILE_CHUNKS: u64 = 100;
@@ -36,11 +37,18 @@ pub struct Accepted {
     pub upload_id: String,
     pub offset: u64,
     pub expires_at_ms: u64,
+    /// An anonymous upload's secret, in the answer that created it (and only there).
+    pub secret: Option<UploadSecret>,
 }
 
 impl Accepted {
     pub fn to_json(&self) -> Value {
-        json!({"upload_id": self.upload_id, "offset": self.offset, "expires": iso8601(self.expires_at_ms)})
+        let mut json =
+            json!({"upload_id": self.upload_id, "offset": self.offset, "expires": iso8601(self.expires_at_ms)});
+        if let Some(secret) = &self.secret {
+            json[crate::secret::FIELD] = json!(secret.reveal());
+        }
+        json
     }
 }
 
@@ -56,7 +64,7 @@ pub fn iso8601(ms: u64) -> String {
 }
 
 impl App {
-    pub async fn accept_chunk(&self, owner: &str, chunk: Chunk) -> Result<Accepted, ApiError> {
+    pub async fn accept_chunk(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
         let range = chunk.range;
         if chunk.data.is_empty() {
             return Err(ApiError::BadRequest("No chunk file was submitted".into()));
@@ -75,10 +83,10 @@ impl App {
             )));
         }
         match &chunk.upload_id {
-            None => self.create(owner, chunk).await,
+            None => self.create(caller, chunk).await,
             Some(id) => {
                 protocol::validate_upload_id(id)?;
-                self.append(owner, id, chunk.range, chunk.data).await
+                self.append(caller, id, chunk.range, chunk.data).await
             }
         }
     }
@@ -124,9 +132,9 @@ impl App {
         }
     }
 
-    async fn owned(&self, upload_id: &str, owner: &str) -> Result<UploadRecord, ApiError> {
+    async fn owned(&self, upload_id: &str, caller: &Caller) -> Result<UploadRecord, ApiError> {
         match self.table.get(upload_id).await? {
-            Some(record) if record.owner == owner => Ok(record),
+            Some(record) if caller.may_use(&record.owner, record.secret_hash.as_ref()) => Ok(record),
             _ => Err(ApiError::NotFound),
         }
     }
@@ -135,11 +143,11 @@ impl App {
     fn check_chunk(
         &self,
         record: &UploadRecord,
-        owner: &str,
+        caller: &Caller,
         range: &ContentRange,
         now_ms: u64,
     ) -> Result<(), ApiError> {
-        if record.owner != owner {
+        if !caller.may_use(&record.owner, record.secret_hash.as_ref()) {
             return Err(ApiError::NotFound);
         }
         match record.status {

@@ -6,12 +6,13 @@ use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::protocol;
+use crate::secret::Caller;
 use crate::store::Status;
 
 impl App {
-    pub async fn status(&self, owner: &str, upload_id: &str) -> Result<Value, ApiError> {
+    pub async fn status(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        let record = self.owned(upload_id, owner).await?;
+        let record = self.owned(upload_id, caller).await?;
         match record.status {
             Status::Complete => Ok(self.result_json(&record)),
             Status::Aborted => Err(ApiError::NotFound),
