@@ -113,9 +113,16 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     response
 }
 
+/// The longest principal an upload can be bound to: it is stored in every upload's record, whose size is bounded
+/// (`store::sizing`). Identity providers' `sub` claims are far shorter (Cognito's are 36 characters).
+const MAX_PRINCIPAL_BYTES: usize = 128;
+
 /// The principal, or `None` for an anonymous caller where the deployment allows them.
 fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
     match principal {
+        Some(p) if p.len() > MAX_PRINCIPAL_BYTES => Err(ApiError::BadRequest(format!(
+            "The caller's identity (the token's sub) is over {MAX_PRINCIPAL_BYTES} bytes"
+        ))),
         Some(p) => Ok(Some(p.to_string())),
         None if app.config.require_auth => Err(ApiError::Unauthenticated),
         None => Ok(None),

@@ -14,6 +14,9 @@ struct Point {
     after: usize,
 }
 
+/// A per-owner limit high enough never to refuse: uploads are then counted, in transactions (`store::quota`).
+const COUNTED: &[(&str, &str)] = &[("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "1000000")];
+
 const POINTS: &[Point] = &[
     Point { s3: true, operation: "CreateMultipartUpload", after: 0 },
     Point { s3: true, operation: "PutObject", after: 1 },
@@ -23,7 +26,9 @@ const POINTS: &[Point] = &[
     Point { s3: true, operation: "CompleteMultipartUpload", after: 0 },
     Point { s3: true, operation: "ListObjectsV2", after: 0 },
     Point { s3: true, operation: "ListParts", after: 0 },
-    // The record's creation (with the owner's counters) and, at completion, the counters' release.
+    // The record's creation: alone, or (where a limit is set) with the owner's counters; and at completion the
+    // counters' release.
+    Point { s3: false, operation: "PutItem", after: 0 },
     Point { s3: false, operation: "TransactWriteItems", after: 0 },
     Point { s3: false, operation: "TransactWriteItems", after: 1 },
     Point { s3: false, operation: "UpdateItem", after: 1 },
@@ -44,7 +49,8 @@ async fn arm_later(proxy: &Proxy, operation: &'static str, after: usize, fault: 
 }
 
 async fn survive(point: &Point, fault: Fault, seed: u64) {
-    let (svc, s3, dynamodb) = Service::through_proxies(&[]).await;
+    let counted = if point.operation == "PutItem" { &[][..] } else { COUNTED };
+    let (svc, s3, dynamodb) = Service::through_proxies(counted).await;
     let proxy = if point.s3 { &s3 } else { &dynamodb };
     let file = data(6 * MIB + 3, seed);
     let user = User::named("alice");
@@ -81,7 +87,7 @@ async fn a_cut_after_any_call_acted_is_survived() {
 
 /// An abort that meets a fault at any of its calls, retried by the client, still removes everything.
 async fn abort_survives(operation: &'static str, fault: Fault, seed: u64) {
-    let (svc, s3, dynamodb) = Service::through_proxies(&[]).await;
+    let (svc, s3, dynamodb) = Service::through_proxies(COUNTED).await;
     let user = User::named("alice");
     let file = data(8 * MIB, seed);
     let id = svc.start_upload(&user, &file, 2 * MIB).await;

@@ -68,18 +68,19 @@ impl Bucket {
     }
 
     /// Buffers a chunk under `{prefix}{chunk name}`, `chain` being the buffer chain with it; S3 checks its bytes
-    /// against the CRC64NVME the name carries.
+    /// against the CRC64NVME the name carries. Returns the key.
     pub async fn put_buffered(
         &self,
         prefix: &str,
         chunk: BufferedChunk,
         chain: BufferChain,
         data: Bytes,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
+        let key = format!("{prefix}{}", chunk.name(chain));
         self.client
             .put_object()
             .bucket(&self.name)
-            .key(format!("{prefix}{}", chunk.name(chain)))
+            .key(&key)
             .checksum_crc64_nvme(base64_simd::STANDARD.encode_to_string(chunk.crc64.to_be_bytes()))
             .body(ByteStream::from(data))
             .customize()
@@ -87,7 +88,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| unavailable("PutObject", &e))?;
-        Ok(())
+        Ok(key)
     }
 
     /// The buffered chunks under `prefix` that start at or after `from` and before `below`, in upload order: those of

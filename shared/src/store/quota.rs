@@ -2,6 +2,9 @@
 //! counter item (`owner/{owner}` in the uploads table), and creating an upload writes its record and adds to the
 //! counters in one transaction whose condition is the limit. Releasing subtracts again exactly once per upload: the
 //! transaction that subtracts also puts a tombstone (`released/{upload_id}`) that a second release would find.
+//!
+//! Uploads are counted only while a limit is set (the record says whether it was counted), so a deployment without
+//! limits pays no transaction; one that sets a limit later counts the uploads started from then on.
 
 use std::collections::HashMap;
 
@@ -23,6 +26,12 @@ const TOMBSTONE_MARGIN_SECS: u64 = 2 * 86_400;
 pub struct Limits {
     pub uploads: Option<u64>,
     pub bytes: Option<u64>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.uploads.is_some() || self.bytes.is_some()
+    }
 }
 
 const UPLOADS: &str = "uploads_in_progress";
@@ -55,8 +64,12 @@ fn built<T>(part: Result<T, aws_smithy_types::error::operation::BuildError>) -> 
 }
 
 impl Table {
-    /// Stores a new upload and counts it against its owner, only if that stays within `limits`; over a limit: 429.
+    /// Stores a new upload and, where a limit is set (`record.counted`), counts it against its owner, only if that
+    /// stays within `limits`; over a limit: 429.
     pub async fn create_within(&self, record: &UploadRecord, limits: Limits) -> Result<(), ApiError> {
+        if !record.counted {
+            return self.create(record).await;
+        }
         if let Some(max) = limits.bytes
             && record.total > max
         {
@@ -126,6 +139,9 @@ impl Table {
     /// Gives an upload's share of its owner's limits back, once: a repeated release finds the tombstone and does
     /// nothing. `record_kept_until_secs` is when the record itself may be removed at the latest (its TTL).
     pub async fn release(&self, record: &UploadRecord, record_kept_until_secs: u64) -> Result<(), ApiError> {
+        if !record.counted {
+            return Ok(());
+        }
         let tombstone = built(
             Put::builder()
                 .table_name(self.name())

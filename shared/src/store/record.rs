@@ -74,6 +74,9 @@ pub struct UploadRecord {
     pub completed: Option<Completed>,
     /// An anonymous upload's secret, hashed (see `secret`); none for an authenticated owner's.
     pub secret_hash: Option<SecretHash>,
+    /// Whether the upload counts against its owner's limits (see `store::quota`): it did if a limit was set when it
+    /// started.
+    pub counted: bool,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -102,6 +105,7 @@ pub mod attr {
     pub const MD5: &str = "md5";
     pub const ETAG: &str = "etag";
     pub const SECRET_HASH: &str = "secret_hash";
+    pub const COUNTED: &str = "counted";
 }
 
 impl UploadRecord {
@@ -144,6 +148,9 @@ impl UploadRecord {
         }
         if let Some(hash) = &self.secret_hash {
             item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
+        }
+        if self.counted {
+            item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
         }
         item
     }
@@ -196,6 +203,7 @@ impl UploadRecord {
                         .and_then(|h| SecretHash::from_bytes(h).ok_or_else(|| damaged(attr::SECRET_HASH)))
                 })
                 .transpose()?,
+            counted: item.get(attr::COUNTED).is_some_and(|v| v.as_bool() == Ok(&true)),
         })
     }
 }
@@ -264,6 +272,7 @@ mod tests {
             completing_since_ms: None,
             completed: None,
             secret_hash: None,
+            counted: false,
         }
     }
 
@@ -276,6 +285,7 @@ mod tests {
             completing_since_ms: Some(5),
             completed: Some(Completed { md5: "m".into(), etag: "e".into() }),
             secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
+            counted: true,
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);

@@ -92,6 +92,20 @@ impl Table {
         out.item.as_ref().map(UploadRecord::from_item).transpose()
     }
 
+    /// Stores a new upload; fails only if the id exists, which a fresh random id never does.
+    pub(super) async fn create(&self, record: &UploadRecord) -> Result<(), ApiError> {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(record.to_item()))
+            .condition_expression("attribute_not_exists(#upload_id)")
+            .set_expression_attribute_names(Some(names(&[attr::UPLOAD_ID])))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem", &e))?;
+        Ok(())
+    }
+
     /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
     /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
     /// only buffers or is refused; the caller checks the record it gets.

@@ -29,6 +29,8 @@ pub(super) struct Staged {
     /// Buffered objects of the part just written (and leftovers of lost races among them): deleted once the commit
     /// holds.
     pub joined: Vec<String>,
+    /// This request's own buffered chunk, if it buffered one.
+    pub own_buffer: Option<String>,
 }
 
 impl App {
@@ -82,10 +84,15 @@ impl App {
             })
             .await?;
         if !committed {
-            // This request's own buffered chunk is left for the next flush or the completion to remove: another
-            // request with the same bytes may have won with the very same key.
             let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
-            return Err(self.refusal(upload_id, caller, &range, now, lost).await);
+            let refusal = self.refusal(upload_id, caller, &range, now, lost).await;
+            // While the upload goes on, this request's own buffered chunk is left for the next flush or the
+            // completion to remove: another request with the same bytes may have won with the very same key. Once
+            // it is gone (an abort raced this chunk), nothing else will.
+            if matches!(refusal, ApiError::NotFound) {
+                self.delete_quietly(staged.own_buffer.as_slice()).await;
+            }
+            return Err(refusal);
         }
         self.delete_quietly(&staged.joined).await;
         Ok(Accepted {
@@ -134,6 +141,7 @@ impl App {
             part_start: record.part_start,
             flush_at: record.flush_at,
             joined: Vec::new(),
+            own_buffer: None,
         };
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
@@ -163,7 +171,7 @@ impl App {
             None => {
                 let chunk = BufferedChunk { start: range.start, crc64: crc64(&data) };
                 staged.buffers = record.buffers.then(chunk);
-                self.bucket.put_buffered(&prefix, chunk, staged.buffers, data).await?;
+                staged.own_buffer = Some(self.bucket.put_buffered(&prefix, chunk, staged.buffers, data).await?);
             }
         }
         staged.md5_state = hashing.await.map_err(|e| ApiError::Unavailable(format!("hashing: {e}")))??;

@@ -48,6 +48,7 @@ impl App {
             completing_since_ms: None,
             completed: None,
             secret_hash: caller.secret_hash(),
+            counted: self.config.limits.any(),
         };
         self.table.create_within(&record, self.config.limits).await?;
         match self.first_chunk(&mut record, chunk.data, flushes).await {
