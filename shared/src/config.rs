@@ -54,6 +54,9 @@ pub struct Config {
     /// Gateway's 30 s integration timeout and the functions' 29 s, so the client gets an answer that says what to do
     /// instead of a gateway timeout or a killed function.
     pub request_timeout: Duration,
+    /// `CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS`: the days after which the bucket's lifecycle rules delete buffered
+    /// chunks and abort multipart uploads; `None` where no such rule is known (local development).
+    pub buffer_expiration_days: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,22 @@ impl Config {
         };
         let request_timeout =
             Duration::from_secs(number("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT_SECS, 1, 900)?);
+        let buffer_expiration_days = match get("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS") {
+            None => None,
+            Some(_) => Some(number("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", 0, 1, u64::MAX)?),
+        };
+        // A lifecycle rule that fires while uploads may still be live deletes their chunks and aborts their
+        // multipart uploads: refuse to start rather than lose data later.
+        let live_days = expiration_delta_secs.div_ceil(86_400);
+        if let Some(days) = buffer_expiration_days.filter(|&days| days <= live_days) {
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS",
+                reason: format!(
+                    "{days} days must be above CHUNKED_UPLOAD_EXPIRATION_DELTA in days ({expiration_delta_secs} s \
+                     is {live_days} days, rounded up), or the lifecycle rules delete live uploads"
+                ),
+            });
+        }
         Ok(Config {
             bucket,
             table,
@@ -175,6 +194,7 @@ impl Config {
             min_chunk_bytes,
             limits,
             request_timeout,
+            buffer_expiration_days,
         })
     }
 
@@ -219,6 +239,7 @@ mod tests {
         assert!(!c.s3_path_style);
         assert_eq!(c.request_timeout, Duration::from_secs(25));
         assert_eq!(c.lease_ms(), 35_000);
+        assert_eq!(c.buffer_expiration_days, None);
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
     }
 
@@ -236,6 +257,8 @@ mod tests {
             ("CHUNKED_UPLOAD_S3_PATH_STYLE", "sometimes"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "0"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "2.5"),
+            ("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "0"),
+            ("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "three"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -257,5 +280,26 @@ mod tests {
         assert_eq!(c.size_limit(), 1000);
         assert!(!c.require_auth);
         assert_eq!(c.expiration_delta_secs, 2);
+    }
+
+    #[test]
+    fn buffer_expiration_must_outlast_uploads() {
+        let days = |delta: &str, days: &str| {
+            config(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", delta), ("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", days)])
+        };
+        // (delta in seconds, the fewest buffer days it allows): day counts round up.
+        for (delta, fewest) in [(1, 2), (3_600, 2), (86_400, 2), (86_401, 3), (259_200, 4), (2_592_000, 31)] {
+            let ok = days(&delta.to_string(), &fewest.to_string()).unwrap();
+            assert_eq!(ok.buffer_expiration_days, Some(fewest));
+            let err = days(&delta.to_string(), &(fewest - 1).to_string()).unwrap_err();
+            assert_eq!(err.var, "CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "{delta} s, {} days", fewest - 1);
+            assert!(err.to_string().contains("CHUNKED_UPLOAD_EXPIRATION_DELTA"), "{err}");
+        }
+        // The default delta (one day) against the template's default of 3 days.
+        assert_eq!(config(&[("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "3")]).unwrap().buffer_expiration_days, Some(3));
+        assert_eq!(
+            config(&[("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "1")]).unwrap_err().var,
+            "CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS"
+        );
     }
 }

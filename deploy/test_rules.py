@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Checks what template.yaml lets through before CloudFormation creates or changes anything.
+
+For sets of parameter values it does what CloudFormation does first: checks each value against its parameter's
+constraints (AllowedValues, AllowedPattern, MinValue/MaxValue), then evaluates the Rules section, and reports
+which rules refuse the set. It also checks what the functions are given (environment, time limits, S3 grants)
+for those values. Only the intrinsic functions the template uses are implemented; any other one fails the run,
+so a rule this script cannot evaluate is never taken as passing.
+
+Run by deploy/check with the deploy venv's Python (it needs samtranslator's YAML loader, which reads the short
+forms such as !Ref and !Not). Usage: deploy/test_rules.py [TEMPLATE]
+"""
+
+import math
+import re
+import sys
+import traceback
+from pathlib import Path
+
+from samtranslator.yaml_helper import yaml_parse
+
+TEMPLATE = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "template.yaml")
+DAY = 86_400
+# API Gateway's HTTP API integration limit, which the template's TimeoutInMillis must not pass.
+INTEGRATION_LIMIT_MS = 29_000
+
+
+class Unsupported(Exception):
+    """An intrinsic function (or a use of one) this evaluator does not implement."""
+
+
+class Refused(Exception):
+    """A parameter value that CloudFormation refuses before it evaluates any rule."""
+
+
+def parameter_values(template, overrides):
+    """The parameters' values as rules see them: strings, and lists of strings for CommaDelimitedList."""
+    declared = template["Parameters"]
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise KeyError(f"not parameters of the template: {sorted(unknown)}")
+    values = {}
+    for name, spec in declared.items():
+        raw = overrides.get(name, spec.get("Default"))
+        if raw is None:
+            raise Refused(f"{name}: no value and no default")
+        raw = str(raw)
+        kind = spec["Type"]
+        if kind == "CommaDelimitedList":
+            members = raw.split(",")
+            value = members
+        elif kind in ("String", "Number"):
+            members = [raw]
+            value = raw
+        else:
+            raise Unsupported(f"parameter type {kind} of {name}")
+        for member in members:
+            if "AllowedValues" in spec and member not in [str(v) for v in spec["AllowedValues"]]:
+                raise Refused(f"{name}: {member!r} is not one of {spec['AllowedValues']}")
+            # CloudFormation's patterns must match the whole value.
+            if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], member):
+                raise Refused(f"{name}: {member!r} does not match {spec['AllowedPattern']}")
+            if kind == "Number":
+                try:
+                    number = float(member)
+                except ValueError:
+                    raise Refused(f"{name}: {member!r} is not a number") from None
+                if "MinValue" in spec and number < float(spec["MinValue"]):
+                    raise Refused(f"{name}: {member} is below {spec['MinValue']}")
+                if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                    raise Refused(f"{name}: {member} is above {spec['MaxValue']}")
+        values[name] = value
+    return values
+
+
+class Evaluator:
+    """Evaluates an expression of one template section, with that section's functions only."""
+
+    RULES = frozenset(["Ref", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::Contains", "Fn::EachMemberEquals"])
+    CONDITIONS = frozenset(["Ref", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition", "Fn::Select"])
+    VALUES = frozenset(["Ref", "Fn::If", "Fn::Select", "Fn::Split"])
+
+    def __init__(self, template, params, allowed):
+        self.template = template
+        self.params = params
+        self.allowed = allowed
+
+    def condition(self, name):
+        return self.boolean(Evaluator(self.template, self.params, self.CONDITIONS).eval(self.template["Conditions"][name]))
+
+    @staticmethod
+    def boolean(value):
+        if not isinstance(value, bool):
+            raise Unsupported(f"expected a boolean, got {value!r}")
+        return value
+
+    @staticmethod
+    def string(value):
+        if not isinstance(value, str):
+            raise Unsupported(f"expected a string, got {value!r}")
+        return value
+
+    @staticmethod
+    def strings(value):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise Unsupported(f"expected a list of strings, got {value!r}")
+        return value
+
+    def eval(self, expr):
+        if isinstance(expr, (str, int, float)) and not isinstance(expr, bool):
+            return str(expr)
+        if isinstance(expr, list):
+            return [self.eval(e) for e in expr]
+        if not (isinstance(expr, dict) and len(expr) == 1):
+            raise Unsupported(f"not an expression: {expr!r}")
+        (fn, args), = expr.items()
+        if fn not in self.allowed:
+            raise Unsupported(f"{fn} (in {expr!r})")
+        if fn == "Ref":
+            if args not in self.params:
+                raise Unsupported(f"Ref to {args}, which is not a parameter")
+            return self.params[args]
+        if fn == "Condition":
+            return self.condition(args)
+        if fn == "Fn::Not":
+            (arg,) = args
+            return not self.boolean(self.eval(arg))
+        if fn in ("Fn::And", "Fn::Or"):
+            if not 2 <= len(args) <= 10:
+                raise Unsupported(f"{fn} takes 2 to 10 conditions: {expr!r}")
+            results = [self.boolean(self.eval(a)) for a in args]
+            return all(results) if fn == "Fn::And" else any(results)
+        if fn == "Fn::Equals":
+            left, right = (self.string(self.eval(a)) for a in args)
+            return left == right
+        if fn == "Fn::Contains":
+            haystack, needle = args
+            return self.string(self.eval(needle)) in self.strings(self.eval(haystack))
+        if fn == "Fn::EachMemberEquals":
+            members, value = args
+            value = self.string(self.eval(value))
+            return all(m == value for m in self.strings(self.eval(members)))
+        if fn == "Fn::Select":
+            index, items = args
+            return self.strings(self.eval(items))[int(self.string(self.eval(index)))]
+        if fn == "Fn::Split":
+            separator, source = args
+            return self.string(self.eval(source)).split(self.string(self.eval(separator)))
+        if fn == "Fn::If":
+            name, then, otherwise = args
+            return self.eval(then if self.condition(name) else otherwise)
+        raise Unsupported(fn)  # allowed in a section but not implemented here
+
+
+def refusals(template, overrides):
+    """Why CloudFormation would refuse these parameter values: a constraint, or the descriptions of failed rules."""
+    try:
+        params = parameter_values(template, overrides)
+    except Refused as e:
+        return [f"constraint: {e}"]
+    rules = Evaluator(template, params, Evaluator.RULES)
+    failed = []
+    for name, rule in template["Rules"].items():
+        if "RuleCondition" in rule and not rules.boolean(rules.eval(rule["RuleCondition"])):
+            continue
+        for assertion in rule["Assertions"]:
+            if not rules.boolean(rules.eval(assertion["Assert"])):
+                failed.append(f"{name}: {' '.join(assertion['AssertDescription'].split())}")
+    return failed
+
+
+def environment(template, overrides):
+    """The functions' environment variables that depend only on parameters (Globals), for accepted values."""
+    values = Evaluator(template, parameter_values(template, overrides), Evaluator.VALUES)
+    env = {}
+    for var, expr in template["Globals"]["Function"]["Environment"]["Variables"].items():
+        try:
+            env[var] = values.eval(expr)
+        except Unsupported:
+            continue  # a resource's name or ARN (bucket, table): nothing a parameter decides
+    return env
+
+
+def final_prefixes(template, overrides):
+    """Every S3 key prefix the policies derive from KeyTemplate (Select 0 of Split on "{"), as evaluated."""
+    values = Evaluator(template, parameter_values(template, overrides), Evaluator.VALUES)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) == {"Fn::Select"} and "KeyTemplate" in repr(node):
+                found.append(values.eval(node))
+                return
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(template["Resources"])
+    return found
+
+
+# --------------------------------------------------------------------------------------------------- the cases
+
+ISSUER = {"JwtIssuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE", "JwtAudience": "client1"}
+ANONYMOUS = {"AllowAnonymous": "true"}
+
+
+def assert_refused(template, overrides, *words):
+    why = refusals(template, overrides)
+    assert why, f"accepted, but must be refused: {overrides}"
+    text = " | ".join(why)
+    for word in words:
+        assert word in text, f"{overrides}: refused, but not for {word!r}: {text}"
+
+
+def assert_accepted(template, overrides):
+    why = refusals(template, overrides)
+    assert not why, f"refused, but must be accepted: {overrides}: {why}"
+
+
+def test_plain_deploy_is_refused_without_an_issuer(t):
+    assert_refused(t, {}, "JwtIssuer is required", "AllowAnonymous=true")
+    assert_refused(t, {"AllowAnonymous": "false"}, "JwtIssuer is required")
+
+
+def test_issuer_and_audience_deploy_with_auth_required(t):
+    assert_accepted(t, ISSUER)
+    assert_accepted(t, {**ISSUER, "JwtAudience": "client1,client2"})
+    assert environment(t, ISSUER)["CHUNKED_UPLOAD_REQUIRE_AUTH"] == "true"
+
+
+def test_issuer_needs_an_audience(t):
+    assert_refused(t, {"JwtIssuer": ISSUER["JwtIssuer"]}, "JwtAudience")
+    assert_refused(t, {**ISSUER, "JwtAudience": "client1,"}, "JwtAudience")
+    assert_refused(t, {**ISSUER, "JwtIssuer": "http://issuer.example.com"}, "JwtIssuer")
+
+
+def test_anonymous_only_when_asked_for_and_without_authorizer(t):
+    assert_accepted(t, ANONYMOUS)
+    assert environment(t, ANONYMOUS)["CHUNKED_UPLOAD_REQUIRE_AUTH"] == "false"
+    assert_refused(t, {**ANONYMOUS, **ISSUER}, "AllowAnonymous=true deploys an API without an authorizer")
+    assert_refused(t, {**ANONYMOUS, "JwtAudience": "client1"}, "AllowAnonymous=true")
+    assert_refused(t, {"AllowAnonymous": "yes"}, "AllowAnonymous")
+
+
+def test_buffer_lifecycle_must_outlast_every_expiry(t):
+    deltas = t["Parameters"]["ExpirationDelta"]["AllowedValues"]
+    assert str(t["Parameters"]["ExpirationDelta"]["Default"]) in deltas
+    # Every allowed expiry against every day count up to 40: accepted exactly when the lifecycle fires later.
+    for delta in deltas:
+        for days in range(1, 41):
+            values = {**ISSUER, "ExpirationDelta": delta, "BufferExpirationDays": str(days)}
+            if days > math.ceil(int(delta) / DAY):
+                assert_accepted(t, values)
+                env = environment(t, values)
+                assert env["CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS"] == str(days)
+                assert env["CHUNKED_UPLOAD_EXPIRATION_DELTA"] == delta
+            else:
+                assert_refused(t, values, "BufferExpirationDays must be above")
+    assert_accepted(t, {**ISSUER, "ExpirationDelta": "259200", "BufferExpirationDays": "4"})
+    assert_refused(t, {**ISSUER, "ExpirationDelta": "259200", "BufferExpirationDays": "3"}, "above 3")
+    # Spellings that a text comparison would miss are refused by the pattern before any rule.
+    for spelling in ["1.0", "01", "0", "-1", " 1", ""]:
+        assert_refused(t, {**ISSUER, "BufferExpirationDays": spelling}, "BufferExpirationDays")
+    # Any number of seconds cannot be compared by a rule: only the listed ones are accepted.
+    assert_refused(t, {**ISSUER, "ExpirationDelta": "90000"}, "ExpirationDelta")
+
+
+def test_key_template_keeps_objects_and_grants_off_the_buffer(t):
+    for template in ["uploads/{upload_id}/{filename}", "files/{owner}/{upload_id}", "bufferx/{upload_id}",
+                     "a/b/{filename}-{upload_id}", "(x)/{upload_id}"]:
+        values = {**ISSUER, "KeyTemplate": template}
+        assert_accepted(t, values)
+        prefixes = final_prefixes(t, values)
+        assert len(prefixes) >= 3, f"the S3 grants of the three functions: {prefixes}"
+        for prefix in prefixes:
+            # The grant "bucket/<prefix>*" reaches under buffer/ unless its first folder is literal and not buffer.
+            folder, slash, _ = prefix.partition("/")
+            assert slash and folder and folder != "buffer" and not set(folder) & set("*?$"), (template, prefix)
+            assert template.startswith(prefix) and "{" not in prefix
+    for template in ["{filename}/{upload_id}", "{owner}/{upload_id}", "buffer/{upload_id}", "buffer/x/{upload_id}",
+                     "uploads/{filename}", "/uploads/{upload_id}", "up*/{upload_id}", "up?/{upload_id}",
+                     "uploads{upload_id}", "${aws:username}/{upload_id}"]:
+        assert_refused(t, {**ISSUER, "KeyTemplate": template}, "KeyTemplate")
+
+
+def test_cors_is_off_unless_origins_are_named(t):
+    values = Evaluator(t, parameter_values(t, ISSUER), Evaluator.VALUES)
+    assert not values.condition("CorsEnabled")
+    for origins in ["https://app.example.com", "https://a.example.com,http://localhost:3000", "*"]:
+        assert_accepted(t, {**ISSUER, "CorsAllowedOrigins": origins})
+        assert Evaluator(t, parameter_values(t, {**ISSUER, "CorsAllowedOrigins": origins}), Evaluator.VALUES) \
+            .condition("CorsEnabled")
+    for origins in ["https://app.example.com/", "app.example.com", "https://a.example.com,", ",https://a.example.com"]:
+        assert_refused(t, {**ISSUER, "CorsAllowedOrigins": origins}, "CorsAllowedOrigins")
+
+
+def test_throttling_and_reserved_concurrency(t):
+    assert_accepted(t, {**ISSUER, "ThrottlingRateLimit": "10", "ThrottlingBurstLimit": "20", "ReservedConcurrency": "5"})
+    for name, value in [("ThrottlingRateLimit", "0"), ("ThrottlingBurstLimit", "0"), ("ReservedConcurrency", "0"),
+                        ("ReservedConcurrency", "many")]:
+        assert_refused(t, {**ISSUER, name: value}, name)
+    settings = t["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {"ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+                        "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}, settings
+    for values, expected in [({**ISSUER}, None), ({**ISSUER, "ReservedConcurrency": "5"}, "5")]:
+        v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
+        for name in ("ChunkFunction", "CompleteFunction"):
+            expr = t["Resources"][name]["Properties"]["ReservedConcurrentExecutions"]
+            _, then, _ = expr["Fn::If"]
+            assert (v.eval(then) if v.condition(expr["Fn::If"][0]) else None) == expected, (name, values)
+
+
+def test_time_limits_nest(t):
+    deadline = int(environment(t, ISSUER)["CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS"])
+    api_functions = 0
+    for name, resource in t["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        events = [e["Properties"] for e in resource["Properties"].get("Events", {}).values() if e["Type"] == "HttpApi"]
+        if not events:
+            continue
+        api_functions += 1
+        timeout = int(resource["Properties"]["Timeout"])
+        assert deadline < timeout, f"{name}: request deadline {deadline} s is not below its Timeout {timeout} s"
+        for event in events:
+            integration = int(event["TimeoutInMillis"])
+            assert integration <= INTEGRATION_LIMIT_MS, f"{name}: integration timeout {integration} ms"
+            assert timeout * 1000 < integration, f"{name}: Timeout {timeout} s is not below {integration} ms"
+    assert api_functions == 2, api_functions
+
+
+def test_unknown_functions_fail_loudly(t):
+    rules = Evaluator(t, parameter_values(t, ISSUER), Evaluator.RULES)
+    for expr in [{"Fn::Join": ["", ["a"]]}, {"Fn::If": ["AuthEnabled", "a", "b"]}, {"Ref": "AWS::Region"}]:
+        try:
+            rules.eval(expr)
+        except Unsupported:
+            continue
+        raise AssertionError(f"evaluated {expr}, which the evaluator does not implement for rules")
+
+
+def main():
+    template = yaml_parse(TEMPLATE.read_text())
+    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn(template)
+        except Exception:  # an Unsupported or KeyError is a failure as much as an AssertionError
+            failed += 1
+            print(f"FAIL {name}", file=sys.stderr)
+            traceback.print_exc()
+        else:
+            print(f"ok   {name}")
+    print(f"{len(tests) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
