@@ -12,8 +12,8 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{
-    self, ContentRange, MAX_BUFFERED_CHUNKS, S3_MAX_PARTS, content_type_for, plan_part_size, render_key,
-    sanitize_filename,
+    self, ContentRange, MAX_BUFFERED_CHUNKS, S3_MAX_PARTS, attachment_disposition, plan_part_size, sanitize_filename,
+    stored_content_type,
 };
 use crate::store::record::{buffer_key, buffer_prefix_of};
 use crate::store::{Buffered, ChunkCommit, CompleteFailure, Part, Status, UploadRecord, Written};
@@ -104,9 +104,13 @@ impl App {
         check_chunk_size(&range, part_size)?;
         let upload_id = protocol::new_upload_id();
         let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
-        let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
-        let key = render_key(&self.config.key_template, &upload_id, &filename, owner);
-        let multipart_id = self.bucket.create_multipart(&key, &content_type, &self.config.storage_class).await?;
+        let trusted = &self.config.trusted_content_types;
+        let content_type = stored_content_type(chunk.content_type.as_deref(), &filename, trusted);
+        let key = self.config.key_template.render(&upload_id, &filename, owner);
+        let disposition = attachment_disposition(&filename);
+        let storage_class = &self.config.storage_class;
+        let multipart_id = self.bucket.create_multipart(&key, &content_type, &disposition, storage_class).await?;
+        let key = String::from(key);
         let created_at_ms = now_ms();
         let flush_at = part_size.min(range.total);
         let mut record = UploadRecord {
