@@ -3,10 +3,9 @@
 use std::env;
 use std::time::Duration;
 
-use crate::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, S3_MAX_OBJECT_SIZE};
+use crate::protocol::{KeyTemplate, MAX_PART_SIZE, MIB, MIN_PART_SIZE, MediaType, S3_MAX_OBJECT_SIZE};
 use crate::store::Limits;
 
-const MIB: u64 = 1024 * 1024;
 /// The smallest chunk (but the last) taken by default: django-chunked-upload's jQuery-File-Upload demo sends 100,000
 /// bytes, and 80 such chunks make a 5 MiB part.
 pub const DEFAULT_MIN_CHUNK: u64 = 64 * 1024;
@@ -30,8 +29,9 @@ pub struct Config {
     pub max_chunk_bytes: u64,
     /// `CHUNKED_UPLOAD_FIELD_NAME`: the multipart field that carries the chunk.
     pub field_name: String,
-    /// `CHUNKED_UPLOAD_KEY_TEMPLATE`: final object key, with `{upload_id}`, `{filename}` and `{owner}`.
-    pub key_template: String,
+    /// `CHUNKED_UPLOAD_KEY_TEMPLATE`: final object key, with `{upload_id}`, `{filename}` and `{owner}`; checked
+    /// against the buffer prefix.
+    pub key_template: KeyTemplate,
     /// `CHUNKED_UPLOAD_BUFFER_PREFIX`: where chunks wait until a part is full.
     pub buffer_prefix: String,
     /// `CHUNKED_UPLOAD_REQUIRE_AUTH`: anonymous requests get 403 when true.
@@ -57,6 +57,9 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS`: the days after which the bucket's lifecycle rules delete buffered
     /// chunks and abort multipart uploads; `None` where no such rule is known (local development).
     pub buffer_expiration_days: Option<u64>,
+    /// `CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES`: active types (HTML, SVG, script...) stored as declared, not as
+    /// `application/octet-stream`.
+    pub trusted_content_types: Vec<MediaType>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +122,6 @@ impl Config {
         let field_name = get("CHUNKED_UPLOAD_FIELD_NAME").unwrap_or_else(|| "file".into());
         let key_template =
             get("CHUNKED_UPLOAD_KEY_TEMPLATE").unwrap_or_else(|| "uploads/{upload_id}/{filename}".into());
-        if !key_template.contains("{upload_id}") {
-            // Without the id two uploads of the same name would overwrite each other.
-            return Err(ConfigError {
-                var: "CHUNKED_UPLOAD_KEY_TEMPLATE",
-                reason: format!("{key_template:?} must contain {{upload_id}}"),
-            });
-        }
         let buffer_prefix = get("CHUNKED_UPLOAD_BUFFER_PREFIX").unwrap_or_else(|| "buffer/".into());
         if !buffer_prefix.ends_with('/') || buffer_prefix.starts_with('/') {
             return Err(ConfigError {
@@ -133,6 +129,8 @@ impl Config {
                 reason: format!("{buffer_prefix:?} must end with '/' and not start with one"),
             });
         }
+        let key_template = KeyTemplate::parse(&key_template, &buffer_prefix)
+            .map_err(|reason| ConfigError { var: "CHUNKED_UPLOAD_KEY_TEMPLATE", reason })?;
         let flag = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
             match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
                 None => Ok(default),
@@ -177,6 +175,20 @@ impl Config {
                 ),
             });
         }
+        let trusted_content_types = match get("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    MediaType::parse(t).filter(|_| !t.contains(';')).ok_or_else(|| ConfigError {
+                        var: "CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES",
+                        reason: format!("{t:?} is not a media type (type/subtype, without parameters)"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Config {
             bucket,
             table,
@@ -195,6 +207,7 @@ impl Config {
             limits,
             request_timeout,
             buffer_expiration_days,
+            trusted_content_types,
         })
     }
 
@@ -232,7 +245,7 @@ mod tests {
         assert_eq!(c.max_bytes, None);
         assert_eq!(c.size_limit(), S3_MAX_OBJECT_SIZE);
         assert_eq!(c.field_name, "file");
-        assert_eq!(c.key_template, "uploads/{upload_id}/{filename}");
+        assert_eq!(c.key_template, KeyTemplate::parse("uploads/{upload_id}/{filename}", "buffer/").unwrap());
         assert!(c.require_auth);
         assert_eq!(c.min_part_bytes, MIN_PART_SIZE);
         assert_eq!(c.storage_class, "STANDARD");
@@ -240,6 +253,7 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(25));
         assert_eq!(c.lease_ms(), 35_000);
         assert_eq!(c.buffer_expiration_days, None);
+        assert!(c.trusted_content_types.is_empty());
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
     }
 
@@ -259,6 +273,10 @@ mod tests {
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "2.5"),
             ("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "0"),
             ("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "three"),
+            ("CHUNKED_UPLOAD_KEY_TEMPLATE", "{owner}/{upload_id}"),
+            ("CHUNKED_UPLOAD_KEY_TEMPLATE", "buffer/{upload_id}"),
+            ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", "image/png, html"),
+            ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", "text/html; charset=utf-8"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -274,9 +292,14 @@ mod tests {
             ("CHUNKED_UPLOAD_REQUIRE_AUTH", "false"),
             ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "3"),
+            ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", " Text/HTML,image/svg+xml, "),
         ])
         .unwrap();
         assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert_eq!(
+            c.trusted_content_types,
+            [MediaType::parse("text/html").unwrap(), MediaType::parse("image/svg+xml").unwrap()]
+        );
         assert_eq!(c.size_limit(), 1000);
         assert!(!c.require_auth);
         assert_eq!(c.expiration_delta_secs, 2);
@@ -301,5 +324,23 @@ mod tests {
             config(&[("CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS", "1")]).unwrap_err().var,
             "CHUNKED_UPLOAD_BUFFER_EXPIRATION_DAYS"
         );
+    }
+
+    #[test]
+    fn the_key_template_is_checked_against_the_buffer_prefix() {
+        // Fine alone, but the buffer prefix moved under the template's prefix: an owner named "buffer" would collide.
+        let err = config(&[
+            ("CHUNKED_UPLOAD_KEY_TEMPLATE", "uploads/{owner}/{upload_id}"),
+            ("CHUNKED_UPLOAD_BUFFER_PREFIX", "uploads/buffer/"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "CHUNKED_UPLOAD_KEY_TEMPLATE");
+        assert!(err.reason.contains("uploads/buffer/"), "{err}");
+        let c = config(&[
+            ("CHUNKED_UPLOAD_KEY_TEMPLATE", "uploads/{owner}/{upload_id}"),
+            ("CHUNKED_UPLOAD_BUFFER_PREFIX", "staging/"),
+        ])
+        .unwrap();
+        assert_eq!(c.key_template.render("abc", "f", "staging").as_str(), "uploads/staging/abc");
     }
 }

@@ -19,6 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
 use super::unavailable;
 use crate::error::ApiError;
+use crate::protocol::ObjectKey;
 
 #[derive(Clone)]
 pub struct Bucket {
@@ -48,18 +49,21 @@ impl Bucket {
         &self.name
     }
 
+    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`].
     pub async fn create_multipart(
         &self,
-        key: &str,
+        key: &ObjectKey,
         content_type: &str,
+        content_disposition: &str,
         storage_class: &str,
     ) -> Result<String, ApiError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.name)
-            .key(key)
+            .key(key.as_str())
             .content_type(content_type)
+            .content_disposition(content_disposition)
             .storage_class(StorageClass::from(storage_class))
             .send()
             .await

@@ -7,7 +7,9 @@ use super::{Accepted, Chunk, now_ms};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::md5state;
-use crate::protocol::{self, content_type_for, plan_part_size, render_key, sanitize_filename};
+use crate::protocol::{
+    self, ObjectKey, attachment_disposition, plan_part_size, sanitize_filename, stored_content_type,
+};
 use crate::secret::Caller;
 use crate::store::{BufferChain, ChunkCommit, PartLedger, Status, UploadRecord};
 
@@ -21,8 +23,9 @@ impl App {
         super::check_chunk_size(&range, part_size, self.config.min_chunk_bytes)?;
         let upload_id = protocol::new_upload_id();
         let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
-        let content_type = content_type_for(chunk.content_type.as_deref(), &filename);
-        let key = render_key(&self.config.key_template, &upload_id, &filename, caller.owner());
+        let trusted = &self.config.trusted_content_types;
+        let content_type = stored_content_type(chunk.content_type.as_deref(), &filename, trusted);
+        let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
         let created_at_ms = now_ms();
         let flushes = range.end_exclusive() >= part_size.min(range.total);
         let mut record = UploadRecord {
@@ -35,7 +38,7 @@ impl App {
             status: Status::Uploading,
             created_at_ms,
             expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
-            key,
+            key: key.as_str().to_string(),
             multipart_id: None,
             part_size,
             part_start: 0,
@@ -51,7 +54,7 @@ impl App {
             counted: self.config.limits.any(),
         };
         self.table.create_within(&record, self.config.limits).await?;
-        match self.first_chunk(&mut record, chunk.data, flushes).await {
+        match self.first_chunk(&mut record, &key, chunk.data, flushes).await {
             Ok(()) => Ok(Accepted {
                 upload_id: record.upload_id,
                 offset: record.offset,
@@ -69,10 +72,17 @@ impl App {
         }
     }
 
-    /// Creates the multipart upload, stages the first chunk and commits both into `record`.
-    async fn first_chunk(&self, record: &mut UploadRecord, data: Bytes, flushes: bool) -> Result<(), ApiError> {
-        let multipart_id =
-            self.bucket.create_multipart(&record.key, &record.content_type, &self.config.storage_class).await?;
+    /// Creates the multipart upload at `key` (the record's), stages the first chunk and commits both into `record`.
+    async fn first_chunk(
+        &self,
+        record: &mut UploadRecord,
+        key: &ObjectKey,
+        data: Bytes,
+        flushes: bool,
+    ) -> Result<(), ApiError> {
+        let disposition = attachment_disposition(&record.filename);
+        let storage_class = &self.config.storage_class;
+        let multipart_id = self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class).await?;
         record.multipart_id = Some(multipart_id);
         let range = protocol::ContentRange { start: 0, end: data.len() as u64 - 1, total: record.total };
         let staged = self.stage(record, &range, data, flushes.then_some(1)).await?;
