@@ -401,6 +401,36 @@ impl Service {
     }
 }
 
+/// A new, empty uploads table on the emulator (the same key as the shared one), named for `CHUNKED_UPLOAD_TABLE`.
+/// For tests whose uploads are counted against per-owner limits: moto serves a transaction by deep-copying the whole
+/// table, which on the table the rest of the suite has filled takes seconds and trips the SDK's time limits.
+pub async fn own_table() -> String {
+    let name = format!("uploads-{}", shared::protocol::new_upload_id());
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("upload_id")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("upload_id")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+    name
+}
+
 /// A DynamoDB stream batch of these records, as Lambda delivers it to the cleanup function.
 pub fn batch(records: Vec<Value>) -> aws_lambda_events::event::dynamodb::Event {
     serde_json::from_value(json!({ "Records": records })).expect("a stream event")

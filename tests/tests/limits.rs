@@ -2,7 +2,7 @@
 //! concurrent creates, and are released exactly once by complete, abort and expiry (TTL removal).
 
 use futures_util::future::join_all;
-use integration_tests::{Encoding, KIB, Service, User, batch, data, md5_hex};
+use integration_tests::{Encoding, KIB, Service, User, batch, data, md5_hex, own_table};
 use shared::cleanup;
 
 /// An owner of its own, so counters start at zero whatever other tests did: the user and its owner name.
@@ -18,7 +18,8 @@ async fn start(svc: &Service, user: &User, file: &[u8]) -> integration_tests::Re
 
 #[tokio::test]
 async fn uploads_in_progress_are_limited_and_released_by_complete_abort_and_expiry() {
-    let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "2")]).await;
+    let table = own_table().await;
+    let svc = Service::new(&[("CHUNKED_UPLOAD_TABLE", &table), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "2")]).await;
     let (user, owner) = fresh_owner();
     let file = data(30 * KIB, 90);
     let first = start(&svc, &user, &file).await.upload_id();
@@ -57,7 +58,8 @@ async fn uploads_in_progress_are_limited_and_released_by_complete_abort_and_expi
 
 #[tokio::test]
 async fn bytes_in_progress_are_limited() {
-    let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER", &(100 * KIB).to_string())]).await;
+    let (table, max) = (own_table().await, (100 * KIB).to_string());
+    let svc = Service::new(&[("CHUNKED_UPLOAD_TABLE", &table), ("CHUNKED_UPLOAD_MAX_BYTES_PER_OWNER", &max)]).await;
     let (user, _) = fresh_owner();
     let (big, small) = (data(60 * KIB, 91), data(30 * KIB, 92));
     let id = start(&svc, &user, &big).await.upload_id();
@@ -72,7 +74,8 @@ async fn bytes_in_progress_are_limited() {
 
 #[tokio::test]
 async fn concurrent_creates_never_pass_the_limit() {
-    let svc = Service::new(&[("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "3")]).await;
+    let table = own_table().await;
+    let svc = Service::new(&[("CHUNKED_UPLOAD_TABLE", &table), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "3")]).await;
     let (user, owner) = fresh_owner();
     let file = data(30 * KIB, 94);
     let replies = join_all((0..10).map(|_| start(&svc, &user, &file))).await;
