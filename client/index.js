@@ -311,7 +311,8 @@ export class ChunkedUpload extends EventTarget {
             ? null
             : async () => {
                 const statusUrl = `${this.#endpoint}/upload/${uploadId}`;
-                const status = await this.#request({ method: 'GET', url: statusUrl }, signal);
+                const headers = this.#secretHeader();
+                const status = await this.#request({ method: 'GET', url: statusUrl, headers }, signal);
                 return status.status === 200 && status.body?.offset === start ? null : status;
               },
       },

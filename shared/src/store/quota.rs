@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::record::{UploadRecord, attr};
 use super::table::Table;
@@ -105,34 +107,16 @@ impl Table {
             count =
                 count.condition_expression(format!("attribute_not_exists(#uploads) OR ({})", conditions.join(" AND ")));
         }
-        let result = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(built(count.build())?).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let TransactWriteItemsError::TransactionCanceledException(canceled) = e.into_err() else {
-                    return Err(ApiError::Unavailable("TransactWriteItems: canceled".into()));
-                };
-                let reasons = canceled.cancellation_reasons();
-                match reasons.get(1) {
-                    Some(r) if r.code() == Some("ConditionalCheckFailed") => {
-                        let held = |name: &str| {
-                            r.item().and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()?.parse::<u64>().ok())
-                        };
-                        Err(over_limit(limits, held(UPLOADS).unwrap_or(0), held(BYTES).unwrap_or(0), record.total))
-                    }
-                    _ => Err(ApiError::Unavailable(format!(
-                        "TransactWriteItems canceled: {:?}",
-                        reasons.iter().map(|r| r.code().unwrap_or("None")).collect::<Vec<_>>()
-                    ))),
-                }
+        let Some(reasons) = self.put_and_update(put, built(count.build())?).await? else {
+            return Ok(());
+        };
+        match reasons.get(1) {
+            Some(r) if r.code() == Some("ConditionalCheckFailed") => {
+                let held =
+                    |name: &str| r.item().and_then(|i| i.get(name)).and_then(|v| v.as_n().ok()?.parse::<u64>().ok());
+                Err(over_limit(limits, held(UPLOADS).unwrap_or(0), held(BYTES).unwrap_or(0), record.total))
             }
-            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+            _ => Err(canceled(&reasons)),
         }
     }
 
@@ -163,28 +147,31 @@ impl Table {
                 .expression_attribute_values(":minus_total", AttributeValue::N(format!("-{}", record.total)))
                 .build(),
         )?;
+        let Some(reasons) = self.put_and_update(tombstone, uncount).await? else {
+            return Ok(());
+        };
+        // Released before (the tombstone is there), or never counted (no counter): nothing to give back.
+        let mut codes = reasons.iter().map(|r| r.code().unwrap_or("None"));
+        if codes.all(|c| matches!(c, "ConditionalCheckFailed" | "None")) { Ok(()) } else { Err(canceled(&reasons)) }
+    }
+
+    /// One transaction of a Put and an Update: `None` when it went through, else why each was refused.
+    async fn put_and_update(&self, put: Put, update: Update) -> Result<Option<Vec<CancellationReason>>, ApiError> {
         let result = self
             .client()
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(tombstone).build())
-            .transact_items(TransactWriteItem::builder().update(uncount).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // Released before (the tombstone is there), or never counted (no counter): nothing to give back.
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let TransactWriteItemsError::TransactionCanceledException(canceled) = e.into_err() else {
-                    return Ok(());
-                };
-                let codes: Vec<&str> =
-                    canceled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-                if codes.iter().all(|c| matches!(*c, "ConditionalCheckFailed" | "None")) {
-                    Ok(())
-                } else {
-                    Err(ApiError::Unavailable(format!("TransactWriteItems canceled: {codes:?}")))
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    Ok(Some(c.cancellation_reasons.unwrap_or_default()))
                 }
-            }
+                _ => Err(ApiError::Unavailable("TransactWriteItems: canceled".into())),
+            },
             Err(err) => Err(unavailable("TransactWriteItems", &err)),
         }
     }
@@ -205,6 +192,11 @@ impl Table {
         };
         Ok((held(UPLOADS), held(BYTES)))
     }
+}
+
+fn canceled(reasons: &[CancellationReason]) -> ApiError {
+    let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+    ApiError::Unavailable(format!("TransactWriteItems canceled: {codes:?}"))
 }
 
 fn over_bytes(max: u64) -> ApiError {
