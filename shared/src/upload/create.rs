@@ -61,7 +61,9 @@ impl App {
                 expires_at_ms: record.expires_at_ms,
                 secret: caller.secret().cloned(),
             }),
-            Err(e @ ApiError::Ambiguous(_)) => Err(e),
+            // The client never learned this upload's id, so it cannot ask for its status: it sends the chunk again,
+            // which starts another upload. This one, committed or not, is left to TTL and the cleanup function.
+            Err(ApiError::Ambiguous(detail)) => Err(ApiError::Unavailable(detail)),
             Err(e) => {
                 // Nothing was accepted: remove what this request wrote. What cannot be removed now, the record
                 // still leads the cleanup function to.
