@@ -66,10 +66,10 @@ impl PartLedger {
     pub fn with_part(&self, number: u32, etag: &str) -> Result<PartLedger, LedgerFull> {
         let mut next = self.clone();
         next.count += 1;
+        if !self.has_room_for(number) {
+            return Err(LedgerFull::TooManyGaps);
+        }
         if number != self.last_number() + 1 {
-            if self.gaps.len() >= MAX_PART_GAPS {
-                return Err(LedgerFull::TooManyGaps);
-            }
             // Part numbers and counts never exceed S3's 10,000.
             next.gaps.push((next.count as u16, number as u16));
         }
