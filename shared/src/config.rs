@@ -60,6 +60,9 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES`: active types (HTML, SVG, script...) stored as declared, not as
     /// `application/octet-stream`.
     pub trusted_content_types: Vec<MediaType>,
+    /// `CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS`: how long a direct upload's part URL is valid (never past the upload's
+    /// expiry). Short: a URL is a bearer credential for one part's bytes.
+    pub presign_expiry: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,8 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // An hour at most: a URL signed with a function's temporary credentials stops working when they expire.
+        let presign_expiry = Duration::from_secs(number("CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS", 900, 60, 3600)?);
         Ok(Config {
             bucket,
             table,
@@ -208,6 +213,7 @@ impl Config {
             request_timeout,
             buffer_expiration_days,
             trusted_content_types,
+            presign_expiry,
         })
     }
 

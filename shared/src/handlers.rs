@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::{ApiError, json_response};
 use crate::request;
 use crate::secret::{self, Caller};
-use crate::upload::now_ms;
+use crate::upload::{Declared, now_ms};
 
 /// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
 const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_secs(1);
@@ -29,6 +29,10 @@ pub enum Route {
     Status,
     /// `DELETE /upload/{upload_id}`
     Abort,
+    /// `POST /upload/create`: opens a parallel or direct upload.
+    Open,
+    /// `POST /upload/{upload_id}/parts`: a direct upload's part URLs.
+    Parts,
 }
 
 impl Route {
@@ -38,40 +42,54 @@ impl Route {
             Route::Complete => "complete",
             Route::Status => "status",
             Route::Abort => "abort",
+            Route::Open => "open",
+            Route::Parts => "parts",
         }
     }
 }
 
-/// Finds the route of a request, and the upload id a status or abort request names. The path may carry a stage
-/// prefix (REST APIs and named HTTP API stages), so it is matched from its end.
+/// Finds the route of a request, and the upload id a status, abort or parts request names. The path may carry a
+/// stage prefix (REST APIs and named HTTP API stages), so it is matched from its end.
 pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
+    enum Target {
+        Uploads,
+        Complete,
+        Create,
+        Upload(String),
+        Parts(String),
+    }
     let path = req.uri().path().trim_end_matches('/');
-    let segments: Vec<&str> = path.rsplit('/').take(2).collect();
-    let from_path = match segments.as_slice() {
-        ["upload", ..] => None,
-        ["complete", "upload"] => Some("complete"),
-        [id, "upload"] => Some(*id),
+    let segments: Vec<&str> = path.rsplit('/').take(3).collect();
+    let param = req.path_parameters_ref().and_then(|p| p.first("upload_id"));
+    let named = |id: &str| param.unwrap_or(id).to_string();
+    let target = match segments.as_slice() {
+        ["upload", ..] => Target::Uploads,
+        ["complete", "upload", ..] => Target::Complete,
+        ["create", "upload", ..] => Target::Create,
+        ["parts", id, "upload"] => Target::Parts(named(id)),
+        [id, "upload", ..] => Target::Upload(named(id)),
         _ => return Err(ApiError::NotFound),
     };
-    let id = req.path_parameters_ref().and_then(|p| p.first("upload_id")).or(from_path);
-    match (req.method(), id) {
-        (&Method::POST, None) => Ok((Route::Chunk, None)),
-        (&Method::POST, Some("complete")) => Ok((Route::Complete, None)),
-        (&Method::GET, Some(id)) if id != "complete" => Ok((Route::Status, Some(id.to_string()))),
-        (&Method::DELETE, Some(id)) if id != "complete" => Ok((Route::Abort, Some(id.to_string()))),
-        (_, None | Some("complete")) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
-        (_, Some(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
+    match (req.method(), target) {
+        (&Method::POST, Target::Uploads) => Ok((Route::Chunk, None)),
+        (&Method::POST, Target::Complete) => Ok((Route::Complete, None)),
+        (&Method::POST, Target::Create) => Ok((Route::Open, None)),
+        (&Method::POST, Target::Parts(id)) => Ok((Route::Parts, Some(id))),
+        (&Method::GET, Target::Upload(id)) => Ok((Route::Status, Some(id))),
+        (&Method::DELETE, Target::Upload(id)) => Ok((Route::Abort, Some(id))),
+        (_, Target::Upload(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
+        (_, _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
     }
 }
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort]).await
+    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
 }
 
-/// The chunk function: chunks, status and abort.
+/// The chunk function: chunks, status, abort, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort]).await
+    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
 }
 
 /// The complete function.
@@ -202,7 +220,7 @@ async fn dispatch(
                     Ok(caller) => by(deadline, late, app.accept_chunk(&caller, chunk)).await,
                     Err(e) => Err(e),
                 };
-                (upload_id, result.map(|a| a.to_json()))
+                (upload_id, result)
             }
             Err(e) => (None, Err(e)),
         },
@@ -210,7 +228,8 @@ async fn dispatch(
             Ok(fields) => {
                 let result = match Caller::naming(principal, fields.secret) {
                     Ok(caller) => {
-                        by(deadline, Late::MayHaveLanded, app.complete(&caller, &fields.upload_id, &fields.md5)).await
+                        let declared = Declared { md5: fields.md5.as_deref(), crc64: fields.crc64.as_deref() };
+                        by(deadline, Late::MayHaveLanded, app.complete(&caller, &fields.upload_id, declared)).await
                     }
                     Err(e) => Err(e),
                 };
@@ -218,6 +237,23 @@ async fn dispatch(
             }
             Err(e) => (None, Err(e)),
         },
+        // Nothing is accepted by either: a first request's upload the client never learned of expires, and a part
+        // declared again with the same CRC64NVME is the same declaration.
+        Route::Open => match request::opening(req) {
+            Ok(opening) => (None, by(deadline, Late::Retry, app.open(&Caller::creating(principal), opening)).await),
+            Err(e) => (None, Err(e)),
+        },
+        Route::Parts => {
+            let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
+            let result = match request::part_urls(req) {
+                Ok(wanted) => match Caller::naming(principal, wanted.secret) {
+                    Ok(caller) => by(deadline, Late::Retry, app.presign_parts(&caller, &id, wanted.parts)).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            (Some(id), result)
+        }
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
             let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {

@@ -1,16 +1,19 @@
 //! The chunked-upload service: django-chunked-upload's protocol over S3 multipart uploads, with upload state in
 //! DynamoDB.
 //!
-//! - [`protocol`]: the protocol's pure rules; [`upload`]: the operations; [`store`]: DynamoDB and S3.
+//! - [`protocol`]: the protocol's pure rules; [`grid`]: the modes and the parallel and direct grid; [`checksum`]:
+//!   CRC64NVME; [`upload`]: the operations; [`store`]: DynamoDB and S3.
 //! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
 //!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
 //! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
 pub mod app;
+pub mod checksum;
 pub mod cleanup;
 pub mod config;
 pub mod error;
+pub mod grid;
 pub mod handlers;
 pub mod lambda;
 #[cfg(feature = "local")]

@@ -8,10 +8,15 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 
+use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::grid::Mode;
 use crate::protocol::ContentRange;
 use crate::secret::{self, UploadSecret};
-use crate::upload::Chunk;
+use crate::upload::{Chunk, Opening};
+
+/// The header that carries a chunk's CRC64NVME, in S3's form (base64 of its 8 big-endian bytes).
+pub const CRC64_HEADER: &str = "x-checksum-crc64nvme";
 
 /// Longest text field we read (ids, names, checksums); anything longer is not ours.
 const MAX_TEXT_FIELD: usize = 4096;
@@ -127,6 +132,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
     let range = header(&req, "content-range")?
         .ok_or_else(|| ApiError::BadRequest("Missing Content-Range header".into()))
         .and_then(ContentRange::parse)?;
+    let crc64 = header(&req, CRC64_HEADER)?.map(|c| Crc64::parse(c, "X-Checksum-CRC64NVME")).transpose()?;
     let mut fields = Fields::from_query_and_header(&req, &["upload_id", "filename"])?;
     let media = media_type(&req)?;
     let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
@@ -164,21 +170,23 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
         data,
         filename: fields.take("filename").or(file_name),
         content_type: file_type,
+        crc64,
     };
     Ok((chunk, fields.secret()?))
 }
 
-/// The fields of a complete request: `upload_id` and `md5`, from a JSON, form-urlencoded or multipart body; and the
-/// upload secret, from the header or a body field.
+/// The fields of a complete request: `upload_id`, and `md5` or `crc64nvme` (which the mode requires, the operation
+/// says), from a JSON, form-urlencoded or multipart body; and the upload secret, from the header or a body field.
 pub struct CompleteFields {
     pub upload_id: String,
-    pub md5: String,
+    pub md5: Option<String>,
+    pub crc64: Option<String>,
     pub secret: Option<UploadSecret>,
 }
 
 pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
-    const QUERY: [&str; 2] = ["upload_id", "md5"];
-    const NAMES: [&str; 3] = ["upload_id", "md5", secret::FIELD];
+    const QUERY: [&str; 3] = ["upload_id", "md5", "crc64nvme"];
+    const NAMES: [&str; 4] = ["upload_id", "md5", "crc64nvme", secret::FIELD];
     let mut fields = Fields::from_query_and_header(&req, &QUERY)?;
     let media = media_type(&req)?;
     let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
@@ -186,10 +194,7 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
     match media.as_deref() {
         _ if body.is_empty() => {}
         Some("application/json") => {
-            let json: Value =
-                serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("Malformed JSON body: {e}")))?;
-            let object =
-                json.as_object().ok_or_else(|| ApiError::BadRequest("The JSON body must be an object".into()))?;
+            let object = json_object(&body)?;
             for name in NAMES {
                 match object.get(name) {
                     None | Some(Value::Null) => {}
@@ -224,11 +229,94 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
             )));
         }
     }
-    let mut required = |name: &str| {
-        fields
-            .take(name)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} is required")))
-    };
-    Ok(CompleteFields { upload_id: required("upload_id")?, md5: required("md5")?, secret: fields.secret()? })
+    let mut given = |name: &str| fields.take(name).filter(|v| !v.trim().is_empty());
+    let upload_id = given("upload_id").ok_or_else(|| ApiError::BadRequest("Field \"upload_id\" is required".into()))?;
+    let (md5, crc64) = (given("md5"), given("crc64nvme"));
+    if md5.is_none() && crc64.is_none() {
+        return Err(ApiError::BadRequest(
+            "Field \"md5\" (or, for parallel and direct uploads, \"crc64nvme\") is required".into(),
+        ));
+    }
+    Ok(CompleteFields { upload_id, md5, crc64, secret: fields.secret()? })
+}
+
+/// A JSON body's object.
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::BadRequest("The JSON body must be an object".into())),
+        Err(e) => Err(ApiError::BadRequest(format!("Malformed JSON body: {e}"))),
+    }
+}
+
+/// The JSON object of a request that must send one (`POST /upload/create`, `POST /upload/{id}/parts`).
+fn json_body(req: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if media_type(&req)?.as_deref() != Some("application/json") {
+        return Err(ApiError::UnsupportedMediaType("Send a JSON body (application/json)".into()));
+    }
+    json_object(&body_bytes(req.into_body()))
+}
+
+fn text_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= MAX_TEXT_FIELD => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(ApiError::BadRequest(format!("Field {name:?} is too long"))),
+        Some(_) => Err(ApiError::BadRequest(format!("Field {name:?} must be a string"))),
+    }
+}
+
+fn number_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} must be a whole number of at least 0"))),
+    }
+}
+
+/// `POST /upload/create`: the upload a client opens in parallel or direct mode.
+pub fn opening(req: Request) -> Result<Opening, ApiError> {
+    let object = json_body(req)?;
+    let size =
+        number_field(&object, "size")?.ok_or_else(|| ApiError::BadRequest("Field \"size\" is required".into()))?;
+    let mode = text_field(&object, "mode")?
+        .ok_or_else(|| ApiError::BadRequest("Field \"mode\" is required".into()))
+        .and_then(|m| {
+            Mode::parse(&m)
+                .ok_or_else(|| ApiError::BadRequest("Field \"mode\" must be \"parallel\" or \"direct\"".into()))
+        })?;
+    Ok(Opening {
+        size,
+        mode,
+        filename: text_field(&object, "filename")?,
+        content_type: text_field(&object, "content_type")?,
+        chunk_size: number_field(&object, "chunk_size")?,
+        part_size: number_field(&object, "part_size")?,
+    })
+}
+
+/// `POST /upload/{id}/parts`: the part numbers and CRC64NVMEs a client wants URLs for, and the upload's secret.
+pub struct WantedParts {
+    pub parts: Vec<(u32, Crc64)>,
+    pub secret: Option<UploadSecret>,
+}
+
+pub fn part_urls(req: Request) -> Result<WantedParts, ApiError> {
+    let secret = upload_secret(&req)?;
+    let object = json_body(req)?;
+    let bad =
+        || ApiError::BadRequest("Field \"parts\" must be a list of {\"number\": N, \"crc64nvme\": \"...\"}".into());
+    let list = object.get("parts").and_then(Value::as_array).ok_or_else(bad)?;
+    let parts = list
+        .iter()
+        .map(|entry| {
+            let entry = entry.as_object().ok_or_else(bad)?;
+            let number = number_field(entry, "number")?.and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?;
+            let crc = text_field(entry, "crc64nvme")?.ok_or_else(bad)?;
+            Ok((number, Crc64::parse(&crc, "crc64nvme")?))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(WantedParts { parts, secret })
 }

@@ -248,6 +248,54 @@ impl Service {
         self.send(request.expect("request")).await
     }
 
+    /// Opens a parallel or direct upload (`POST /upload/create`) with this JSON body.
+    pub async fn open(&self, user: &User, body: Value) -> Reply {
+        let request = Self::request(user, Method::POST, "/upload/create")
+            .header("content-type", "application/json")
+            .body(Bytes::from(body.to_string()));
+        self.send(request.expect("request")).await
+    }
+
+    /// Sends bytes `[start, start + data.len())` of a parallel upload, with their CRC64NVME.
+    pub async fn parallel_chunk(&self, user: &User, upload_id: &str, start: usize, data: &[u8], total: usize) -> Reply {
+        self.parallel_chunk_declaring(user, upload_id, start, data, total, &crc64(data)).await
+    }
+
+    /// As [`Self::parallel_chunk`], declaring `crc` whatever the bytes are.
+    pub async fn parallel_chunk_declaring(
+        &self,
+        user: &User,
+        upload_id: &str,
+        start: usize,
+        data: &[u8],
+        total: usize,
+        crc: &str,
+    ) -> Reply {
+        let request = Self::request(user, Method::POST, &format!("/upload?upload_id={upload_id}"))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("bytes {}-{}/{}", start, start + data.len() - 1, total))
+            .header("x-checksum-crc64nvme", crc)
+            .body(Bytes::copy_from_slice(data));
+        self.send(request.expect("request")).await
+    }
+
+    /// Asks for a direct upload's part URLs, for parts given by number and bytes.
+    pub async fn part_urls(&self, user: &User, upload_id: &str, parts: &[(u32, &[u8])]) -> Reply {
+        let parts: Vec<Value> = parts.iter().map(|(n, d)| json!({"number": n, "crc64nvme": crc64(d)})).collect();
+        let request = Self::request(user, Method::POST, &format!("/upload/{upload_id}/parts"))
+            .header("content-type", "application/json")
+            .body(Bytes::from(json!({ "parts": parts }).to_string()));
+        self.send(request.expect("request")).await
+    }
+
+    /// Completes a parallel or direct upload with the whole file's CRC64NVME.
+    pub async fn complete_crc(&self, user: &User, upload_id: &str, crc: &str) -> Reply {
+        let request = Self::request(user, Method::POST, "/upload/complete")
+            .header("content-type", "application/json")
+            .body(Bytes::from(json!({"upload_id": upload_id, "crc64nvme": crc}).to_string()));
+        self.send(request.expect("request")).await
+    }
+
     /// Starts an upload of `file` with its first `first` bytes sent; returns the upload id.
     pub async fn start_upload(&self, user: &User, file: &[u8], first: usize) -> String {
         let reply = self.chunk(user, None, 0, &file[..first], file.len(), Encoding::Raw).await;
@@ -472,6 +520,27 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// CRC64NVME in S3's form.
+pub fn crc64(data: &[u8]) -> String {
+    shared::checksum::Crc64::of(data).to_base64()
+}
+
+/// PUTs `body` to a presigned URL with the headers the API gave: what a client does with a direct part. Returns
+/// S3's status.
+pub async fn put_presigned(part: &Value, body: &[u8]) -> u16 {
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = http::Request::builder().method("PUT").uri(part["url"].as_str().expect("url"));
+    for (name, value) in part["headers"].as_object().expect("headers") {
+        request = request.header(name.as_str(), value.as_str().expect("header value"));
+    }
+    let request = request.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    client.request(request).await.expect("S3 answers").status().as_u16()
 }
 
 pub fn md5_hex(data: &[u8]) -> String {

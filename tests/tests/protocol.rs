@@ -40,7 +40,7 @@ async fn chunk_reply_has_id_offset_and_expiry() {
     status.assert_status(200);
     assert_eq!(
         status.body,
-        json!({"upload_id": id, "offset": 400, "expires": expires, "status": "uploading",
+        json!({"upload_id": id, "mode": "sequential", "offset": 400, "expires": expires, "status": "uploading",
                "filename": "data.bin", "size": 1000})
     );
 }

@@ -10,14 +10,19 @@ use std::task::{Context, Poll};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    StorageClass,
+};
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
 use super::unavailable;
+use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::protocol::ObjectKey;
 
@@ -33,7 +38,31 @@ pub enum CompleteFailure {
     InvalidPart,
     /// The multipart upload is gone: completed already, or aborted.
     NoSuchUpload,
+    /// The parts' bytes do not make the full-object CRC64NVME the completion declared.
+    BadDigest,
     Other(ApiError),
+}
+
+/// A part as S3 holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPart {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+    /// The CRC64NVME S3 checked the part against; every part of an upload created since the checksum is.
+    pub crc64: Option<Crc64>,
+}
+
+/// A completed object: its ETag and the full-object CRC64NVME S3 computed (S3's base64 form).
+pub struct Finished {
+    pub etag: String,
+    pub crc64: String,
+}
+
+/// A presigned request: what a client sends to S3 itself.
+pub struct Presigned {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
 }
 
 fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
@@ -49,7 +78,9 @@ impl Bucket {
         &self.name
     }
 
-    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`].
+    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. Each
+    /// part carries its CRC64NVME, and S3 combines them into the object's (`FULL_OBJECT`), which a completion may
+    /// declare for S3 to check.
     pub async fn create_multipart(
         &self,
         key: &ObjectKey,
@@ -65,6 +96,8 @@ impl Bucket {
             .content_type(content_type)
             .content_disposition(content_disposition)
             .storage_class(StorageClass::from(storage_class))
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_type(ChecksumType::FullObject)
             .send()
             .await
             .map_err(|e| unavailable("CreateMultipartUpload", &e))?;
@@ -81,18 +114,24 @@ impl Bucket {
         data: Bytes,
     ) -> Result<String, ApiError> {
         let key = format!("{prefix}{}", chunk.name(chain));
+        self.put_checked(&key, Crc64(chunk.crc64), data).await?;
+        Ok(key)
+    }
+
+    /// Stores bytes that S3 checks against their CRC64NVME.
+    pub async fn put_checked(&self, key: &str, crc: Crc64, data: Bytes) -> Result<(), ApiError> {
         self.client
             .put_object()
             .bucket(&self.name)
-            .key(&key)
-            .checksum_crc64_nvme(base64_simd::STANDARD.encode_to_string(chunk.crc64.to_be_bytes()))
+            .key(key)
+            .checksum_crc64_nvme(crc.to_base64())
             .body(ByteStream::from(data))
             .customize()
             .disable_payload_signing()
             .send()
             .await
             .map_err(|e| unavailable("PutObject", &e))?;
-        Ok(key)
+        Ok(())
     }
 
     /// The buffered chunks under `prefix` that start at or after `from` and before `below`, in upload order: those of
@@ -143,11 +182,13 @@ impl Bucket {
         Ok(body.into_bytes())
     }
 
+    /// Uploads a part made of `pieces` whose CRC64NVME is `crc` (S3 refuses other bytes); returns its ETag.
     pub async fn upload_part(
         &self,
         key: &str,
         multipart_id: &str,
         number: u32,
+        crc: Crc64,
         pieces: Vec<Bytes>,
     ) -> Result<String, ApiError> {
         let out = self
@@ -159,7 +200,7 @@ impl Bucket {
             .part_number(number as i32)
             // Given, the SDK sends it as a header; left to the SDK, a streamed body would go out aws-chunked and
             // signed chunk by chunk (SHA-256 of every byte).
-            .checksum_crc32(crc32_base64(&pieces))
+            .checksum_crc64_nvme(crc.to_base64())
             .body(part_body(pieces))
             .customize()
             .disable_payload_signing()
@@ -171,15 +212,9 @@ impl Bucket {
         out.e_tag.ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
     }
 
-    /// The parts S3 holds for a multipart upload with these numbers, in the order asked, or `None` for a number it
-    /// does not hold.
-    pub async fn list_parts(
-        &self,
-        key: &str,
-        multipart_id: &str,
-        numbers: &[u32],
-    ) -> Result<Vec<Option<Part>>, CompleteFailure> {
-        let mut held = std::collections::HashMap::new();
+    /// Every part S3 holds for a multipart upload, by number.
+    pub async fn list_parts(&self, key: &str, multipart_id: &str) -> Result<Vec<HeldPart>, CompleteFailure> {
+        let mut held = Vec::new();
         let mut marker = None;
         loop {
             let page = self
@@ -197,7 +232,12 @@ impl Bucket {
                 })?;
             for part in page.parts() {
                 if let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) {
-                    held.insert(number as u32, etag.to_string());
+                    held.push(HeldPart {
+                        number: number as u32,
+                        etag: etag.to_string(),
+                        size: part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+                        crc64: part.checksum_crc64_nvme().and_then(|c| Crc64::parse(c, "ChecksumCRC64NVME").ok()),
+                    });
                 }
             }
             marker = page.next_part_number_marker;
@@ -205,11 +245,47 @@ impl Bucket {
                 break;
             }
         }
-        Ok(numbers.iter().map(|&number| held.remove(&number).map(|etag| Part { number, etag })).collect())
+        held.sort_by_key(|p| p.number);
+        Ok(held)
     }
 
-    /// Completes with exactly these parts and ETags; returns the object's ETag.
-    pub async fn complete(&self, key: &str, multipart_id: &str, parts: &[Part]) -> Result<String, CompleteFailure> {
+    /// Presigns the `UploadPart` of part `number`: only bytes of length `len` whose CRC64NVME is `crc` are taken,
+    /// until `expires_in` has passed.
+    pub async fn presign_part(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        number: u32,
+        crc: Crc64,
+        len: u64,
+        expires_in: std::time::Duration,
+    ) -> Result<Presigned, ApiError> {
+        let config =
+            PresigningConfig::expires_in(expires_in).map_err(|e| ApiError::Unavailable(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(multipart_id)
+            .part_number(number as i32)
+            .content_length(len as i64)
+            .checksum_crc64_nvme(crc.to_base64())
+            .presigned(config)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("presigning UploadPart: {e}")))?;
+        let headers = request.headers().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        Ok(Presigned { url: request.uri().to_string(), headers })
+    }
+
+    /// Completes with exactly these parts and ETags; S3 checks the parts make `crc`, the whole file's CRC64NVME.
+    pub async fn complete(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        parts: &[Part],
+        crc: Crc64,
+    ) -> Result<Finished, CompleteFailure> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -225,24 +301,32 @@ impl Bucket {
             .key(key)
             .upload_id(multipart_id)
             .multipart_upload(completed)
+            .checksum_type(ChecksumType::FullObject)
+            .checksum_crc64_nvme(crc.to_base64())
             .send()
             .await;
         match result {
-            Ok(out) => {
-                out.e_tag.ok_or_else(|| CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into())))
-            }
+            Ok(out) => match out.e_tag {
+                Some(etag) => Ok(Finished { etag, crc64: out.checksum_crc64_nvme.unwrap_or_else(|| crc.to_base64()) }),
+                None => Err(CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))),
+            },
             Err(e) => Err(match code(&e) {
                 Some("InvalidPart") | Some("InvalidPartOrder") => CompleteFailure::InvalidPart,
+                Some("BadDigest") => CompleteFailure::BadDigest,
                 Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
                 _ => CompleteFailure::Other(unavailable("CompleteMultipartUpload", &e)),
             }),
         }
     }
 
-    /// ETag of an object, or `None` if there is none.
-    pub async fn head_etag(&self, key: &str) -> Result<Option<String>, ApiError> {
-        match self.client.head_object().bucket(&self.name).key(key).send().await {
-            Ok(out) => Ok(Some(out.e_tag.unwrap_or_default())),
+    /// ETag and full-object CRC64NVME of an object, or `None` if there is none.
+    pub async fn head(&self, key: &str) -> Result<Option<Finished>, ApiError> {
+        let head = self.client.head_object().bucket(&self.name).key(key).checksum_mode(ChecksumMode::Enabled);
+        match head.send().await {
+            Ok(out) => Ok(Some(Finished {
+                etag: out.e_tag.unwrap_or_default(),
+                crc64: out.checksum_crc64_nvme.unwrap_or_default(),
+            })),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(unavailable("HeadObject", &e)),
         }
@@ -325,13 +409,6 @@ impl Bucket {
     }
 }
 
-/// The CRC32 S3 checks a part against, as its `x-amz-checksum-crc32` header wants it.
-fn crc32_base64(pieces: &[Bytes]) -> String {
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
-    pieces.iter().for_each(|p| crc.update(p));
-    base64_simd::STANDARD.encode_to_string((crc.finalize() as u32).to_be_bytes())
-}
-
 /// A part's body made of the buffered chunks and the new one, sent one after the other instead of being copied into
 /// one buffer first: a part's size less memory and one copy less per part. Each attempt of the SDK replays them.
 fn part_body(pieces: Vec<Bytes>) -> ByteStream {
@@ -371,17 +448,5 @@ impl Body for Pieces {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_of_pieces_is_the_crc32_of_their_concatenation_in_s3_form() {
-        // CRC-32 of "123456789" is 0xCBF43926, S3 wants its big-endian bytes in base64.
-        let pieces = [Bytes::from_static(b"1234"), Bytes::new(), Bytes::from_static(b"56789")];
-        assert_eq!(crc32_base64(&pieces), "y/Q5Jg==");
     }
 }

@@ -2,13 +2,15 @@
 
 pub mod bucket;
 pub mod ledger;
+pub mod parts;
 pub mod quota;
 pub mod record;
 pub mod sizing;
 pub mod table;
 
-pub use bucket::{Bucket, CompleteFailure};
+pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Presigned};
 pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
+pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;
 pub use record::{Completed, Status, UploadRecord};
 pub use table::{ChunkCommit, Table, Written};

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, PartLedger};
 use crate::error::ApiError;
+use crate::grid::{Grid, Mode};
 use crate::secret::SecretHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +39,11 @@ impl Status {
 /// What completion produced, kept so a repeated complete can answer the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
+    /// Empty for the parallel and direct modes, which have no order to hash in.
     pub md5: String,
     pub etag: String,
+    /// The object's full-object CRC64NVME as S3 computed it, in S3's base64 form.
+    pub crc64: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +81,10 @@ pub struct UploadRecord {
     /// Whether the upload counts against its owner's limits (see `store::quota`): it did if a limit was set when it
     /// started.
     pub counted: bool,
+    pub mode: Mode,
+    /// The parallel mode's chunk size (its grid: `grid::Grid`); the direct mode's is its part size; 0 in sequential
+    /// mode, whose chunks may have any size.
+    pub chunk_size: u64,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -106,11 +114,19 @@ pub mod attr {
     pub const ETAG: &str = "etag";
     pub const SECRET_HASH: &str = "secret_hash";
     pub const COUNTED: &str = "counted";
+    pub const MODE: &str = "mode";
+    pub const CHUNK_SIZE: &str = "chunk_size";
+    pub const CRC64: &str = "crc64nvme";
 }
 
 impl UploadRecord {
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms >= self.expires_at_ms
+    }
+
+    /// The grid of a parallel or direct upload.
+    pub fn grid(&self) -> Grid {
+        Grid { total: self.total, part_size: self.part_size, chunk_size: self.chunk_size.max(1) }
     }
 
     pub fn to_item(&self) -> HashMap<String, AttributeValue> {
@@ -145,12 +161,18 @@ impl UploadRecord {
         if let Some(done) = &self.completed {
             item.insert(attr::MD5.into(), s(&done.md5));
             item.insert(attr::ETAG.into(), s(&done.etag));
+            item.insert(attr::CRC64.into(), s(&done.crc64));
         }
         if let Some(hash) = &self.secret_hash {
             item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
         }
         if self.counted {
             item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+        }
+        // Absent for the sequential mode, so its records stay as small as before the other modes.
+        if self.mode != Mode::Sequential {
+            item.insert(attr::MODE.into(), s(self.mode.as_str()));
+            item.insert(attr::CHUNK_SIZE.into(), n(self.chunk_size));
         }
         item
     }
@@ -169,7 +191,11 @@ impl UploadRecord {
             item.get(name).and_then(|v| v.as_b().ok()).map(Blob::as_ref).ok_or_else(|| damaged(name))
         };
         let completed = match (item.get(attr::MD5), item.get(attr::ETAG)) {
-            (Some(_), Some(_)) => Some(Completed { md5: s(attr::MD5)?, etag: s(attr::ETAG)? }),
+            (Some(_), Some(_)) => Some(Completed {
+                md5: s(attr::MD5)?,
+                etag: s(attr::ETAG)?,
+                crc64: item.get(attr::CRC64).map(|_| s(attr::CRC64)).transpose()?.unwrap_or_default(),
+            }),
             _ => None,
         };
         Ok(UploadRecord {
@@ -204,6 +230,11 @@ impl UploadRecord {
                 })
                 .transpose()?,
             counted: item.get(attr::COUNTED).is_some_and(|v| v.as_bool() == Ok(&true)),
+            mode: match item.get(attr::MODE) {
+                None => Mode::Sequential,
+                Some(_) => Mode::parse(&s(attr::MODE)?).ok_or_else(|| damaged(attr::MODE))?,
+            },
+            chunk_size: item.get(attr::CHUNK_SIZE).map(|_| n(attr::CHUNK_SIZE)).transpose()?.unwrap_or_default(),
         })
     }
 }
@@ -273,6 +304,8 @@ mod tests {
             completed: None,
             secret_hash: None,
             counted: false,
+            mode: Mode::Sequential,
+            chunk_size: 0,
         }
     }
 
@@ -283,7 +316,7 @@ mod tests {
         let done = UploadRecord {
             status: Status::Complete,
             completing_since_ms: Some(5),
-            completed: Some(Completed { md5: "m".into(), etag: "e".into() }),
+            completed: Some(Completed { md5: "m".into(), etag: "e".into(), crc64: "c".into() }),
             secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
             counted: true,
             ..record()
@@ -291,6 +324,8 @@ mod tests {
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);
         let fresh = UploadRecord { multipart_id: None, ..record() };
         assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
+        let parallel = UploadRecord { mode: Mode::Parallel, chunk_size: 4 << 20, ..record() };
+        assert_eq!(UploadRecord::from_item(&parallel.to_item()).unwrap(), parallel);
     }
 
     #[test]

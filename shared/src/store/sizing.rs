@@ -43,6 +43,8 @@ pub fn record_at(parts: u32, lost: u32, long: bool) -> UploadRecord {
         // Only anonymous uploads have one, and their owner is short; counted in the worst case all the same.
         secret_hash: if long { crate::secret::SecretHash::from_bytes(&[7; 32]) } else { None },
         counted: long,
+        mode: crate::grid::Mode::Sequential,
+        chunk_size: 0,
     }
 }
 

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+use super::bucket::Finished;
 use super::ledger::{BufferChain, PartLedger};
 use super::record::{Status, UploadRecord, attr, blob};
 use super::{ambiguous, unavailable};
@@ -227,17 +228,20 @@ impl Table {
         upload_id: &str,
         since_ms: u64,
         md5: &str,
-        etag: &str,
+        finished: &Finished,
         keep_until_secs: u64,
     ) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
-            .update_expression("SET #status = :complete, #md5 = :md5, #etag = :etag, #expires_at = :keep")
+            .update_expression(
+                "SET #status = :complete, #md5 = :md5, #etag = :etag, #crc64nvme = :crc, #expires_at = :keep",
+            )
             .condition_expression("#status = :completing AND #completing_since_ms = :since")
             .set_expression_attribute_names(Some(names(&[
                 attr::STATUS,
                 attr::MD5,
                 attr::ETAG,
+                attr::CRC64,
                 attr::EXPIRES_AT,
                 attr::COMPLETING_SINCE_MS,
             ])))
@@ -246,7 +250,20 @@ impl Table {
             .expression_attribute_values(":completing", s(Status::Completing.as_str()))
             .expression_attribute_values(":since", n(since_ms))
             .expression_attribute_values(":md5", s(md5))
-            .expression_attribute_values(":etag", s(etag));
+            .expression_attribute_values(":etag", s(&finished.etag))
+            .expression_attribute_values(":crc", s(&finished.crc64));
+        conditional(request).await
+    }
+
+    /// Records the multipart upload of a parallel or direct upload, created right after its record.
+    pub async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<Written, ApiError> {
+        let request = self
+            .update(upload_id)
+            .update_expression("SET #multipart_id = :multipart_id")
+            .condition_expression("#status = :uploading")
+            .set_expression_attribute_names(Some(names(&[attr::MULTIPART_ID, attr::STATUS])))
+            .expression_attribute_values(":multipart_id", s(multipart_id))
+            .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
         conditional(request).await
     }
 

@@ -1,19 +1,37 @@
-//! Completion: check the MD5, take the completion lease, prove S3's parts are the accepted ones, complete, record.
+//! Completion, in every mode: check what the client declares, take the completion lease, prove S3's parts are the
+//! accepted ones, complete with the whole file's CRC64NVME (S3 refuses a mismatch itself), record.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::now_ms;
 use crate::app::App;
+use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::grid::{Grid, Mode, ranges};
 use crate::md5state;
 use crate::protocol;
 use crate::secret::Caller;
-use crate::store::{CompleteFailure, Part, Status, UploadRecord, Written};
+use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
+
+/// What a client declares the whole file to be.
+pub struct Declared<'a> {
+    /// django-chunked-upload's MD5: required in sequential mode.
+    pub md5: Option<&'a str>,
+    /// The whole file's CRC64NVME: required in parallel and direct modes, checked when given in sequential mode.
+    pub crc64: Option<&'a str>,
+}
+
+fn mismatch() -> ApiError {
+    ApiError::BadRequest("crc64nvme checksum does not match".into())
+}
 
 impl App {
-    pub async fn complete(&self, caller: &Caller, upload_id: &str, md5: &str) -> Result<Value, ApiError> {
+    pub async fn complete(&self, caller: &Caller, upload_id: &str, declared: Declared<'_>) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        let md5 = protocol::parse_md5_hex(md5)?;
+        let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
+        let crc = declared.crc64.map(|c| Crc64::parse(c, "crc64nvme")).transpose()?;
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         match record.status {
@@ -25,14 +43,22 @@ impl App {
             Status::Uploading if record.is_expired(now) => return Err(ApiError::Expired),
             Status::Uploading | Status::Completing => {}
         }
-        if record.offset != record.total {
-            return Err(ApiError::BadRequest(format!(
-                "The upload is incomplete: {} of {} bytes received",
-                record.offset, record.total
-            )));
-        }
-        if md5state::finish_hex(&record.md5_state)? != md5 {
-            return Err(ApiError::BadRequest("md5 checksum does not match".into()));
+        let required = |name: &str| ApiError::BadRequest(format!("Field {name:?} is required"));
+        match record.mode {
+            Mode::Sequential => {
+                let md5 = md5.as_deref().ok_or_else(|| required("md5"))?;
+                if record.offset != record.total {
+                    return Err(ApiError::BadRequest(format!(
+                        "The upload is incomplete: {} of {} bytes received",
+                        record.offset, record.total
+                    )));
+                }
+                if md5state::finish_hex(&record.md5_state)? != md5 {
+                    return Err(ApiError::BadRequest("md5 checksum does not match".into()));
+                }
+            }
+            Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
+            Mode::Parallel | Mode::Direct => {}
         }
         // A lease outlives the longest a request can run (its deadline), plus a margin for S3 to finish a completion
         // it already received: past that, its holder is gone.
@@ -49,8 +75,8 @@ impl App {
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
-        let etag = match self.complete_in_s3(&record).await {
-            Ok(etag) => etag,
+        let finished = match self.complete_in_s3(&record, crc).await {
+            Ok(finished) => finished,
             Err(e) => {
                 if let Err(release) = self.table.release_completion(upload_id, now).await {
                     tracing::warn!(upload_id, error = %release, "could not release a completion claim");
@@ -59,7 +85,8 @@ impl App {
             }
         };
         let retained_until = now_ms() / 1000 + self.config.expiration_delta_secs;
-        match self.table.mark_complete(upload_id, now, &md5, &etag, retained_until).await? {
+        let md5 = md5.unwrap_or_default();
+        match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
                 if let Err(e) = self.table.release(&record, retained_until).await {
                     // The cleanup function releases it when TTL removes the record.
@@ -78,43 +105,104 @@ impl App {
         }
     }
 
-    /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record's
-    /// ledger proves those are the parts and ETags that were accepted. Never completes with bytes nobody accepted.
-    async fn complete_in_s3(&self, record: &UploadRecord) -> Result<String, ApiError> {
-        let changed = || {
-            tracing::error!(upload_id = %record.upload_id, "a part in S3 does not match what was accepted");
-            ApiError::Unrecoverable(
-                "A part in S3 no longer matches what was accepted; the upload cannot be completed: start it again"
-                    .into(),
-            )
-        };
-        let multipart_id = record.multipart_id.as_deref().ok_or_else(changed)?;
-        let numbers = record.parts.numbers();
-        let parts: Vec<Part> = match self.bucket.list_parts(&record.key, multipart_id, &numbers).await {
-            Ok(held) => held.into_iter().collect::<Option<_>>().ok_or_else(changed)?,
-            Err(CompleteFailure::NoSuchUpload) => return self.completed_elsewhere(record).await,
-            Err(CompleteFailure::InvalidPart) => return Err(changed()),
+    /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record (the
+    /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
+    /// file's CRC64NVME. Never completes with bytes nobody accepted.
+    async fn complete_in_s3(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
+        let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
+        if record.mode == Mode::Parallel {
+            self.flush_full_parts(record).await?;
+        }
+        let held = match self.bucket.list_parts(&record.key, multipart_id).await {
+            Ok(held) => held,
+            Err(CompleteFailure::NoSuchUpload) => return self.completed_elsewhere(record, declared).await,
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => return Err(changed(record)),
             Err(CompleteFailure::Other(e)) => return Err(e),
         };
-        if !record.parts.vouches_for(&parts) {
-            return Err(changed());
+        let (parts, whole) = match record.mode {
+            Mode::Sequential => sequential_parts(record, &held)?,
+            Mode::Parallel | Mode::Direct => {
+                let numbers: Vec<u32> = (1..=record.grid().parts()).collect();
+                let items = self.table.part_items(&record.upload_id, &numbers).await?;
+                grid_parts(record, &held, |n| items.get(&n).and_then(|i| i.crc64))?
+            }
+        };
+        if declared.is_some_and(|d| d != whole) {
+            return Err(mismatch());
         }
-        match self.bucket.complete(&record.key, multipart_id, &parts).await {
-            Ok(etag) => Ok(etag),
-            Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record).await,
+        match self.bucket.complete(&record.key, multipart_id, &parts, whole).await {
+            Ok(finished) => Ok(finished),
+            Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record, declared).await,
             // A part was rewritten between the listing and the completion.
-            Err(CompleteFailure::InvalidPart) => Err(changed()),
+            Err(CompleteFailure::InvalidPart) => Err(changed(record)),
+            Err(CompleteFailure::BadDigest) => Err(mismatch()),
             Err(CompleteFailure::Other(e)) => Err(e),
         }
     }
 
     /// S3 says the multipart upload is gone. If the object is there with exactly our parts, an earlier completion
     /// finished in S3 but not in the record: that is success. Anything else means the bytes are gone.
-    async fn completed_elsewhere(&self, record: &UploadRecord) -> Result<String, ApiError> {
-        // The multipart ETag is the MD5 of the parts' MD5s: it names exactly these parts' bytes.
-        match self.bucket.head_etag(&record.key).await? {
-            Some(etag) if Some(&etag) == record.parts.multipart_etag().as_ref() => Ok(etag),
-            _ => Err(ApiError::Expired),
+    async fn completed_elsewhere(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
+        let Some(object) = self.bucket.head(&record.key).await? else { return Err(ApiError::Expired) };
+        let ours = match record.mode {
+            // The multipart ETag is the MD5 of the parts' MD5s: it names exactly these parts' bytes.
+            Mode::Sequential => Some(&object.etag) == record.parts.multipart_etag().as_ref(),
+            // The whole file's CRC, which the client declared and S3 checked at that completion.
+            Mode::Parallel | Mode::Direct => declared.is_some_and(|d| d.to_base64() == object.crc64),
+        };
+        if ours { Ok(object) } else { Err(ApiError::Expired) }
+    }
+}
+
+fn changed(record: &UploadRecord) -> ApiError {
+    tracing::error!(upload_id = %record.upload_id, "a part in S3 does not match what was accepted");
+    ApiError::Unrecoverable(
+        "A part in S3 no longer matches what was accepted; the upload cannot be completed: start it again".into(),
+    )
+}
+
+/// A sequential upload's parts are those its ledger accepted, with exactly the ETags it replays.
+fn sequential_parts(record: &UploadRecord, held: &[HeldPart]) -> Result<(Vec<Part>, Crc64), ApiError> {
+    let by_number: HashMap<u32, &HeldPart> = held.iter().map(|p| (p.number, p)).collect();
+    let chosen: Vec<&HeldPart> = record
+        .parts
+        .numbers()
+        .iter()
+        .map(|n| by_number.get(n).copied())
+        .collect::<Option<_>>()
+        .ok_or_else(|| changed(record))?;
+    let parts: Vec<Part> = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
+    if !record.parts.vouches_for(&parts) {
+        return Err(changed(record));
+    }
+    let whole = whole_crc(&chosen).ok_or_else(|| changed(record))?;
+    Ok((parts, whole))
+}
+
+/// A parallel or direct upload's parts are its grid's, each of the grid's size and of the CRC64NVME its item
+/// recorded (`expected`); a part S3 does not hold is the client's to send.
+fn grid_parts(
+    record: &UploadRecord,
+    held: &[HeldPart],
+    expected: impl Fn(u32) -> Option<Crc64>,
+) -> Result<(Vec<Part>, Crc64), ApiError> {
+    let grid: Grid = record.grid();
+    let by_number: HashMap<u32, &HeldPart> = held.iter().map(|p| (p.number, p)).collect();
+    let missing: Vec<u64> = (1..=grid.parts()).filter(|n| !by_number.contains_key(n)).map(u64::from).collect();
+    if !missing.is_empty() {
+        return Err(ApiError::BadRequest(format!("The upload is incomplete: parts {:?} are missing", ranges(missing))));
+    }
+    let chosen: Vec<&HeldPart> = (1..=grid.parts()).map(|n| by_number[&n]).collect();
+    for part in &chosen {
+        if part.size != grid.part_span(part.number).1 || part.crc64.is_none() || part.crc64 != expected(part.number) {
+            return Err(changed(record));
         }
     }
+    let parts = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
+    Ok((parts, whole_crc(&chosen).ok_or_else(|| changed(record))?))
+}
+
+/// The whole file's CRC64NVME from its parts', in order; `None` if a part has none.
+fn whole_crc(parts: &[&HeldPart]) -> Option<Crc64> {
+    parts.iter().map(|p| p.crc64.map(|c| (c, p.size))).collect::<Option<Vec<_>>>().and_then(Crc64::concat)
 }

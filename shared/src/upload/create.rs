@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use super::{Accepted, Chunk, now_ms};
 use crate::app::App;
+use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::grid::Mode;
 use crate::md5state;
 use crate::protocol::{
     self, ObjectKey, attachment_disposition, plan_part_size, sanitize_filename, stored_content_type,
@@ -14,7 +16,7 @@ use crate::secret::Caller;
 use crate::store::{BufferChain, ChunkCommit, PartLedger, Status, UploadRecord};
 
 impl App {
-    pub(super) async fn create(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
+    pub(super) async fn create(&self, caller: &Caller, chunk: Chunk, crc: Crc64) -> Result<Accepted, ApiError> {
         let range = chunk.range;
         if range.start != 0 {
             return Err(ApiError::OffsetMismatch { offset: 0 });
@@ -52,9 +54,11 @@ impl App {
             completed: None,
             secret_hash: caller.secret_hash(),
             counted: self.config.limits.any(),
+            mode: Mode::Sequential,
+            chunk_size: 0,
         };
         self.table.create_within(&record, self.config.limits).await?;
-        match self.first_chunk(&mut record, &key, chunk.data, flushes).await {
+        match self.first_chunk(&mut record, &key, chunk.data, crc, flushes).await {
             Ok(()) => Ok(Accepted {
                 upload_id: record.upload_id,
                 offset: record.offset,
@@ -80,6 +84,7 @@ impl App {
         record: &mut UploadRecord,
         key: &ObjectKey,
         data: Bytes,
+        crc: Crc64,
         flushes: bool,
     ) -> Result<(), ApiError> {
         let disposition = attachment_disposition(&record.filename);
@@ -87,7 +92,7 @@ impl App {
         let multipart_id = self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class).await?;
         record.multipart_id = Some(multipart_id);
         let range = protocol::ContentRange { start: 0, end: data.len() as u64 - 1, total: record.total };
-        let staged = self.stage(record, &range, data, flushes.then_some(1)).await?;
+        let staged = self.stage(record, &range, data, crc, flushes.then_some(1)).await?;
         let committed = self
             .table
             .commit_chunk(ChunkCommit {

@@ -1,4 +1,6 @@
-//! The upload operations, one module each: [`create`] (an upload's first chunk), [`append`] (every later chunk),
+//! The upload operations, one module each. Sequential mode (django-chunked-upload's): [`create`] (an upload's first
+//! chunk) and [`append`] (every later chunk). Parallel and direct modes: [`open`] (creating the upload on its grid),
+//! [`parallel`] (a chunk, and the upload of the part it fills) and [`direct`] (presigned part URLs). Every mode:
 //! [`complete`], [`status`] and [`abort`]. They know the protocol's rules and the commit discipline of
 //! `docs/design.md`, and reach storage only through `store`.
 
@@ -6,7 +8,13 @@ mod abort;
 mod append;
 mod complete;
 mod create;
+mod direct;
+mod open;
+mod parallel;
 mod status;
+
+pub use complete::Declared;
+pub use open::Opening;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +22,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::grid::Mode;
 use crate::protocol::{self, ContentRange, MAX_BUFFERED_CHUNKS};
 use crate::secret::{Caller, UploadSecret};
 
@@ -30,6 +40,8 @@ pub struct Chunk {
     pub data: Bytes,
     pub filename: Option<String>,
     pub content_type: Option<String>,
+    /// The CRC64NVME the client declared (`X-Checksum-CRC64NVME`): required in parallel mode.
+    pub crc64: Option<Crc64>,
 }
 
 /// The upload after an accepted chunk.
@@ -64,7 +76,7 @@ pub fn iso8601(ms: u64) -> String {
 }
 
 impl App {
-    pub async fn accept_chunk(&self, caller: &Caller, chunk: Chunk) -> Result<Accepted, ApiError> {
+    pub async fn accept_chunk(&self, caller: &Caller, chunk: Chunk) -> Result<Value, ApiError> {
         let range = chunk.range;
         if chunk.data.is_empty() {
             return Err(ApiError::BadRequest("No chunk file was submitted".into()));
@@ -82,13 +94,24 @@ impl App {
                 self.config.size_limit()
             )));
         }
-        match &chunk.upload_id {
-            None => self.create(caller, chunk).await,
-            Some(id) => {
-                protocol::validate_upload_id(id)?;
-                self.append(caller, id, chunk.range, chunk.data).await
+        // SIMD: a small fraction of the MD5 a sequential chunk also needs.
+        let crc = Crc64::of(&chunk.data);
+        if chunk.crc64.is_some_and(|declared| declared != crc) {
+            return Err(ApiError::BadRequest("The chunk's bytes do not match its X-Checksum-CRC64NVME".into()));
+        }
+        let Some(id) = chunk.upload_id.clone() else {
+            return Ok(self.create(caller, chunk, crc).await?.to_json());
+        };
+        protocol::validate_upload_id(&id)?;
+        // Only parallel chunks must carry a checksum; the record says which mode the upload is in. Sequential
+        // chunks without one go straight to their claim, which reads the record anyway.
+        if chunk.crc64.is_some() {
+            let record = self.owned(&id, caller).await?;
+            if record.mode == Mode::Parallel {
+                return self.accept_parallel(caller, record, &chunk.range, chunk.data, crc).await;
             }
         }
+        Ok(self.append(caller, &id, chunk.range, chunk.data, crc).await?.to_json())
     }
 
     /// Where this upload's buffered chunks are.
@@ -139,6 +162,20 @@ impl App {
         }
     }
 
+    /// Why an upload takes no more bytes, in any mode: it is complete, being completed, aborted or expired.
+    fn check_taking(&self, record: &UploadRecord, now_ms: u64) -> Result<(), ApiError> {
+        match record.status {
+            Status::Complete => return Err(ApiError::AlreadyComplete { result: self.result_json(record) }),
+            Status::Completing => return Err(ApiError::Conflict("The upload is being completed".into())),
+            Status::Aborted => return Err(ApiError::NotFound),
+            Status::Uploading => {}
+        }
+        if record.is_expired(now_ms) {
+            return Err(ApiError::Expired);
+        }
+        Ok(())
+    }
+
     /// Why a chunk cannot be taken at this record, in django-chunked-upload's order of checks.
     fn check_chunk(
         &self,
@@ -150,14 +187,19 @@ impl App {
         if !caller.may_use(&record.owner, record.secret_hash.as_ref()) {
             return Err(ApiError::NotFound);
         }
-        match record.status {
-            Status::Complete => return Err(ApiError::AlreadyComplete { result: self.result_json(record) }),
-            Status::Completing => return Err(ApiError::Conflict("The upload is being completed".into())),
-            Status::Aborted => return Err(ApiError::NotFound),
-            Status::Uploading => {}
-        }
-        if record.is_expired(now_ms) {
-            return Err(ApiError::Expired);
+        self.check_taking(record, now_ms)?;
+        match record.mode {
+            Mode::Sequential => {}
+            Mode::Parallel => {
+                return Err(ApiError::BadRequest(
+                    "This upload is in parallel mode: send each chunk with its X-Checksum-CRC64NVME".into(),
+                ));
+            }
+            Mode::Direct => {
+                return Err(ApiError::BadRequest(
+                    "This upload is in direct mode: PUT its parts to S3 with URLs from POST /upload/{id}/parts".into(),
+                ));
+            }
         }
         if range.total != record.total {
             return Err(ApiError::BadRequest(format!(
@@ -172,10 +214,12 @@ impl App {
     }
 
     fn result_json(&self, record: &UploadRecord) -> Value {
-        let (md5, etag) = record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str())).unwrap_or_default();
+        let (md5, etag, crc64) =
+            record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str(), c.crc64.as_str())).unwrap_or_default();
         json!({
             "upload_id": record.upload_id,
             "status": record.status.as_str(),
+            "mode": record.mode.as_str(),
             "bucket": self.bucket.name(),
             "key": record.key,
             "filename": record.filename,
@@ -184,6 +228,7 @@ impl App {
             "offset": record.offset,
             "md5": md5,
             "etag": etag,
+            "crc64nvme": crc64,
         })
     }
 }

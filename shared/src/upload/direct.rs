@@ -1,0 +1,75 @@
+//! A direct upload's parts: the API presigns each part's `UploadPart` for the CRC64NVME the client declares, which
+//! is recorded first and never changes, and S3 then refuses any other bytes. S3 itself is the record of the parts
+//! sent; the API only hands out URLs for the caller's own upload while it takes bytes.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+
+use super::{iso8601, now_ms};
+use crate::app::App;
+use crate::checksum::Crc64;
+use crate::error::ApiError;
+use crate::grid::Mode;
+use crate::protocol;
+use crate::secret::Caller;
+
+/// Part URLs one request may ask for.
+pub const MAX_URLS_PER_REQUEST: usize = 100;
+/// Declarations and signatures made at once.
+const IN_FLIGHT: usize = 8;
+
+impl App {
+    /// Presigned `UploadPart` URLs for these (part number, CRC64NVME) pairs.
+    pub async fn presign_parts(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        wanted: Vec<(u32, Crc64)>,
+    ) -> Result<Value, ApiError> {
+        protocol::validate_upload_id(upload_id)?;
+        if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
+            return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
+        }
+        let record = self.owned(upload_id, caller).await?;
+        let now = now_ms();
+        self.check_taking(&record, now)?;
+        if record.mode != Mode::Direct {
+            return Err(ApiError::BadRequest("Only direct uploads have part URLs".into()));
+        }
+        let grid = record.grid();
+        if let Some((number, _)) = wanted.iter().find(|(n, _)| !grid.has_part(*n)) {
+            return Err(ApiError::BadRequest(format!("Part {number} is not one of this upload's {}", grid.parts())));
+        }
+        let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
+            ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
+        })?;
+        // A URL never outlives the upload: past its expiry S3 must not take its bytes either.
+        let lifetime = self.config.presign_expiry.min(Duration::from_millis(record.expires_at_ms.saturating_sub(now)));
+        let ttl = self.part_ttl(&record);
+        let key = record.key.as_str();
+        // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
+        let signing: Vec<_> = wanted
+            .into_iter()
+            .map(|(number, crc)| async move {
+                if !self.table.declare_part(upload_id, number, crc, ttl).await? {
+                    return Err(ApiError::Conflict(format!(
+                        "Part {number} was declared with another CRC64NVME: its bytes cannot change"
+                    )));
+                }
+                let (_, len) = grid.part_span(number);
+                let signed = self.bucket.presign_part(key, multipart_id, number, crc, len, lifetime).await?;
+                let headers: serde_json::Map<String, Value> =
+                    signed.headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
+                Ok(json!({"number": number, "size": len, "url": signed.url, "method": "PUT", "headers": headers}))
+            })
+            .collect();
+        let parts: Vec<Value> = stream::iter(signing).buffered(IN_FLIGHT).try_collect().await?;
+        Ok(json!({
+            "upload_id": upload_id,
+            "parts": parts,
+            "expires": iso8601(now + lifetime.as_millis() as u64),
+        }))
+    }
+}

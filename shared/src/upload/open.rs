@@ -1,0 +1,146 @@
+//! Opening a parallel or direct upload (`POST /upload/create`): its grid is fixed from its size before any byte is
+//! sent, so chunks and parts can then come in any order. The record is written first, then the multipart upload is
+//! created and recorded, as for a sequential upload's first chunk.
+
+use serde_json::{Value, json};
+
+use super::{iso8601, now_ms};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::grid::{Grid, Mode};
+use crate::md5state;
+use crate::protocol::{self, MIB, attachment_disposition, sanitize_filename, stored_content_type};
+use crate::secret::{self, Caller};
+use crate::store::{BufferChain, PartLedger, Status, UploadRecord, Written};
+
+/// A parallel part's chunks are slots of its item (`store::parts`): this many keep the item within two write units,
+/// and a part's flush within as many reads.
+pub const MAX_SLOTS: u64 = 64;
+/// Parallel chunks unless the client asks otherwise: whole MiB under API Gateway's payload limit.
+const DEFAULT_PARALLEL_CHUNK: u64 = 4 * MIB;
+
+/// What a client asks for when it opens an upload.
+pub struct Opening {
+    pub size: u64,
+    pub mode: Mode,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    /// Parallel mode: the chunk size it will send.
+    pub chunk_size: Option<u64>,
+    /// Direct mode: the part size it would like.
+    pub part_size: Option<u64>,
+}
+
+impl App {
+    pub async fn open(&self, caller: &Caller, opening: Opening) -> Result<Value, ApiError> {
+        let grid = self.plan(&opening)?;
+        let upload_id = protocol::new_upload_id();
+        let filename = sanitize_filename(opening.filename.as_deref().unwrap_or_default());
+        let content_type =
+            stored_content_type(opening.content_type.as_deref(), &filename, &self.config.trusted_content_types);
+        let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
+        let created_at_ms = now_ms();
+        let record = UploadRecord {
+            upload_id,
+            owner: caller.owner().to_string(),
+            filename,
+            content_type,
+            total: grid.total,
+            // All at the end: the sequential mode's writes, conditioned on the offset, never match this record.
+            offset: grid.total,
+            status: Status::Uploading,
+            created_at_ms,
+            expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
+            key: key.as_str().to_string(),
+            multipart_id: None,
+            part_size: grid.part_size,
+            part_start: grid.total,
+            flush_at: grid.total,
+            last_part_number: 0,
+            parts: PartLedger::default(),
+            buffers: BufferChain::default(),
+            md5_state: md5state::empty(),
+            completing_since_ms: None,
+            completed: None,
+            secret_hash: caller.secret_hash(),
+            counted: self.config.limits.any(),
+            mode: opening.mode,
+            chunk_size: grid.chunk_size,
+        };
+        self.table.create_within(&record, self.config.limits).await?;
+        let disposition = attachment_disposition(&record.filename);
+        let created = async {
+            let storage_class = &self.config.storage_class;
+            let id = self.bucket.create_multipart(&key, &record.content_type, &disposition, storage_class).await?;
+            self.table.set_multipart(&record.upload_id, &id).await
+        };
+        match created.await {
+            Ok(Written::Won(_)) => {}
+            // The client never learned the id: as for a first chunk, the upload is left to TTL and cleanup.
+            Err(ApiError::Ambiguous(detail)) => return Err(ApiError::Unavailable(detail)),
+            failed => {
+                self.discard_quietly(&record).await;
+                self.forget_quietly(&record).await;
+                return Err(failed.err().unwrap_or(ApiError::NotFound));
+            }
+        }
+        let mut answer = json!({
+            "upload_id": record.upload_id,
+            "mode": record.mode.as_str(),
+            "size": grid.total,
+            "part_size": grid.part_size,
+            "parts": grid.parts(),
+            "expires": iso8601(record.expires_at_ms),
+        });
+        if record.mode == Mode::Parallel {
+            answer["chunk_size"] = json!(grid.chunk_size);
+            answer["chunks"] = json!(grid.chunks());
+        }
+        if let Some(secret) = caller.secret() {
+            answer[secret::FIELD] = json!(secret.reveal());
+        }
+        Ok(answer)
+    }
+
+    /// The grid an opening asks for, within the service's limits.
+    fn plan(&self, opening: &Opening) -> Result<Grid, ApiError> {
+        let config = &self.config;
+        if opening.size > config.size_limit() {
+            return Err(ApiError::BadRequest(format!(
+                "Size of file exceeds the limit ({} bytes)",
+                config.size_limit()
+            )));
+        }
+        match opening.mode {
+            Mode::Sequential => Err(ApiError::BadRequest(
+                "A sequential upload starts with its first chunk (POST /upload); open parallel or direct ones".into(),
+            )),
+            Mode::Direct => {
+                Grid::plan_direct(opening.size, opening.part_size, config.min_part_bytes, config.max_part_bytes)
+            }
+            Mode::Parallel => {
+                let chunk = opening.chunk_size.unwrap_or(DEFAULT_PARALLEL_CHUNK.min(config.max_chunk_bytes));
+                if chunk > config.max_chunk_bytes {
+                    return Err(ApiError::BadRequest(format!(
+                        "chunk_size may be at most {} bytes",
+                        config.max_chunk_bytes
+                    )));
+                }
+                if chunk < config.min_chunk_bytes.min(opening.size) || chunk == 0 {
+                    return Err(ApiError::BadRequest(format!(
+                        "chunk_size must be at least {} bytes",
+                        config.min_chunk_bytes
+                    )));
+                }
+                let grid = Grid::plan(opening.size, chunk, config.min_part_bytes, config.max_part_bytes)?;
+                if grid.chunks_per_part() > MAX_SLOTS {
+                    return Err(ApiError::BadRequest(format!(
+                        "A file of this size needs parts of {} bytes, over {MAX_SLOTS} chunks of {chunk}: send larger chunks",
+                        grid.part_size
+                    )));
+                }
+                Ok(grid)
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The parallel and direct modes against the emulators: any order, concurrency, resume from status, the CRC64NVME
+//! checks at every step, and presigned URLs that only take the declared bytes of their own part.
+
+use futures_util::stream::{self, StreamExt};
+use integration_tests::proxy::Fault;
+use integration_tests::*;
+use serde_json::{Value, json};
+
+const CHUNK: usize = MIB;
+
+/// A parallel upload of `file` in 1 MiB chunks (5 per 5 MiB part).
+async fn open_parallel(svc: &Service, user: &User, file: &[u8]) -> String {
+    let opened =
+        svc.open(user, json!({"mode": "parallel", "size": file.len(), "chunk_size": CHUNK, "filename": "p.bin"})).await;
+    opened.assert_status(200);
+    assert_eq!(opened.body["part_size"], json!(5 * MIB), "{:?}", opened.body);
+    assert_eq!(opened.body["chunks"], json!(file.len().div_ceil(CHUNK)));
+    opened.upload_id()
+}
+
+async fn send_chunks(svc: &Service, user: &User, id: &str, file: &[u8], indexes: &[usize]) {
+    let sends = indexes.iter().map(|&i| {
+        let start = i * CHUNK;
+        let end = (start + CHUNK).min(file.len());
+        async move { svc.parallel_chunk(user, id, start, &file[start..end], file.len()).await }
+    });
+    let replies: Vec<Reply> = stream::iter(sends).buffer_unordered(4).collect().await;
+    for r in replies {
+        r.assert_status(200);
+    }
+}
+
+async fn assert_stored(svc: &Service, done: &Reply, file: &[u8]) {
+    done.assert_status(200);
+    assert_eq!(done.body["crc64nvme"], json!(crc64(file)), "{:?}", done.body);
+    let key = done.body["key"].as_str().expect("key");
+    assert!(svc.object(key).await == file, "the object is not the file");
+    let head = svc.s3.head_object().bucket(&svc.app.config.bucket).key(key);
+    let head = head.checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.expect("head");
+    assert_eq!(head.checksum_crc64_nvme(), Some(crc64(file).as_str()), "S3's full-object checksum");
+}
+
+#[tokio::test]
+async fn a_parallel_upload_takes_chunks_in_any_order_at_once() {
+    let svc = Service::default().await;
+    let user = User::named("parallel-any-order");
+    let file = data(12 * MIB + 5, 31);
+    let id = open_parallel(&svc, &user, &file).await;
+    // Backwards, four at a time: every part is filled by whichever of its chunks comes last.
+    let order: Vec<usize> = (0..file.len().div_ceil(CHUNK)).rev().collect();
+    send_chunks(&svc, &user, &id, &file, &order).await;
+    let status = svc.status(&user, &id).await;
+    status.assert_status(200);
+    assert_eq!(status.body["parts_held"], json!([[1, 3]]), "{:?}", status.body);
+    assert_eq!(status.body["chunks_held"], json!([[0, 12]]));
+    let done = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    assert_stored(&svc, &done, &file).await;
+    assert_eq!(done.body["mode"], json!("parallel"));
+    assert!(svc.buffered_keys(&id).await.is_empty(), "buffered chunks are removed");
+    // A repeated complete answers the same.
+    let again = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    assert_eq!((again.status, &again.body["etag"]), (400, &done.body["etag"]));
+}
+
+#[tokio::test]
+async fn a_parallel_upload_resumes_from_what_status_says_it_holds() {
+    let svc = Service::default().await;
+    let user = User::named("parallel-resume");
+    let file = data(11 * MIB, 32);
+    let id = open_parallel(&svc, &user, &file).await;
+    send_chunks(&svc, &user, &id, &file, &[0, 1, 2, 3, 4, 7]).await;
+    let status = svc.status(&user, &id).await;
+    assert_eq!(status.body["chunks_held"], json!([[0, 4], [7, 7]]), "{:?}", status.body);
+    assert_eq!(status.body["parts_held"], json!([[1, 1]]));
+    // The same chunk again: the same answer. Other bytes for it: refused, the held ones stay.
+    let again = svc.parallel_chunk(&user, &id, 7 * CHUNK, &file[7 * CHUNK..8 * CHUNK], file.len()).await;
+    again.assert_status(200);
+    let other = vec![9u8; CHUNK];
+    svc.parallel_chunk(&user, &id, 7 * CHUNK, &other, file.len()).await.assert_status(409);
+    // Bytes that are not what their checksum says, and chunks off the grid, are refused.
+    let lying = svc.parallel_chunk_declaring(&user, &id, 5 * CHUNK, &other, file.len(), &crc64(b"x")).await;
+    lying.assert_status(400);
+    svc.parallel_chunk(&user, &id, CHUNK / 2, &file[..CHUNK], file.len()).await.assert_status(400);
+    let early = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    early.assert_status(400);
+    assert!(early.detail().contains("[[5, 6], [8, 10]]"), "{}", early.detail());
+    send_chunks(&svc, &user, &id, &file, &[5, 6, 8, 9, 10]).await;
+    // A wrong whole-file CRC is refused and the upload kept.
+    let wrong = svc.complete_crc(&user, &id, &crc64(b"another file")).await;
+    assert_eq!((wrong.status, wrong.detail()), (400, "crc64nvme checksum does not match"));
+    let done = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    assert_stored(&svc, &done, &file).await;
+}
+
+#[tokio::test]
+async fn a_part_whose_upload_died_is_uploaded_by_a_retried_chunk_or_by_complete() {
+    let (svc, s3, _dynamodb) = Service::through_proxies(&[]).await;
+    let user = User::named("parallel-dead-flusher");
+    let file = data(10 * MIB, 33);
+    let id = open_parallel(&svc, &user, &file).await;
+    send_chunks(&svc, &user, &id, &file, &[0, 1, 2, 3]).await;
+    // The chunk that fills part 1 is recorded, then its part's upload fails: the part is full but not in S3.
+    s3.arm("UploadPart", Fault::FailBefore);
+    let failed = svc.parallel_chunk(&user, &id, 4 * CHUNK, &file[4 * CHUNK..5 * CHUNK], file.len()).await;
+    assert_eq!(failed.status, 503, "{:?}", failed.body);
+    let status = svc.status(&user, &id).await;
+    assert_eq!((&status.body["chunks_held"], &status.body["parts_held"]), (&json!([[0, 4]]), &json!([])));
+    // Its retry finds the part full and uploads it.
+    let retried = svc.parallel_chunk(&user, &id, 4 * CHUNK, &file[4 * CHUNK..5 * CHUNK], file.len()).await;
+    assert_eq!((retried.status, &retried.body["part_complete"]), (200, &json!(true)));
+    // Part 2 dies the same way, and nobody retries: complete uploads it.
+    send_chunks(&svc, &user, &id, &file, &[5, 6, 7, 8]).await;
+    s3.arm("UploadPart", Fault::FailBefore);
+    let failed = svc.parallel_chunk(&user, &id, 9 * CHUNK, &file[9 * CHUNK..], file.len()).await;
+    assert_eq!(failed.status, 503);
+    let done = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    assert_stored(&svc, &done, &file).await;
+}
+
+/// A direct upload's URLs for `numbers`, by number.
+async fn urls(svc: &Service, user: &User, id: &str, file: &[u8], part: usize, numbers: &[u32]) -> Vec<Value> {
+    let parts: Vec<(u32, &[u8])> = numbers
+        .iter()
+        .map(|&n| {
+            let start = (n as usize - 1) * part;
+            (n, &file[start..(start + part).min(file.len())])
+        })
+        .collect();
+    let reply = svc.part_urls(user, id, &parts).await;
+    reply.assert_status(200);
+    reply.body["parts"].as_array().expect("parts").clone()
+}
+
+fn part_bytes(file: &[u8], part: usize, number: u32) -> &[u8] {
+    let start = (number as usize - 1) * part;
+    &file[start..(start + part).min(file.len())]
+}
+
+#[tokio::test]
+async fn a_direct_upload_puts_parts_straight_to_s3_in_any_order() {
+    let svc = Service::default().await;
+    let user = User::named("direct-upload");
+    let file = data(16 * MIB + 3, 34);
+    let opened = svc.open(&user, json!({"mode": "direct", "size": file.len(), "filename": "d.bin"})).await;
+    opened.assert_status(200);
+    let id = opened.upload_id();
+    let part = opened.body["part_size"].as_u64().expect("part size") as usize;
+    assert_eq!((part, opened.body["parts"].clone()), (5 * MIB, json!(4)));
+    let signed = urls(&svc, &user, &id, &file, part, &[4, 2, 3, 1]).await;
+    let puts = signed.iter().map(|p| {
+        let number = p["number"].as_u64().expect("number") as u32;
+        let file = &file;
+        async move { put_presigned(p, part_bytes(file, part, number)).await }
+    });
+    let statuses: Vec<u16> = stream::iter(puts).buffer_unordered(4).collect().await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let status = svc.status(&user, &id).await;
+    assert_eq!(status.body["parts_held"], json!([[1, 4]]), "{:?}", status.body);
+    let wrong = svc.complete_crc(&user, &id, &crc64(b"no")).await;
+    assert_eq!((wrong.status, wrong.detail()), (400, "crc64nvme checksum does not match"));
+    let done = svc.complete_crc(&user, &id, &crc64(&file)).await;
+    assert_stored(&svc, &done, &file).await;
+    assert_eq!(done.body["mode"], json!("direct"));
+}
+
+#[tokio::test]
+async fn presigned_urls_take_only_their_own_parts_declared_bytes_while_the_upload_lives() {
+    let svc = Service::default().await;
+    let user = User::named("direct-refusals");
+    let file = data(10 * MIB, 35);
+    let part = 5 * MIB;
+    let open = || svc.open(&user, json!({"mode": "direct", "size": file.len()}));
+    let (first, second) = (open().await.upload_id(), open().await.upload_id());
+    let signed = urls(&svc, &user, &first, &file, part, &[1, 2]).await;
+    // Other bytes, or another part's, at a part's URL: S3 refuses them (the checksum is signed).
+    let mut other = part_bytes(&file, part, 1).to_vec();
+    other[0] ^= 1;
+    assert_ne!(put_presigned(&signed[0], &other).await, 200);
+    assert_ne!(put_presigned(&signed[0], part_bytes(&file, part, 2)).await, 200);
+    // A URL replayed for another upload: its signature covers the upload and part, so S3 refuses it.
+    let mut replayed = signed[0].clone();
+    let url = replayed["url"].as_str().expect("url").to_string();
+    let second_mp = svc.record(&second).await.expect("record").multipart_id.expect("multipart id");
+    let first_mp = svc.record(&first).await.expect("record").multipart_id.expect("multipart id");
+    replayed["url"] = json!(url.replace(&urlencode(&first_mp), &urlencode(&second_mp)));
+    assert_ne!(replayed["url"], signed[0]["url"]);
+    assert_ne!(put_presigned(&replayed, part_bytes(&file, part, 1)).await, 200);
+    // A part declared once keeps its bytes: no URL for others.
+    svc.part_urls(&user, &first, &[(1, &other)]).await.assert_status(409);
+    svc.part_urls(&user, &first, &[(3, &other)]).await.assert_status(400);
+    svc.part_urls(&User::named("someone-else"), &first, &[(1, &other)]).await.assert_status(404);
+    assert_eq!(put_presigned(&signed[0], part_bytes(&file, part, 1)).await, 200);
+    assert_eq!(svc.status(&user, &first).await.body["parts_held"], json!([[1, 1]]));
+    // After an abort, a URL handed out before is useless.
+    svc.abort(&user, &first).await.assert_status(200);
+    assert_ne!(put_presigned(&signed[1], part_bytes(&file, part, 2)).await, 200);
+    svc.part_urls(&user, &first, &[(2, part_bytes(&file, part, 2))]).await.assert_status(404);
+    // Chunks through the API are not how a direct upload takes bytes.
+    svc.parallel_chunk(&user, &second, 0, &file[..MIB], file.len()).await.assert_status(400);
+}
+
+#[tokio::test]
+async fn an_expired_direct_upload_hands_out_no_urls() {
+    let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
+    let user = User::named("direct-expired");
+    let file = data(6 * MIB, 36);
+    let id = svc.open(&user, json!({"mode": "direct", "size": file.len()})).await.upload_id();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    svc.part_urls(&user, &id, &[(1, &file[..5 * MIB])]).await.assert_status(410);
+    svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(410);
+}
+
+#[tokio::test]
+async fn opening_refuses_what_it_cannot_plan() {
+    let svc = Service::default().await;
+    let user = User::named("open-refusals");
+    for body in [
+        json!({"mode": "parallel"}),
+        json!({"mode": "sideways", "size": 10}),
+        json!({"mode": "sequential", "size": 10}),
+        json!({"mode": "parallel", "size": 0}),
+        json!({"mode": "parallel", "size": 10 * MIB, "chunk_size": 64 * MIB}),
+        json!({"mode": "parallel", "size": 10 * MIB, "chunk_size": 10}),
+        json!({"mode": "direct", "size": -1}),
+    ] {
+        let reply = svc.open(&user, body.clone()).await;
+        assert_eq!(reply.status, 400, "{body}: {:?}", reply.body);
+    }
+    // An anonymous upload is bound to its secret, in every mode.
+    let anonymous = Service::new(&[("CHUNKED_UPLOAD_REQUIRE_AUTH", "false")]).await;
+    let opened = anonymous.open(&User::anonymous(), json!({"mode": "direct", "size": 6 * MIB})).await;
+    opened.assert_status(200);
+    let secret = opened.secret().expect("a secret");
+    let id = opened.upload_id();
+    let file = data(6 * MIB, 37);
+    anonymous.part_urls(&User::anonymous(), &id, &[(1, &file[..5 * MIB])]).await.assert_status(404);
+    let holder = User::anonymous().with_secret(Some(secret));
+    anonymous.part_urls(&holder, &id, &[(1, &file[..5 * MIB])]).await.assert_status(200);
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
