@@ -297,6 +297,65 @@ def test_cors_is_off_unless_origins_are_named(t):
         assert_refused(t, {**ISSUER, "CorsAllowedOrigins": origins}, "CorsAllowedOrigins")
 
 
+def test_bucket_cors_follows_the_apis_origins(t):
+    cors = t["Resources"]["UploadBucket"]["Properties"]["CorsConfiguration"]
+    condition, rules, otherwise = cors["Fn::If"]
+    assert condition == "CorsEnabled" and otherwise == {"Ref": "AWS::NoValue"}, cors
+    (rule,) = rules["CorsRules"]
+    assert rule["AllowedMethods"] == ["PUT"], rule
+    assert {"etag", "x-amz-checksum-crc64nvme"} <= {h.lower() for h in rule["ExposedHeaders"]}, rule
+    assert "x-amz-checksum-crc64nvme" in rule["AllowedHeaders"], rule
+    api_cors = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["x-amazon-apigateway-cors"]["Fn::If"]
+    assert api_cors[0] == "CorsEnabled" and "x-checksum-crc64nvme" in api_cors[1]["allowHeaders"], api_cors
+    for origins in ["https://app.example.com", "https://a.example.com,http://localhost:3000", "*"]:
+        values = Evaluator(t, parameter_values(t, {**ISSUER, "CorsAllowedOrigins": origins}), Evaluator.VALUES)
+        assert values.eval(rule["AllowedOrigins"]) == origins.split(","), origins
+        assert values.eval(api_cors[1]["allowOrigins"]) == origins.split(","), origins
+
+
+def test_every_route_is_behind_the_authorizer(t):
+    api = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    declared = {(method.upper(), path) for path, methods in api.items() for method in methods}
+    routed = set()
+    for resource in t["Resources"].values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                routed.add((event["Properties"]["Method"], event["Properties"]["Path"]))
+    # A route missing from the body would get no security: SAM adds it without the authorizer.
+    assert declared == routed, (sorted(declared ^ routed))
+    for (method, path) in {("POST", "/upload/create"), ("POST", "/upload/{upload_id}/parts")}:
+        assert (method, path) in routed, (method, path)
+    for path, methods in api.items():
+        for method, operation in methods.items():
+            assert operation["security"] == {"Fn::If": ["AuthEnabled", [{"JwtAuthorizer": []}],
+                                                        {"Ref": "AWS::NoValue"}]}, (method, path)
+
+
+def test_presigned_urls_live_between_a_minute_and_the_shortest_expiry(t):
+    assert environment(t, ISSUER)["CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS"] == "900"
+    for secs in ["60", "900", "3600"]:
+        assert_accepted(t, {**ISSUER, "PresignExpirySecs": secs})
+        assert environment(t, {**ISSUER, "PresignExpirySecs": secs})["CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS"] == secs
+    for secs in ["59", "3601", "0", "-1", "soon"]:
+        assert_refused(t, {**ISSUER, "PresignExpirySecs": secs}, "PresignExpirySecs")
+    # A URL never outlives its upload: the longest lifetime is not above the shortest expiry.
+    shortest = min(int(v) for v in t["Parameters"]["ExpirationDelta"]["AllowedValues"])
+    assert int(t["Parameters"]["PresignExpirySecs"]["MaxValue"]) <= shortest
+
+
+def test_chunk_function_s3_grants_are_what_it_calls(t):
+    """The chunk function signs UploadPart URLs with its own role: its grants are what presigned PUTs can do."""
+    actions = {}
+    for statement in t["Resources"]["ChunkFunction"]["Properties"]["Policies"][0]["Statement"]:
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        actions[statement["Sid"]] = set(listed)
+    assert actions["MultipartUploadOfFinalObjects"] == {
+        "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}, actions
+    s3 = {action for listed in actions.values() for action in listed if action.startswith("s3:")}
+    assert s3 == {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
+                  "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketMultipartUploads"}, s3
+
+
 def test_throttling_and_reserved_concurrency(t):
     assert_accepted(t, {**ISSUER, "ThrottlingRateLimit": "10", "ThrottlingBurstLimit": "20", "ReservedConcurrency": "5"})
     for name, value in [("ThrottlingRateLimit", "0"), ("ThrottlingBurstLimit", "0"), ("ReservedConcurrency", "0"),

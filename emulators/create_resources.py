@@ -1,12 +1,18 @@
 """Create (idempotently) the bucket and table the service needs, in the emulators.
 
+The bucket gets the CORS rule of emulators/bucket-cors.json (template.yaml's rule for browser PUTs of presigned
+parts, with the local server's origins on any port), replaced whenever it differs, so running this again applies
+an edited rule to a running LocalStack.
+
 Reads AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, CHUNKED_UPLOAD_BUCKET,
 CHUNKED_UPLOAD_TABLE and AWS_REGION from the environment. Progress goes to
 stderr. Run it with the emulators' venv python (it needs boto3).
 """
 
+import json
 import os
 import sys
+from pathlib import Path
 import time
 
 import boto3
@@ -15,6 +21,8 @@ from botocore.exceptions import ClientError
 
 TTL_ATTRIBUTE = "expires_at"
 STREAM_SPEC = {"StreamEnabled": True, "StreamViewType": "OLD_IMAGE"}
+# Also read by the Docker init hook (localstack-init/ready.d/create-resources.sh).
+BUCKET_CORS = Path(__file__).resolve().parent / "bucket-cors.json"
 
 
 def log(msg):
@@ -54,6 +62,21 @@ def ensure_bucket(s3, bucket, region):
         if error_code(err) != "BucketAlreadyOwnedByYou":
             raise
         log(f"bucket {bucket!r} already exists")
+
+
+def ensure_bucket_cors(s3, bucket):
+    wanted = json.loads(BUCKET_CORS.read_text())
+    try:
+        current = {"CORSRules": s3.get_bucket_cors(Bucket=bucket)["CORSRules"]}
+    except ClientError as err:
+        if error_code(err) != "NoSuchCORSConfiguration":
+            raise
+        current = None
+    if current == wanted:
+        log(f"bucket {bucket!r}: CORS rule already set")
+        return
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=wanted)
+    log(f"bucket {bucket!r}: CORS rule {'replaced' if current else 'set'} ({BUCKET_CORS.name})")
 
 
 def create_table(ddb, table, with_stream):
@@ -132,6 +155,7 @@ def main():
     s3 = client("s3", s3_endpoint, region, s3={"addressing_style": "path"})
     ddb = client("dynamodb", ddb_endpoint, region)
     ensure_bucket(s3, bucket, region)
+    ensure_bucket_cors(s3, bucket)
     ensure_table(ddb, table)
 
 

@@ -13,6 +13,10 @@ else
     echo "bucket $BUCKET created"
 fi
 
+# The same CORS rule as emulators/create_resources.py (docker-compose.yml mounts the file), replaced every start.
+awslocal s3api put-bucket-cors --bucket "$BUCKET" --cors-configuration file:///etc/localstack/bucket-cors.json
+echo "CORS rule set on $BUCKET"
+
 if awslocal dynamodb describe-table --table-name "$TABLE" >/dev/null 2>&1; then
     echo "table $TABLE already exists"
 else
