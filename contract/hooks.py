@@ -12,7 +12,8 @@ two false alarms of schemathesis' checks:
      - a chunk for an upload this run created (an id from a link) becomes the missing rest of it when it is short,
        and a resend from offset 0 otherwise (an offset mismatch, or a chunk for a completed/aborted upload);
      - a complete for an upload this run created gets the right MD5, also when a link left it out, except when
-       the generated MD5 starts with `0` or `1` (kept: the mismatch path).
+       the generated MD5 starts with `0` or `1` (kept: the mismatch path); a `crc64nvme` it carries (optional for a
+       sequential upload, checked if given) becomes the bytes' CRC64NVME likewise.
    Uploads the run did not create (random ids) are left alone: they are 404s.
    Every decision depends only on the generated data and earlier answers, so a fixed seed gives the same run.
 
@@ -27,6 +28,7 @@ two false alarms of schemathesis' checks:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import zlib
@@ -39,6 +41,30 @@ _LOCK = threading.Lock()
 _UPLOADS: dict[str, dict] = {}
 # id(case) -> (upload_id, or None for a new upload; the bytes the chunk adds; total) for a chunk this hook shaped
 _PENDING: dict[int, tuple[str | None, bytes, int]] = {}
+
+
+def _crc64nvme_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x9A6C9329AC4BC9B5 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC64_TABLE = _crc64nvme_table()
+
+
+def crc64nvme(data: bytes) -> str:
+    """S3's CRC64NVME of `data`, as the API takes it: base64 of the 8 big-endian bytes."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc = _CRC64_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return base64.b64encode((crc ^ 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")).decode()
+
+
+assert crc64nvme(b"123456789") == base64.b64encode(bytes.fromhex("ae8b14860a799888")).decode()
 
 
 def _is_positive(case) -> bool:
@@ -116,6 +142,8 @@ def _shape_complete(case) -> None:
     if data is None or md5.startswith(("0", "1")):
         return
     case.body["md5"] = hashlib.md5(data).hexdigest()
+    if isinstance(case.body.get("crc64nvme"), str):
+        case.body["crc64nvme"] = crc64nvme(data)
 
 
 @schemathesis.hook
