@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -182,6 +183,19 @@ impl Bucket {
         Ok(body.into_bytes())
     }
 
+    /// The `UploadPart` of part `number`, whose bytes S3 checks against `crc`. Given, the SDK sends the checksum as a
+    /// header; left to the SDK, a streamed body would go out aws-chunked and signed chunk by chunk (SHA-256 of every
+    /// byte).
+    fn part_request(&self, key: &str, multipart_id: &str, number: u32, crc: Crc64) -> UploadPartFluentBuilder {
+        self.client
+            .upload_part()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(multipart_id)
+            .part_number(number as i32)
+            .checksum_crc64_nvme(crc.to_base64())
+    }
+
     /// Uploads a part made of `pieces` whose CRC64NVME is `crc` (S3 refuses other bytes); returns its ETag.
     pub async fn upload_part(
         &self,
@@ -192,15 +206,7 @@ impl Bucket {
         pieces: Vec<Bytes>,
     ) -> Result<String, ApiError> {
         let out = self
-            .client
-            .upload_part()
-            .bucket(&self.name)
-            .key(key)
-            .upload_id(multipart_id)
-            .part_number(number as i32)
-            // Given, the SDK sends it as a header; left to the SDK, a streamed body would go out aws-chunked and
-            // signed chunk by chunk (SHA-256 of every byte).
-            .checksum_crc64_nvme(crc.to_base64())
+            .part_request(key, multipart_id, number, crc)
             .body(part_body(pieces))
             .customize()
             .disable_payload_signing()
@@ -263,14 +269,8 @@ impl Bucket {
         let config =
             PresigningConfig::expires_in(expires_in).map_err(|e| ApiError::Unavailable(format!("presigning: {e}")))?;
         let request = self
-            .client
-            .upload_part()
-            .bucket(&self.name)
-            .key(key)
-            .upload_id(multipart_id)
-            .part_number(number as i32)
+            .part_request(key, multipart_id, number, crc)
             .content_length(len as i64)
-            .checksum_crc64_nvme(crc.to_base64())
             .presigned(config)
             .await
             .map_err(|e| ApiError::Unavailable(format!("presigning UploadPart: {e}")))?;

@@ -3,17 +3,13 @@
 
 use bytes::Bytes;
 
-use super::{Accepted, Chunk, now_ms};
+use super::{Accepted, Chunk};
 use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
-use crate::grid::Mode;
-use crate::md5state;
-use crate::protocol::{
-    self, ObjectKey, attachment_disposition, plan_part_size, sanitize_filename, stored_content_type,
-};
+use crate::protocol::{self, ObjectKey, attachment_disposition, plan_part_size};
 use crate::secret::Caller;
-use crate::store::{BufferChain, ChunkCommit, PartLedger, Status, UploadRecord};
+use crate::store::{ChunkCommit, UploadRecord};
 
 impl App {
     pub(super) async fn create(&self, caller: &Caller, chunk: Chunk, crc: Crc64) -> Result<Accepted, ApiError> {
@@ -23,40 +19,11 @@ impl App {
         }
         let part_size = plan_part_size(range.total, self.config.min_part_bytes, self.config.max_part_bytes)?;
         super::check_chunk_size(&range, part_size, self.config.min_chunk_bytes)?;
-        let upload_id = protocol::new_upload_id();
-        let filename = sanitize_filename(chunk.filename.as_deref().unwrap_or_default());
-        let trusted = &self.config.trusted_content_types;
-        let content_type = stored_content_type(chunk.content_type.as_deref(), &filename, trusted);
-        let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
-        let created_at_ms = now_ms();
+        let (base, key) =
+            self.new_record(caller, chunk.filename.as_deref(), chunk.content_type.as_deref(), range.total, part_size);
         let flushes = range.end_exclusive() >= part_size.min(range.total);
-        let mut record = UploadRecord {
-            upload_id,
-            owner: caller.owner().to_string(),
-            filename,
-            content_type,
-            total: range.total,
-            offset: 0,
-            status: Status::Uploading,
-            created_at_ms,
-            expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
-            key: key.as_str().to_string(),
-            multipart_id: None,
-            part_size,
-            part_start: 0,
-            flush_at: part_size.min(range.total),
-            // Nobody else knows the id yet, so the first chunk needs no claim: it takes part number 1 itself.
-            last_part_number: u32::from(flushes),
-            parts: PartLedger::default(),
-            buffers: BufferChain::default(),
-            md5_state: md5state::empty(),
-            completing_since_ms: None,
-            completed: None,
-            secret_hash: caller.secret_hash(),
-            counted: self.config.limits.any(),
-            mode: Mode::Sequential,
-            chunk_size: 0,
-        };
+        // Nobody else knows the id yet, so the first chunk needs no claim: it takes part number 1 itself.
+        let mut record = UploadRecord { last_part_number: u32::from(flushes), ..base };
         self.table.create_within(&record, self.config.limits).await?;
         match self.first_chunk(&mut record, &key, chunk.data, crc, flushes).await {
             Ok(()) => Ok(Accepted {

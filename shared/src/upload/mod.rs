@@ -30,8 +30,10 @@ use crate::secret::{Caller, UploadSecret};
 
 /// A file smaller than this many of the configured smallest chunks may be sent in chunks of a hundredth of it.
 const SMALL_FILE_CHUNKS: u64 = 100;
+use crate::md5state;
+use crate::protocol::{ObjectKey, sanitize_filename, stored_content_type};
 use crate::store::record::buffer_prefix_of;
-use crate::store::{Status, UploadRecord};
+use crate::store::{BufferChain, PartLedger, Status, UploadRecord};
 
 /// A chunk as the protocol delivers it, already decoded from the request.
 pub struct Chunk {
@@ -112,6 +114,50 @@ impl App {
             }
         }
         Ok(self.append(caller, &id, chunk.range, chunk.data, crc).await?.to_json())
+    }
+
+    /// A new upload's record and its object's key, with nothing received yet, in sequential mode: the modes' own
+    /// operations set what differs.
+    fn new_record(
+        &self,
+        caller: &Caller,
+        filename: Option<&str>,
+        content_type: Option<&str>,
+        total: u64,
+        part_size: u64,
+    ) -> (UploadRecord, ObjectKey) {
+        let upload_id = protocol::new_upload_id();
+        let filename = sanitize_filename(filename.unwrap_or_default());
+        let content_type = stored_content_type(content_type, &filename, &self.config.trusted_content_types);
+        let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
+        let created_at_ms = now_ms();
+        let record = UploadRecord {
+            upload_id,
+            owner: caller.owner().to_string(),
+            filename,
+            content_type,
+            total,
+            offset: 0,
+            status: Status::Uploading,
+            created_at_ms,
+            expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
+            key: key.as_str().to_string(),
+            multipart_id: None,
+            part_size,
+            part_start: 0,
+            flush_at: part_size.min(total),
+            last_part_number: 0,
+            parts: PartLedger::default(),
+            buffers: BufferChain::default(),
+            md5_state: md5state::empty(),
+            completing_since_ms: None,
+            completed: None,
+            secret_hash: caller.secret_hash(),
+            counted: self.config.limits.any(),
+            mode: Mode::Sequential,
+            chunk_size: 0,
+        };
+        (record, key)
     }
 
     /// Where this upload's buffered chunks are.

@@ -4,14 +4,13 @@
 
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
+use super::iso8601;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
-use crate::md5state;
-use crate::protocol::{self, MIB, attachment_disposition, sanitize_filename, stored_content_type};
+use crate::protocol::{MIB, attachment_disposition};
 use crate::secret::{self, Caller};
-use crate::store::{BufferChain, PartLedger, Status, UploadRecord, Written};
+use crate::store::{UploadRecord, Written};
 
 /// A parallel part's chunks are slots of its item (`store::parts`): this many keep the item within two write units,
 /// and a part's flush within as many reads.
@@ -34,38 +33,21 @@ pub struct Opening {
 impl App {
     pub async fn open(&self, caller: &Caller, opening: Opening) -> Result<Value, ApiError> {
         let grid = self.plan(&opening)?;
-        let upload_id = protocol::new_upload_id();
-        let filename = sanitize_filename(opening.filename.as_deref().unwrap_or_default());
-        let content_type =
-            stored_content_type(opening.content_type.as_deref(), &filename, &self.config.trusted_content_types);
-        let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
-        let created_at_ms = now_ms();
+        let (base, key) = self.new_record(
+            caller,
+            opening.filename.as_deref(),
+            opening.content_type.as_deref(),
+            grid.total,
+            grid.part_size,
+        );
         let record = UploadRecord {
-            upload_id,
-            owner: caller.owner().to_string(),
-            filename,
-            content_type,
-            total: grid.total,
             // All at the end: the sequential mode's writes, conditioned on the offset, never match this record.
             offset: grid.total,
-            status: Status::Uploading,
-            created_at_ms,
-            expires_at_ms: created_at_ms + self.config.expiration_delta_secs * 1000,
-            key: key.as_str().to_string(),
-            multipart_id: None,
-            part_size: grid.part_size,
             part_start: grid.total,
             flush_at: grid.total,
-            last_part_number: 0,
-            parts: PartLedger::default(),
-            buffers: BufferChain::default(),
-            md5_state: md5state::empty(),
-            completing_since_ms: None,
-            completed: None,
-            secret_hash: caller.secret_hash(),
-            counted: self.config.limits.any(),
             mode: opening.mode,
             chunk_size: grid.chunk_size,
+            ..base
         };
         self.table.create_within(&record, self.config.limits).await?;
         let disposition = attachment_disposition(&record.filename);
