@@ -3,10 +3,9 @@
 //! Bodies are sent with unsigned payloads: signing would hash every byte with SHA-256 on top of the MD5 the
 //! protocol needs, while TLS and the CRC32 checksum the SDK adds (which S3 verifies) already protect them.
 
-use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -14,6 +13,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass};
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
 use http_body::{Body, Frame, SizeHint};
 
 use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
@@ -130,8 +131,9 @@ impl Bucket {
         }
     }
 
-    /// Reads a buffered chunk. A missing one was joined into a part by a request that won the race for this offset.
-    pub async fn get(&self, key: &str) -> Result<Bytes, ApiError> {
+    /// Starts reading a buffered chunk: its body comes as it is read. A missing one was joined into a part by a
+    /// request that won the race for this offset.
+    pub async fn get(&self, key: &str) -> Result<ByteStream, ApiError> {
         let out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| {
             if code(&e) == Some("NoSuchKey") {
                 ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
@@ -139,16 +141,17 @@ impl Bucket {
                 unavailable("GetObject", &e)
             }
         })?;
-        let body = out.body.collect().await.map_err(|e| ApiError::Unavailable(format!("GetObject body: {e}")))?;
-        Ok(body.into_bytes())
+        Ok(out.body)
     }
 
+    /// Uploads a part. Its CRC64NVME goes as a header, which S3 checks the part against: the buffered chunks' bytes
+    /// are streamed from S3 and never in hand, and the SDK would otherwise send a streamed body aws-chunked.
     pub async fn upload_part(
         &self,
         key: &str,
         multipart_id: &str,
         number: u32,
-        pieces: Vec<Bytes>,
+        part: PartSource,
     ) -> Result<String, ApiError> {
         let out = self
             .client
@@ -157,10 +160,9 @@ impl Bucket {
             .key(key)
             .upload_id(multipart_id)
             .part_number(number as i32)
-            // Given, the SDK sends it as a header; left to the SDK, a streamed body would go out aws-chunked and
-            // signed chunk by chunk (SHA-256 of every byte).
-            .checksum_crc32(crc32_base64(&pieces))
-            .body(part_body(pieces))
+            .checksum_crc64_nvme(base64_simd::STANDARD.encode_to_string(part.crc64.to_be_bytes()))
+            .content_length(part.length as i64)
+            .body(part_body(self.clone(), part))
             .customize()
             .disable_payload_signing()
             .send()
@@ -325,63 +327,84 @@ impl Bucket {
     }
 }
 
-/// The CRC32 S3 checks a part against, as its `x-amz-checksum-crc32` header wants it.
-fn crc32_base64(pieces: &[Bytes]) -> String {
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
-    pieces.iter().for_each(|p| crc.update(p));
-    base64_simd::STANDARD.encode_to_string((crc.finalize() as u32).to_be_bytes())
+/// A part's bytes: the buffered chunks (by key, in order), then the chunk in hand; their length and CRC64NVME.
+pub struct PartSource {
+    pub buffered: Vec<String>,
+    pub last: Bytes,
+    pub length: u64,
+    pub crc64: u64,
 }
 
-/// A part's body made of the buffered chunks and the new one, sent one after the other instead of being copied into
-/// one buffer first: a part's size less memory and one copy less per part. Each attempt of the SDK replays them.
-fn part_body(pieces: Vec<Bytes>) -> ByteStream {
-    let pieces: Arc<[Bytes]> = pieces.into();
-    ByteStream::new(SdkBody::retryable(move || SdkBody::from_body_1_x(Pieces::new(pieces.clone()))))
+/// Buffered chunks a part reads from S3 at once: enough to hide S3's latency, few enough that a part of a thousand
+/// small chunks does not open a thousand connections.
+const READS_IN_FLIGHT: usize = 8;
+
+/// A part's body: each buffered chunk streamed from its GetObject into the part as it arrives (the reads overlap
+/// the upload, and no chunk is collected into a buffer first), then the chunk in hand.
+///
+/// Not replayable: a stream from S3 cannot be sent twice, so the SDK does not retry the UploadPart, and any failure
+/// (S3's, or a read's mid-part) fails the request with a 503, or with what became of the upload meanwhile
+/// (`append`'s refusal). The client sends the chunk again; its new claim takes a new part number. Re-reading the
+/// chunks for each attempt would replay it, but would hold up a read per chunk in turn, or all of them at once.
+fn part_body(bucket: Bucket, part: PartSource) -> ByteStream {
+    let reads = stream::iter(part.buffered)
+        .map(move |key| {
+            let bucket = bucket.clone();
+            async move { bucket.get(&key).await }
+        })
+        .buffered(READS_IN_FLIGHT)
+        .boxed();
+    let body = PartStream { reads: Mutex::new(reads), reading: None, last: Some(part.last), remaining: part.length };
+    ByteStream::new(SdkBody::from_body_1_x(body))
 }
 
-struct Pieces {
-    pieces: Arc<[Bytes]>,
-    next: usize,
+struct PartStream {
+    /// In a mutex only to be `Sync`, as SDK bodies must be; only `get_mut` is used.
+    reads: Mutex<BoxStream<'static, Result<ByteStream, ApiError>>>,
+    reading: Option<SdkBody>,
+    last: Option<Bytes>,
     remaining: u64,
 }
 
-impl Pieces {
-    fn new(pieces: Arc<[Bytes]>) -> Self {
-        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
-        Pieces { pieces, next: 0, remaining }
-    }
-}
-
-impl Body for Pieces {
+impl Body for PartStream {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = aws_smithy_types::body::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let Some(piece) = self.pieces.get(self.next).cloned() else {
-            return Poll::Ready(None);
-        };
-        self.next += 1;
-        self.remaining -= piece.len() as u64;
-        Poll::Ready(Some(Ok(Frame::data(piece))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(reading) = this.reading.as_mut() {
+                match ready!(Pin::new(reading).poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        // Data only: a read's trailers, if any, are not the part's.
+                        if let Ok(data) = frame.into_data() {
+                            this.remaining = this.remaining.saturating_sub(data.len() as u64);
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    None => this.reading = None,
+                }
+                continue;
+            }
+            let reads = this.reads.get_mut().unwrap_or_else(PoisonError::into_inner);
+            match ready!(reads.poll_next_unpin(cx)) {
+                Some(Ok(read)) => this.reading = Some(read.into_inner()),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => break,
+            }
+        }
+        Poll::Ready(this.last.take().map(|last| {
+            this.remaining = this.remaining.saturating_sub(last.len() as u64);
+            Ok(Frame::data(last))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && self.last.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_of_pieces_is_the_crc32_of_their_concatenation_in_s3_form() {
-        // CRC-32 of "123456789" is 0xCBF43926, S3 wants its big-endian bytes in base64.
-        let pieces = [Bytes::from_static(b"1234"), Bytes::new(), Bytes::from_static(b"56789")];
-        assert_eq!(crc32_base64(&pieces), "y/Q5Jg==");
     }
 }

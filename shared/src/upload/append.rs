@@ -3,7 +3,6 @@
 //! key named by its start and CRC64NVME. Exactly one request commits each offset.
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::Accepted;
 use super::now_ms;
@@ -12,12 +11,9 @@ use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{ContentRange, S3_MAX_PARTS};
 use crate::secret::Caller;
+use crate::store::bucket::PartSource;
 use crate::store::ledger::find_chain;
 use crate::store::{BufferChain, BufferedChunk, ChunkCommit, PartLedger, UploadRecord, Written};
-
-/// Buffered chunks a flush reads from S3 at once: enough to hide S3's latency, few enough that a part of a thousand
-/// small chunks does not open a thousand connections.
-const FLUSH_READS_IN_FLIGHT: usize = 8;
 
 /// What the record becomes once a staged chunk commits.
 pub(super) struct Staged {
@@ -90,11 +86,14 @@ impl App {
             // completion to remove: another request with the same bytes may have won with the very same key. Once
             // it is gone (an abort raced this chunk), nothing else will.
             if matches!(refusal, ApiError::NotFound) {
-                self.delete_quietly(staged.own_buffer.as_slice()).await;
+                self.delete_quietly(staged.own_buffer.into_iter().collect()).await;
             }
             return Err(refusal);
         }
-        self.delete_quietly(&staged.joined).await;
+        // The answer does not wait on the deletion. Lambda may freeze the sandbox right after it: the deletion then
+        // goes on at the next invocation, or is lost with the sandbox; leftovers are removed by completion's
+        // delete_prefix, or by the bucket's lifecycle rule.
+        tokio::spawn(self.delete_quietly(staged.joined));
         Ok(Accepted {
             upload_id: record.upload_id,
             offset: range.end_exclusive(),
@@ -156,10 +155,14 @@ impl App {
                 let chain = find_chain(&listed, record.part_start, range.start, record.buffers).ok_or_else(|| {
                     ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
                 })?;
-                let reads: Vec<_> = chain.iter().map(|l| self.bucket.get(&l.key)).collect();
-                let mut pieces: Vec<Bytes> = stream::iter(reads).buffered(FLUSH_READS_IN_FLIGHT).try_collect().await?;
-                pieces.push(data);
-                let etag = self.bucket.upload_part(&record.key, multipart_id, number, pieces).await?;
+                // The buffered chunks' CRC64NVMEs are in their names (S3 checked them), so the part's comes
+                // without reading them: S3 checks the part against it as the chunks stream through.
+                let pieces = chain.iter().map(|l| (l.chunk.crc64, l.size)).chain([(crc64(&data), data.len() as u64)]);
+                let (crc64, length) = pieces.fold((0, 0), |(crc, length), (piece, size)| {
+                    (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, crc, piece, size), length + size)
+                });
+                let part = PartSource { buffered: chain.iter().map(|l| l.key.clone()).collect(), last: data, length, crc64 };
+                let etag = self.bucket.upload_part(&record.key, multipart_id, number, part).await?;
                 staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
                     ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
                 })?;
@@ -187,6 +190,15 @@ fn crc64(data: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parts_crc64_combines_its_pieces() {
+        let pieces: [&[u8]; 3] = [b"1234", b"", b"56789"];
+        let combined = pieces.iter().fold(0, |crc, piece| {
+            crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, crc, crc64(piece), piece.len() as u64)
+        });
+        assert_eq!(combined, crc64(b"123456789"));
+    }
 
     #[test]
     fn crc64_is_the_nvme_polynomial() {
