@@ -413,11 +413,26 @@ mod tests {
     #[test]
     fn bodies_cut_out_of_events_decode_as_the_whole_events_do() {
         let events = [
-            (true, r#"{"version":"2.0","rawPath":"/upload","headers":{"body":"\"body\":\"x\""},"requestContext":{"http":{"method":"POST"}},"body":"aGVsbG8=","isBase64Encoded":true}"#),
-            (true, r#"{"httpMethod":"POST","path":"/upload","headers":{"x":"[{\\"},"requestContext":{"httpMethod":"POST"},"isBase64Encoded":false, "body" : "plain text"}"#),
-            (true, r#"{"version":"2.0","rawPath":"/upload","body":"!!","isBase64Encoded":true,"requestContext":{"http":{"method":"POST"}}}"#),
-            (true, r#"{"version":"2.0","rawPath":"/upload","body":"","isBase64Encoded":true,"requestContext":{"http":{"method":"POST"}}}"#),
-            (false, r#"{"version":"2.0","rawPath":"/upload","body":"{\"a\":1}","requestContext":{"http":{"method":"POST"}}}"#),
+            (
+                true,
+                r#"{"version":"2.0","rawPath":"/upload","headers":{"body":"\"body\":\"x\""},"requestContext":{"http":{"method":"POST"}},"body":"aGVsbG8=","isBase64Encoded":true}"#,
+            ),
+            (
+                true,
+                r#"{"httpMethod":"POST","path":"/upload","headers":{"x":"[{\\"},"requestContext":{"httpMethod":"POST"},"isBase64Encoded":false, "body" : "plain text"}"#,
+            ),
+            (
+                true,
+                r#"{"version":"2.0","rawPath":"/upload","body":"!!","isBase64Encoded":true,"requestContext":{"http":{"method":"POST"}}}"#,
+            ),
+            (
+                true,
+                r#"{"version":"2.0","rawPath":"/upload","body":"","isBase64Encoded":true,"requestContext":{"http":{"method":"POST"}}}"#,
+            ),
+            (
+                false,
+                r#"{"version":"2.0","rawPath":"/upload","body":"{\"a\":1}","requestContext":{"http":{"method":"POST"}}}"#,
+            ),
             (false, r#"{"version":"2.0","rawPath":"/upload","body":null,"requestContext":{"http":{"method":"POST"}}}"#),
             (false, r#"{"version":"2.0","rawPath":"/upload","requestContext":{"http":{"method":"POST"},"body":"x"}}"#),
         ];

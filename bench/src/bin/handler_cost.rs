@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bench::{chunk_event, cpu_time, median};
-use integration_tests::{Service, data};
 use bytes::Bytes;
+use integration_tests::{Service, data};
 use md5::{Digest, Md5};
 use shared::{handlers, lambda};
 

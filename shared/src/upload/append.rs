@@ -161,7 +161,8 @@ impl App {
                 let (crc64, length) = pieces.fold((0, 0), |(crc, length), (piece, size)| {
                     (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, crc, piece, size), length + size)
                 });
-                let part = PartSource { buffered: chain.iter().map(|l| l.key.clone()).collect(), last: data, length, crc64 };
+                let part =
+                    PartSource { buffered: chain.iter().map(|l| l.key.clone()).collect(), last: data, length, crc64 };
                 let etag = self.bucket.upload_part(&record.key, multipart_id, number, part).await?;
                 staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
                     ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
