@@ -1,5 +1,5 @@
 //! API Gateway (HTTP API) emulation, for the local API server and the tests: a plain HTTP request becomes the JSON
-//! event API Gateway would send, goes through the same [`lambda::serve`] as in Lambda, and the function's response
+//! event API Gateway would send, goes through the same [`lambda::serve_json`] as in Lambda, and the function's response
 //! becomes a plain HTTP response again. Limits are API Gateway's and Lambda's, so what works here fits there.
 //!
 //! DEVELOPMENT ONLY: the JWT authorizer is emulated by decoding, without verifying, the payload of an
@@ -19,7 +19,6 @@ use lambda_http::aws_lambda_events::apigw::{
 use lambda_http::aws_lambda_events::encodings::Body as EventBody;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::{self, HeaderValue, StatusCode};
-use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
@@ -63,13 +62,12 @@ where
         return plain(413, json!({"message": "Request too long for a Lambda invocation"}));
     }
     // Lambda hands the function JSON; parse it the same way, so the emulation cannot accept what Lambda would not.
-    let lambda_request: LambdaRequest = match serde_json::from_slice(&event) {
-        Ok(r) => r,
+    let response = match lambda::serve_json(handler, Bytes::from(event)).await {
+        Ok(response) => response,
         Err(e) => {
             return plain(500, json!({"message": format!("could not decode the event: {e}")}));
         }
     };
-    let response = lambda::serve(handler, lambda_request).await;
     match serde_json::to_value(&response).and_then(serde_json::from_value::<ApiGatewayV2httpResponse>) {
         Ok(r) => into_http(r),
         Err(e) => plain(502, json!({"message": format!("malformed Lambda response: {e}")})),

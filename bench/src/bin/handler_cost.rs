@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bench::{chunk_event, cpu_time, median};
+use bytes::Bytes;
 use integration_tests::{Service, data};
-use lambda_http::request::LambdaRequest;
 use md5::{Digest, Md5};
 use shared::{handlers, lambda};
 
@@ -49,10 +49,9 @@ async fn upload(svc: &Service, file: &[u8], chunk: usize) -> Duration {
     let mut upload_id: Option<String> = None;
     let mut spent = Duration::ZERO;
     for (i, piece) in file.chunks(chunk).enumerate() {
-        let event = chunk_event("bench", upload_id.as_deref(), i * chunk, piece, file.len());
+        let event = Bytes::from(chunk_event("bench", upload_id.as_deref(), i * chunk, piece, file.len()));
         let before = cpu_time();
-        let request: LambdaRequest = serde_json::from_slice(&event).expect("event");
-        let response = lambda::serve(&handler, request).await;
+        let response = lambda::serve_json(&handler, event).await.expect("event");
         spent += cpu_time() - before;
         let response = serde_json::to_value(&response).expect("response");
         assert_eq!(response["statusCode"], 200, "{response}");

@@ -1,12 +1,11 @@
 //! S3: the multipart upload, the buffered chunks, and the final object.
 //!
 //! Bodies are sent with unsigned payloads: signing would hash every byte with SHA-256 on top of the MD5 the
-//! protocol needs, while TLS and the CRC32 checksum the SDK adds (which S3 verifies) already protect them.
+//! protocol needs, while TLS and the CRC64NVME each part and chunk carries (which S3 verifies) already protect them.
 
-use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -19,6 +18,8 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
 use http_body::{Body, Frame, SizeHint};
 
 use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
@@ -170,8 +171,9 @@ impl Bucket {
         }
     }
 
-    /// Reads a buffered chunk. A missing one was joined into a part by a request that won the race for this offset.
-    pub async fn get(&self, key: &str) -> Result<Bytes, ApiError> {
+    /// Starts reading a buffered chunk: its body comes as it is read. A missing one was joined into a part by a
+    /// request that won the race for this offset.
+    pub async fn get(&self, key: &str) -> Result<ByteStream, ApiError> {
         let out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| {
             if code(&e) == Some("NoSuchKey") {
                 ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
@@ -179,8 +181,7 @@ impl Bucket {
                 unavailable("GetObject", &e)
             }
         })?;
-        let body = out.body.collect().await.map_err(|e| ApiError::Unavailable(format!("GetObject body: {e}")))?;
-        Ok(body.into_bytes())
+        Ok(out.body)
     }
 
     /// The `UploadPart` of part `number`, whose bytes S3 checks against `crc`. Given, the SDK sends the checksum as a
@@ -196,24 +197,28 @@ impl Bucket {
             .checksum_crc64_nvme(crc.to_base64())
     }
 
-    /// Uploads a part made of `pieces` whose CRC64NVME is `crc` (S3 refuses other bytes); returns its ETag.
+    /// Uploads a part (S3 refuses bytes other than its CRC64NVME); returns its ETag. A buffered piece that cannot
+    /// be read fails it with that read's refusal (a chunk gone is a 409), anything else with a 503.
     pub async fn upload_part(
         &self,
         key: &str,
         multipart_id: &str,
         number: u32,
-        crc: Crc64,
-        pieces: Vec<Bytes>,
+        part: PartSource,
     ) -> Result<String, ApiError> {
+        let read_failure = Arc::new(Mutex::new(None));
         let out = self
-            .part_request(key, multipart_id, number, crc)
-            .body(part_body(pieces))
+            .part_request(key, multipart_id, number, part.crc)
+            .content_length(part.length as i64)
+            .body(part_body(self.clone(), part, read_failure.clone()))
             .customize()
             .disable_payload_signing()
             .send()
             .await
-            .map_err(|e| {
-                if code(&e) == Some("NoSuchUpload") { ApiError::Expired } else { unavailable("UploadPart", &e) }
+            .map_err(|e| match read_failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                Some(read) => read,
+                None if code(&e) == Some("NoSuchUpload") => ApiError::Expired,
+                None => unavailable("UploadPart", &e),
             })?;
         out.e_tag.ok_or_else(|| ApiError::Unavailable("UploadPart returned no ETag".into()))
     }
@@ -409,37 +414,89 @@ impl Bucket {
     }
 }
 
-/// A part's body made of the buffered chunks and the new one, sent one after the other instead of being copied into
-/// one buffer first: a part's size less memory and one copy less per part. Each attempt of the SDK replays them.
-fn part_body(pieces: Vec<Bytes>) -> ByteStream {
-    let pieces: Arc<[Bytes]> = pieces.into();
-    ByteStream::new(SdkBody::retryable(move || SdkBody::from_body_1_x(Pieces::new(pieces.clone()))))
+/// A part's bytes, in order, with their length and CRC64NVME.
+pub struct PartSource {
+    pub pieces: Vec<Piece>,
+    pub length: u64,
+    pub crc: Crc64,
 }
 
-struct Pieces {
-    pieces: Arc<[Bytes]>,
-    next: usize,
+pub enum Piece {
+    /// A buffered chunk, read from S3 as the part goes out.
+    Buffered(String),
+    /// A chunk this request holds.
+    InHand(Bytes),
+}
+
+/// Buffered chunks a part reads from S3 at once: enough to hide S3's latency, few enough that a part of a thousand
+/// small chunks does not open a thousand connections.
+const READS_IN_FLIGHT: usize = 8;
+
+/// A part's body: each buffered chunk streamed from its GetObject into the part as it arrives (the reads overlap
+/// the upload, and no chunk is collected into a buffer first), the chunks in hand in their places.
+///
+/// Not replayable: a stream from S3 cannot be sent twice, so the SDK does not retry the UploadPart, and a failure
+/// fails the request. The client sends the chunk again (sequential: its new claim takes a new part number; parallel:
+/// the slot is kept and the flush runs again). Re-reading the chunks for each attempt would replay it, but would hold
+/// up a read per chunk in turn, or all of them at once.
+fn part_body(bucket: Bucket, part: PartSource, read_failure: Arc<Mutex<Option<ApiError>>>) -> ByteStream {
+    let reads = stream::iter(part.pieces)
+        .map(move |piece| {
+            let bucket = bucket.clone();
+            async move {
+                match piece {
+                    Piece::Buffered(key) => bucket.get(&key).await.map(ByteStream::into_inner),
+                    Piece::InHand(bytes) => Ok(SdkBody::from(bytes)),
+                }
+            }
+        })
+        .buffered(READS_IN_FLIGHT)
+        .boxed();
+    let body = PartStream { reads: Mutex::new(reads), reading: None, remaining: part.length, read_failure };
+    ByteStream::new(SdkBody::from_body_1_x(body))
+}
+
+struct PartStream {
+    /// In a mutex only to be `Sync`, as SDK bodies must be; only `get_mut` is used.
+    reads: Mutex<BoxStream<'static, Result<SdkBody, ApiError>>>,
+    reading: Option<SdkBody>,
     remaining: u64,
+    /// Where a read's refusal is left for `upload_part`, which only sees that the body failed.
+    read_failure: Arc<Mutex<Option<ApiError>>>,
 }
 
-impl Pieces {
-    fn new(pieces: Arc<[Bytes]>) -> Self {
-        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
-        Pieces { pieces, next: 0, remaining }
-    }
-}
-
-impl Body for Pieces {
+impl Body for PartStream {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = aws_smithy_types::body::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let Some(piece) = self.pieces.get(self.next).cloned() else {
-            return Poll::Ready(None);
-        };
-        self.next += 1;
-        self.remaining -= piece.len() as u64;
-        Poll::Ready(Some(Ok(Frame::data(piece))))
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(reading) = this.reading.as_mut() {
+                match ready!(Pin::new(reading).poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        // Data only: a read's trailers, if any, are not the part's.
+                        if let Ok(data) = frame.into_data() {
+                            this.remaining = this.remaining.saturating_sub(data.len() as u64);
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    None => this.reading = None,
+                }
+                continue;
+            }
+            let reads = this.reads.get_mut().unwrap_or_else(PoisonError::into_inner);
+            match ready!(reads.poll_next_unpin(cx)) {
+                Some(Ok(read)) => this.reading = Some(read),
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    *this.read_failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                    return Poll::Ready(Some(Err(message.into())));
+                }
+                None => return Poll::Ready(None),
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -3,7 +3,6 @@
 //! key named by its start and CRC64NVME. Exactly one request commits each offset.
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::Accepted;
 use super::now_ms;
@@ -13,12 +12,9 @@ use crate::error::ApiError;
 use crate::md5state;
 use crate::protocol::{ContentRange, S3_MAX_PARTS};
 use crate::secret::Caller;
+use crate::store::bucket::{PartSource, Piece};
 use crate::store::ledger::find_chain;
 use crate::store::{BufferChain, BufferedChunk, ChunkCommit, PartLedger, UploadRecord, Written};
-
-/// Buffered chunks a flush reads from S3 at once: enough to hide S3's latency, few enough that a part of a thousand
-/// small chunks does not open a thousand connections.
-const FLUSH_READS_IN_FLIGHT: usize = 8;
 
 /// What the record becomes once a staged chunk commits.
 pub(super) struct Staged {
@@ -92,11 +88,14 @@ impl App {
             // completion to remove: another request with the same bytes may have won with the very same key. Once
             // it is gone (an abort raced this chunk), nothing else will.
             if matches!(refusal, ApiError::NotFound) {
-                self.delete_quietly(staged.own_buffer.as_slice()).await;
+                self.delete_quietly(staged.own_buffer.into_iter().collect()).await;
             }
             return Err(refusal);
         }
-        self.delete_quietly(&staged.joined).await;
+        // The answer does not wait on the deletion. Lambda may freeze the sandbox right after it: the deletion then
+        // goes on at the next invocation, or is lost with the sandbox; leftovers are removed by completion's
+        // delete_prefix, or by the bucket's lifecycle rule.
+        tokio::spawn(self.delete_quietly(staged.joined));
         Ok(Accepted {
             upload_id: record.upload_id,
             offset: range.end_exclusive(),
@@ -160,13 +159,13 @@ impl App {
                     ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
                 })?;
                 // S3 checked each buffered chunk against the CRC its name carries: the part's follows without
-                // reading its bytes again.
+                // reading its bytes again, and S3 checks the part against it as the chunks stream through.
                 let lengths = chain.iter().map(|l| (Crc64(l.chunk.crc64), l.size));
                 let part_crc = Crc64::concat(lengths.chain([(crc, range.chunk_len())])).unwrap_or(crc);
-                let reads: Vec<_> = chain.iter().map(|l| self.bucket.get(&l.key)).collect();
-                let mut pieces: Vec<Bytes> = stream::iter(reads).buffered(FLUSH_READS_IN_FLIGHT).try_collect().await?;
-                pieces.push(data);
-                let etag = self.bucket.upload_part(&record.key, multipart_id, number, part_crc, pieces).await?;
+                let length = chain.iter().map(|l| l.size).sum::<u64>() + range.chunk_len();
+                let pieces = chain.iter().map(|l| Piece::Buffered(l.key.clone())).chain([Piece::InHand(data)]);
+                let part = PartSource { pieces: pieces.collect(), length, crc: part_crc };
+                let etag = self.bucket.upload_part(&record.key, multipart_id, number, part).await?;
                 staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
                     ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
                 })?;

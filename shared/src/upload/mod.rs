@@ -191,13 +191,17 @@ impl App {
         }
     }
 
-    /// Deletes objects nothing refers to any more; a failure only leaves garbage for the lifecycle rule.
-    async fn delete_quietly(&self, keys: &[String]) {
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(e) = self.bucket.delete(keys).await {
-            tracing::warn!(error = %e, count = keys.len(), "could not delete buffered chunks");
+    /// Deletes objects nothing refers to any more; a failure only leaves garbage for the lifecycle rule. Owns what
+    /// it needs, so that it can also run on after the answer.
+    fn delete_quietly(&self, keys: Vec<String>) -> impl Future<Output = ()> + Send + 'static {
+        let bucket = self.bucket.clone();
+        async move {
+            if keys.is_empty() {
+                return;
+            }
+            if let Err(e) = bucket.delete(&keys).await {
+                tracing::warn!(error = %e, count = keys.len(), "could not delete buffered chunks");
+            }
         }
     }
 

@@ -13,10 +13,8 @@ use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::protocol::ContentRange;
 use crate::secret::Caller;
+use crate::store::bucket::{PartSource, Piece};
 use crate::store::{PartItem, Slot, SlotWritten, UploadRecord};
-
-/// Buffered chunks a part's upload reads at once (at most `open::MAX_SLOTS` of them).
-const READS_IN_FLIGHT: usize = 8;
 
 impl App {
     pub(super) async fn accept_parallel(
@@ -41,7 +39,7 @@ impl App {
             Ok(SlotWritten::Won(part)) => part,
             Ok(SlotWritten::Held(part)) => {
                 // Our bytes are not referenced: the slot names another request's buffer.
-                self.delete_quietly(&[own]).await;
+                self.delete_quietly(vec![own]).await;
                 match part.slots.get(&at.slot) {
                     Some(held) if held.crc64 == crc => part,
                     _ => {
@@ -53,7 +51,7 @@ impl App {
                 }
             }
             Err(e) => {
-                self.delete_quietly(&[own]).await;
+                self.delete_quietly(vec![own]).await;
                 return Err(e);
             }
         };
@@ -95,29 +93,22 @@ impl App {
             .ok_or_else(|| ApiError::Unrecoverable("A part has no chunks".into()))?;
         let keys: Vec<String> =
             slots.iter().map(|(index, slot)| self.parallel_buffer_key(record, *index, slot.nonce)).collect();
-        let reads: Vec<_> = slots
-            .iter()
-            .zip(&keys)
-            .map(|((index, _), key)| {
-                let own = own.as_ref().filter(|(s, _)| grid.chunk_index(number, *s) == *index).map(|(_, d)| d.clone());
-                async move {
-                    match own {
-                        Some(data) => Ok(data),
-                        None => self.bucket.get(key).await,
-                    }
-                }
-            })
-            .collect();
-        let pieces = match stream::iter(reads).buffered(READS_IN_FLIGHT).try_collect::<Vec<Bytes>>().await {
-            Ok(pieces) => pieces,
+        let pieces = slots.iter().zip(&keys).map(|((index, _), key)| match &own {
+            Some((slot, data)) if grid.chunk_index(number, *slot) == *index => Piece::InHand(data.clone()),
+            _ => Piece::Buffered(key.clone()),
+        });
+        let length = slots.iter().map(|(index, _)| grid.chunk_len(*index)).sum();
+        let part = PartSource { pieces: pieces.collect(), length, crc };
+        let etag = match self.bucket.upload_part(&record.key, multipart_id, number, part).await {
+            Ok(etag) => etag,
             // A buffered chunk is gone: another request uploaded the part and removed them.
             Err(ApiError::Conflict(_)) if self.is_flushed(record, number).await? => return Ok(()),
             Err(e) => return Err(e),
         };
-        let etag = self.bucket.upload_part(&record.key, multipart_id, number, crc, pieces).await?;
         self.table.record_flushed(&record.upload_id, number, crc, &etag, self.part_ttl(record)).await?;
-        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it.
-        self.delete_quietly(&keys).await;
+        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it. The answer does not
+        // wait on their deletion (see append).
+        tokio::spawn(self.delete_quietly(keys));
         Ok(())
     }
 
