@@ -271,12 +271,8 @@ impl Service {
         total: usize,
         crc: &str,
     ) -> Reply {
-        let request = Self::request(user, Method::POST, &format!("/upload?upload_id={upload_id}"))
-            .header("content-type", "application/octet-stream")
-            .header("content-range", format!("bytes {}-{}/{}", start, start + data.len() - 1, total))
-            .header("x-checksum-crc64nvme", crc)
-            .body(Bytes::copy_from_slice(data));
-        self.send(request.expect("request")).await
+        self.send(parallel_chunk_request(Self::request(user, Method::POST, "/"), upload_id, start, data, total, crc))
+            .await
     }
 
     /// Asks for a direct upload's part URLs, for parts given by number and bytes.
@@ -615,6 +611,26 @@ pub fn api_gateway_event(sub: &str, request: &http::Request<Bytes>) -> Vec<u8> {
         "isBase64Encoded": !body.is_empty()
     });
     serde_json::to_vec(&event).expect("an event serializes")
+}
+
+/// `builder` made the request of a parallel chunk: bytes `[start, start + data.len())` of a `total`-byte upload,
+/// declaring `crc`.
+pub fn parallel_chunk_request(
+    builder: http::request::Builder,
+    upload_id: &str,
+    start: usize,
+    data: &[u8],
+    total: usize,
+    crc: &str,
+) -> http::Request<Bytes> {
+    builder
+        .method(Method::POST)
+        .uri(format!("/upload?upload_id={upload_id}"))
+        .header("content-type", "application/octet-stream")
+        .header("content-range", format!("bytes {}-{}/{}", start, start + data.len() - 1, total))
+        .header("x-checksum-crc64nvme", crc)
+        .body(Bytes::copy_from_slice(data))
+        .expect("a parallel chunk request")
 }
 
 /// The event of a raw chunk (`application/octet-stream`): bytes `[start, start + chunk.len())` of a `total`-byte file.

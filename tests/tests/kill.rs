@@ -3,7 +3,8 @@
 //! holds the S3 call's reply after S3 has acted, and the test SIGKILLs the process while it waits for that reply, so
 //! it can never reach its commit. A fresh process (a cold start) then serves the client, which resumes from the
 //! offset the status route gives, finishes, and completes through the real `complete` binary: the object must be the
-//! exact file, and nothing may be left under the buffer prefix.
+//! exact file, and nothing may be left under the buffer prefix. A parallel upload is killed the same way at each step
+//! of the chunk that fills a part.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -13,8 +14,11 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use integration_tests::lambda_runtime::{FunctionProcess, InvokeError, build_functions};
 use integration_tests::proxy::{Fault, Proxy};
-use integration_tests::{MIB, Reply, Service, api_gateway_event, chunk_event, data, md5_hex, service_env};
+use integration_tests::{
+    MIB, Reply, Service, api_gateway_event, chunk_event, crc64, data, md5_hex, parallel_chunk_request, service_env,
+};
 use lambda_http::http;
+use serde_json::json;
 
 const USER: &str = "alice";
 /// The smallest part size the service allows (S3's), so that a few small chunks make a part.
@@ -145,4 +149,106 @@ async fn killed_after_uploading_a_part_before_committing() {
 #[tokio::test]
 async fn killed_after_buffering_a_chunk_before_committing() {
     killed_after("PutObject", CHUNK, 302).await;
+}
+
+/// Where a parallel chunk's request dies: the operation whose reply the proxy holds, on S3 or on DynamoDB.
+enum HeldOn {
+    S3(&'static str),
+    DynamoDb(&'static str),
+}
+
+/// A parallel upload (2 MiB chunks, 6 MiB parts): the function is killed while the chunk that fills part 1 waits on
+/// the reply to `held`. A fresh process serves the client, which asks the status, sends only the chunks it does not
+/// list, and completes with the whole file's CRC64NVME through the real `complete` binary. `held_after` says whether
+/// the status lists the killed chunk (its slot was written before the kill).
+async fn parallel_killed_after(held: HeldOn, held_after: bool, seed: u64) {
+    let binaries = binaries();
+    let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
+    let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
+    let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
+    let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
+    let env = service_env(&[
+        ("AWS_ENDPOINT_URL_S3", &s3.url()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
+        ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
+    ]);
+    let file = data(FILE, seed);
+    let chunk_event = |id: &str, index: usize| {
+        let (start, end) = (index * CHUNK, ((index + 1) * CHUNK).min(file.len()));
+        let chunk = &file[start..end];
+        let request = parallel_chunk_request(http::Request::builder(), id, start, chunk, file.len(), &crc64(chunk));
+        api_gateway_event(USER, &request)
+    };
+
+    let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");
+    let open = json!({"mode": "parallel", "size": FILE, "chunk_size": CHUNK, "filename": "p.bin"}).to_string();
+    let open = http::Request::post("/upload/create").header("content-type", "application/json").body(Bytes::from(open));
+    let opened = send(&function, api_gateway_event(USER, &open.expect("request"))).await;
+    opened.assert_status(200);
+    assert_eq!((opened.body["part_size"].as_u64(), opened.body["chunks"].as_u64()), (Some(3 * CHUNK as u64), Some(6)));
+    let id = opened.upload_id();
+    let what = match &held {
+        HeldOn::S3(op) | HeldOn::DynamoDb(op) => format!("parallel, killed after {op} of the chunk that fills part 1"),
+    };
+    for index in [1, 0] {
+        let reply = send(&function, chunk_event(&id, index)).await;
+        assert_eq!((reply.status, &reply.body["part_complete"]), (200, &json!(false)), "{what}: {:?}", reply.body);
+    }
+
+    let (proxy, operation) = match held {
+        HeldOn::S3(op) => (&s3, op),
+        HeldOn::DynamoDb(op) => (&dynamodb, op),
+    };
+    proxy.arm(operation, Fault::HoldAfter);
+    let mut invocation = std::pin::pin!(function.invoke(chunk_event(&id, 2)));
+    let held = tokio::select! {
+        outcome = &mut invocation => panic!("{what}: answered before its {operation} was held: {outcome:?}"),
+        held = proxy.held() => held,
+    };
+    assert_eq!(held.operation, operation, "{what}");
+    function.kill();
+    match invocation.await {
+        Err(InvokeError::Exited(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}"),
+        outcome => panic!("{what}: the invocation should have died with the process: {outcome:?}"),
+    }
+    drop(held);
+
+    // A cold start; the client lost its answer and sends what the status does not list.
+    let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");
+    let status_request = http::Request::get(format!("/upload/{id}")).body(Bytes::new()).expect("request");
+    let status = send(&function, api_gateway_event(USER, &status_request)).await;
+    status.assert_status(200);
+    let held_chunks = if held_after { json!([[0, 2]]) } else { json!([[0, 1]]) };
+    assert_eq!((&status.body["chunks_held"], &status.body["parts_held"]), (&held_chunks, &json!([])), "{what}");
+    let missing = if held_after { vec![3, 4, 5] } else { vec![2, 3, 4, 5] };
+    for index in missing {
+        send(&function, chunk_event(&id, index)).await.assert_status(200);
+    }
+
+    let complete = FunctionProcess::spawn(&binaries["complete"], env).await.expect("spawn the complete function");
+    let body = json!({"upload_id": id, "crc64nvme": crc64(&file)}).to_string();
+    let request = http::Request::post("/upload/complete").header("content-type", "application/json").body(body.into());
+    let done = send(&complete, api_gateway_event(USER, &request.expect("request"))).await;
+    done.assert_status(200);
+    assert_eq!(done.body["crc64nvme"], json!(crc64(&file)), "{what}");
+    let key = done.body["key"].as_str().expect("key");
+    let object = svc.object(key).await;
+    assert!(object == file, "{what}: the object differs ({} bytes, md5 {})", object.len(), md5_hex(&object));
+    assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
+    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "{what}: left under the buffer prefix");
+}
+
+#[tokio::test]
+async fn parallel_killed_after_buffering_the_chunk_that_fills_a_part() {
+    parallel_killed_after(HeldOn::S3("PutObject"), false, 303).await;
+}
+
+#[tokio::test]
+async fn parallel_killed_after_recording_the_slot_that_fills_a_part() {
+    parallel_killed_after(HeldOn::DynamoDb("UpdateItem"), true, 304).await;
+}
+
+#[tokio::test]
+async fn parallel_killed_after_uploading_a_full_part_before_recording_it() {
+    parallel_killed_after(HeldOn::S3("UploadPart"), true, 305).await;
 }

@@ -117,6 +117,56 @@ async fn a_part_whose_upload_died_is_uploaded_by_a_retried_chunk_or_by_complete(
     assert_stored(&svc, &done, &file).await;
 }
 
+/// Eight requests at once for the chunk that fills part 1, all with its bytes or each with bytes of its own: the
+/// requests with the held bytes are answered 200 (and see the part complete), the others 409, the object holds the
+/// held bytes, and no buffered chunk outlives the completion.
+async fn race_for_one_chunk(same_bytes: bool, seed: u64) {
+    let svc = Service::default().await;
+    let user = User::named("parallel-race");
+    let file = data(6 * MIB, seed);
+    let id = open_parallel(&svc, &user, &file).await;
+    send_chunks(&svc, &user, &id, &file, &[0, 1, 2, 3]).await;
+    let raced = 4 * CHUNK..5 * CHUNK;
+    let contenders: Vec<Vec<u8>> = (0..8)
+        .map(|i| if same_bytes || i == 0 { file[raced.clone()].to_vec() } else { data(CHUNK, seed * 100 + i) })
+        .collect();
+    let sends = contenders.iter().map(|bytes| svc.parallel_chunk(&user, &id, raced.start, bytes, file.len()));
+    let replies = futures_util::future::join_all(sends).await;
+    let status = svc.status(&user, &id).await;
+    assert_eq!((&status.body["chunks_held"], &status.body["parts_held"]), (&json!([[0, 4]]), &json!([[1, 1]])));
+    let record = svc.record(&id).await.expect("record");
+    let parts = svc.s3.list_parts().bucket(&svc.app.config.bucket).key(&record.key);
+    let parts = parts.upload_id(record.multipart_id.as_deref().expect("id")).send().await.expect("ListParts");
+    let held_crc = parts.parts()[0].checksum_crc64_nvme().expect("the part's CRC").to_string();
+    let mut expected = file.clone();
+    let winner = contenders.iter().position(|c| {
+        expected[raced.clone()].copy_from_slice(c);
+        crc64(&expected[..5 * MIB]) == held_crc
+    });
+    let winner = winner.expect("part 1 holds one contender's bytes");
+    for (reply, bytes) in replies.iter().zip(&contenders) {
+        if *bytes == contenders[winner] {
+            assert_eq!((reply.status, &reply.body["part_complete"]), (200, &json!(true)), "{:?}", reply.body);
+        } else {
+            assert_eq!(reply.status, 409, "{:?}", reply.body);
+        }
+    }
+    send_chunks(&svc, &user, &id, &file, &[5]).await;
+    let done = svc.complete_crc(&user, &id, &crc64(&expected)).await;
+    assert_stored(&svc, &done, &expected).await;
+    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn requests_racing_for_one_parallel_chunk_with_the_same_bytes_all_succeed() {
+    race_for_one_chunk(true, 38).await;
+}
+
+#[tokio::test]
+async fn requests_racing_for_one_parallel_chunk_with_different_bytes_keep_one() {
+    race_for_one_chunk(false, 39).await;
+}
+
 /// A direct upload's URLs for `numbers`, by number.
 async fn urls(svc: &Service, user: &User, id: &str, file: &[u8], part: usize, numbers: &[u32]) -> Vec<Value> {
     let parts: Vec<(u32, &[u8])> = numbers
@@ -185,6 +235,11 @@ async fn presigned_urls_take_only_their_own_parts_declared_bytes_while_the_uploa
     replayed["url"] = json!(url.replace(&urlencode(&first_mp), &urlencode(&second_mp)));
     assert_ne!(replayed["url"], signed[0]["url"]);
     assert_ne!(put_presigned(&replayed, part_bytes(&file, part, 1)).await, 200);
+    // Or for another part of its own upload, with bytes that match its checksum: the signature covers the number.
+    let mut renumbered = signed[0].clone();
+    renumbered["url"] = json!(url.replace("partNumber=1", "partNumber=2"));
+    assert_ne!(renumbered["url"], signed[0]["url"]);
+    assert_eq!(put_presigned(&renumbered, part_bytes(&file, part, 1)).await, 403);
     // A part declared once keeps its bytes: no URL for others.
     svc.part_urls(&user, &first, &[(1, &other)]).await.assert_status(409);
     svc.part_urls(&user, &first, &[(3, &other)]).await.assert_status(400);
@@ -208,6 +263,25 @@ async fn an_expired_direct_upload_hands_out_no_urls() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     svc.part_urls(&user, &id, &[(1, &file[..5 * MIB])]).await.assert_status(410);
     svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(410);
+}
+
+#[tokio::test]
+async fn a_presigned_url_dies_with_its_upload() {
+    let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2")]).await;
+    let user = User::named("direct-url-expired");
+    let file = data(6 * MIB, 40);
+    let id = svc.open(&user, json!({"mode": "direct", "size": file.len()})).await.upload_id();
+    let signed = urls(&svc, &user, &id, &file, 5 * MIB, &[1]).await;
+    let url = signed[0]["url"].as_str().expect("url");
+    let lifetime = url.split(['?', '&']).find_map(|p| p.strip_prefix("X-Amz-Expires=")).expect("X-Amz-Expires");
+    assert!(lifetime.parse::<u64>().expect("seconds") <= 2, "{url}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // The multipart upload still exists (nothing has cleaned it up yet), but S3 refuses the URL.
+    assert_eq!(put_presigned(&signed[0], part_bytes(&file, 5 * MIB, 1)).await, 403);
+    let record = svc.record(&id).await.expect("record");
+    let parts = svc.s3.list_parts().bucket(&svc.app.config.bucket).key(&record.key);
+    let parts = parts.upload_id(record.multipart_id.as_deref().expect("id")).send().await.expect("ListParts");
+    assert!(parts.parts().is_empty(), "{parts:?}");
 }
 
 #[tokio::test]
