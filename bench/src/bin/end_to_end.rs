@@ -1,11 +1,12 @@
 //! End to end: one file through the local API server (the very handlers the Lambda functions run) into the
 //! emulators' S3, beside (a) a plain multipart upload of the same file with the AWS SDK, same part size, straight to
-//! the same S3 (the ceiling), and (b) tus-node-server (`@tus/server` + `@tus/s3-store`, bench/tus) on the same S3,
+//! the same S3, one part after another and 4 parts in flight (the two ceilings), and (b) tus-node-server (`@tus/server` + `@tus/s3-store`, bench/tus) on the same S3,
 //! driven by tus-js-client with the same chunk size. The systems take turns within each round, so the machine's
 //! noise falls on all of them alike. Every upload is checked byte for byte (MD5 of the stored object).
 //!
-//! Usage: `end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3]`; the S3/DynamoDB endpoints, bucket and table
-//! come from the environment (`eval "$(emulators/up)"`). Prints one JSON object per upload, then the medians.
+//! Usage: `end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3] [--systems NAME,...]` (default: every system,
+//! see SYSTEMS); the S3/DynamoDB endpoints, bucket and table come from the environment (`eval "$(emulators/up)"`).
+//! Prints one JSON object per upload, then the medians.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bench::median;
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,12 +29,15 @@ use shared::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, plan_part_size};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-const SYSTEMS: [&str; 3] = ["chunked-upload", "raw-multipart", "tus-node-server"];
+const SYSTEMS: [&str; 4] = ["chunked-upload", "raw-multipart", "raw-parallel", "tus-node-server"];
+/// Parts (or chunks) a parallel client keeps in flight.
+const IN_FLIGHT: usize = 4;
 
 struct Args {
     file: PathBuf,
     chunk_sizes: Vec<usize>,
     runs: usize,
+    systems: Vec<&'static str>,
 }
 
 #[tokio::main]
@@ -50,10 +55,11 @@ async fn main() -> Result<(), Error> {
     for round in 1..=args.runs {
         for &chunk in &args.chunk_sizes {
             let part = part_size(file.len(), chunk)?;
-            for system in SYSTEMS {
+            for &system in &args.systems {
                 let seconds = match system {
                     "chunked-upload" => service_upload(&http, &server.url, &s3, &file, &md5, chunk).await?,
-                    "raw-multipart" => raw_multipart(&s3, &bucket, &file, &md5, part).await?,
+                    "raw-multipart" => raw_multipart(&s3, &bucket, &file, &md5, part, 1).await?,
+                    "raw-parallel" => raw_multipart(&s3, &bucket, &file, &md5, part, IN_FLIGHT).await?,
                     _ => tus_upload(&args.file, chunk, part)?,
                 };
                 let row = json!({
@@ -74,13 +80,15 @@ async fn main() -> Result<(), Error> {
                     .collect(),
             )
         };
-        let (ours, raw, tus) = (rate(SYSTEMS[0]), rate(SYSTEMS[1]), rate(SYSTEMS[2]));
+        let rates: serde_json::Map<String, Value> =
+            args.systems.iter().map(|&s| (s.to_string(), json!(rate(s)))).collect();
+        let ratio = |baseline: &str| Some(rates.get(SYSTEMS[0])?.as_f64()? / rates.get(baseline)?.as_f64()?);
         println!(
             "{}",
             json!({
                 "bench": "end_to_end", "summary": "median", "chunk_bytes": chunk, "part_bytes": part_size(file.len(), chunk)?,
-                "runs": args.runs, "mib_per_s": {SYSTEMS[0]: ours, SYSTEMS[1]: raw, SYSTEMS[2]: tus},
-                "ratio_to_raw_multipart": ours / raw, "ratio_to_tus_node_server": ours / tus,
+                "runs": args.runs, "mib_per_s": rates,
+                "ratio_to_raw_multipart": ratio("raw-multipart"), "ratio_to_tus_node_server": ratio("tus-node-server"),
             })
         );
     }
@@ -90,7 +98,8 @@ async fn main() -> Result<(), Error> {
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn parse_args() -> Result<Args, Error> {
-    let mut args = Args { file: PathBuf::new(), chunk_sizes: vec![1 << 20, 4 << 20], runs: 3 };
+    let mut args =
+        Args { file: PathBuf::new(), chunk_sizes: vec![1 << 20, 4 << 20], runs: 3, systems: SYSTEMS.to_vec() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -101,11 +110,17 @@ fn parse_args() -> Result<Args, Error> {
                     value.split(',').map(|k| k.trim().parse::<usize>().map(|k| k * 1024)).collect::<Result<_, _>>()?
             }
             "--runs" => args.runs = value.parse()?,
+            "--systems" => {
+                args.systems = value
+                    .split(',')
+                    .map(|name| SYSTEMS.into_iter().find(|s| *s == name.trim()).ok_or(format!("unknown system {name}")))
+                    .collect::<Result<_, _>>()?
+            }
             _ => return Err(format!("unknown argument {flag}").into()),
         }
     }
     if args.file.as_os_str().is_empty() {
-        return Err("usage: end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3]".into());
+        return Err("usage: end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3] [--systems NAME,...]".into());
     }
     Ok(args)
 }
@@ -198,46 +213,50 @@ async fn send(http: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Result
     Ok(serde_json::from_slice(&body)?)
 }
 
-/// The ceiling: the same bytes in parts of the same size, one after another, with the same S3 client settings as the
-/// service (unsigned payloads, path-style).
+/// The ceilings: the same bytes in parts of the same size, `in_flight` at a time, with the same S3 client settings as
+/// the service (unsigned payloads, path-style).
 async fn raw_multipart(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     file: &Bytes,
     md5: &str,
     part: usize,
+    in_flight: usize,
 ) -> Result<f64, Error> {
-    let key = format!("bench/raw-multipart-{}.bin", std::process::id());
+    let key = format!("bench/raw-multipart-{}-{in_flight}.bin", std::process::id());
     let started = Instant::now();
     let created = s3.create_multipart_upload().bucket(bucket).key(&key).send().await?;
-    let upload_id = created.upload_id().ok_or("CreateMultipartUpload returned no id")?;
-    let mut parts = Vec::new();
-    for (i, start) in (0..file.len()).step_by(part).enumerate() {
+    let upload_id = created.upload_id().ok_or("CreateMultipartUpload returned no id")?.to_string();
+    let uploads = (0..file.len()).step_by(part).enumerate().map(|(i, start)| {
         let number = i as i32 + 1;
         let body = file.slice(start..(start + part).min(file.len()));
-        let out = s3
-            .upload_part()
-            .bucket(bucket)
-            .key(&key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .body(body.into())
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await?;
-        parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
-    }
+        let request = s3.upload_part().bucket(bucket).key(&key).upload_id(&upload_id).part_number(number);
+        async move {
+            let out = request.body(body.into()).customize().disable_payload_signing().send().await?;
+            Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build())
+        }
+    });
+    let parts = in_parallel(uploads, in_flight).await?;
     s3.complete_multipart_upload()
         .bucket(bucket)
         .key(&key)
-        .upload_id(upload_id)
+        .upload_id(&upload_id)
         .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     verify_and_delete(s3, bucket, &key, md5).await?;
     Ok(seconds)
+}
+
+/// Runs `jobs` with at most `in_flight` of them at a time, each in a task of its own (so a client's hashing can use
+/// every core), and gives their results in the jobs' order.
+async fn in_parallel<T, F>(jobs: impl Iterator<Item = F>, in_flight: usize) -> Result<Vec<T>, Error>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    stream::iter(jobs.map(tokio::spawn)).buffered(in_flight).map(|joined| joined?).try_collect().await
 }
 
 /// bench/tus/upload.mjs runs tus-node-server in a child process and reports one JSON line; it checks the stored
