@@ -312,15 +312,17 @@ impl Lane<'_> {
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(json!({ "parts": wanted }).to_string())))?;
             let answer = send(self.http, request).await?;
-            let urls = answer["parts"].as_array().ok_or("no parts in the parts route's answer")?;
-            if urls.len() != batch.len() {
-                return Err(format!("asked for {} part URLs, got {}", batch.len(), urls.len()).into());
-            }
-            signed.extend(urls.iter().cloned().zip(batch.iter().map(|(_, part)| part.bytes.clone())));
+            signed.extend(answer["parts"].as_array().ok_or("no parts in the parts route's answer")?.iter().cloned());
         }
-        let puts = signed.into_iter().map(|(url, bytes)| {
-            let http = self.http.clone();
+        if signed.len() != parts.len() {
+            return Err(format!("asked for {} part URLs, got {}", parts.len(), signed.len()).into());
+        }
+        let puts = signed.into_iter().map(|url| {
+            let (http, file, part) = (self.http.clone(), self.file.clone(), self.part);
             async move {
+                let number = url["number"].as_u64().ok_or("a part URL without its number")? as usize;
+                let start = (number - 1) * part;
+                let bytes = file.slice(start..(start + part).min(file.len()));
                 let mut request = hyper::Request::put(url["url"].as_str().ok_or("a part without its url")?);
                 for (name, value) in url["headers"].as_object().ok_or("a part without its headers")? {
                     request = request.header(name.as_str(), value.as_str().ok_or("a header that is not text")?);
