@@ -1,6 +1,7 @@
 //! Handler cost per byte, in process: the CPU the chunk function spends per MiB (parsing the event, base64, the MD5
 //! update, building and sending the S3 and DynamoDB requests) against the emulators, beside the MD5 of the same
-//! bytes alone (the floor). Prints one JSON line per chunk size (median of the runs).
+//! bytes alone (the floor) and their CRC64NVME alone (what checking a parallel chunk or a part costs; budget: at most
+//! 0.1x MD5's). Prints one JSON line per chunk size (median of the runs).
 //! Chunk sizes in KiB may be given as arguments (default 256 1024 4096), for example to profile one of them.
 
 use std::time::Duration;
@@ -9,10 +10,14 @@ use bench::{chunk_event, cpu_time, median};
 use bytes::Bytes;
 use integration_tests::{Service, data};
 use md5::{Digest, Md5};
+use shared::checksum::Crc64;
 use shared::{handlers, lambda};
 
 const FILE: usize = 32 * 1024 * 1024;
 const RUNS: usize = 5;
+/// The CRC runs over the file this many times per measurement: once takes a few milliseconds, too close to the
+/// resolution of the CPU clock and to a scheduler tick.
+const CRC_PASSES: usize = 16;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -25,15 +30,16 @@ async fn main() {
         sizes = vec![256, 1024, 4096];
     }
     for chunk in sizes.into_iter().map(|kib| kib * 1024) {
-        let (mut handler, mut floor) = (Vec::new(), Vec::new());
+        let (mut handler, mut floor, mut crc) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             handler.push(per_mib(upload(&svc, &file, chunk).await));
             floor.push(per_mib(md5_alone(&file, chunk)));
+            crc.push(per_mib(crc64_alone(&file, chunk)) / CRC_PASSES as f64);
         }
-        let (handler, floor) = (median(handler), median(floor));
+        let (handler, floor, crc) = (median(handler), median(floor), median(crc));
         let line = serde_json::json!({
             "bench": "handler_cost", "chunk_bytes": chunk, "cpu_ms_per_mib": handler, "md5_ms_per_mib": floor,
-            "ratio": handler / floor, "runs": RUNS,
+            "ratio": handler / floor, "crc64_ms_per_mib": crc, "crc64_to_md5": crc / floor, "runs": RUNS,
         });
         println!("{line}");
     }
@@ -68,5 +74,16 @@ fn md5_alone(file: &[u8], chunk: usize) -> Duration {
         hasher.update(piece);
     }
     std::hint::black_box(hasher.finalize());
+    cpu_time() - before
+}
+
+/// CPU of `CRC_PASSES` CRC64NVMEs of the file, chunk by chunk, as the function checks a chunk's declared CRC.
+fn crc64_alone(file: &[u8], chunk: usize) -> Duration {
+    let before = cpu_time();
+    for _ in 0..CRC_PASSES {
+        for piece in file.chunks(chunk) {
+            std::hint::black_box(Crc64::of(std::hint::black_box(piece)));
+        }
+    }
     cpu_time() - before
 }
