@@ -286,9 +286,14 @@ impl Service {
 
     /// Completes a parallel or direct upload with the whole file's CRC64NVME.
     pub async fn complete_crc(&self, user: &User, upload_id: &str, crc: &str) -> Reply {
+        self.complete_json(user, json!({"upload_id": upload_id, "crc64nvme": crc})).await
+    }
+
+    /// Completes with a JSON body of the caller's choosing.
+    pub async fn complete_json(&self, user: &User, body: Value) -> Reply {
         let request = Self::request(user, Method::POST, "/upload/complete")
             .header("content-type", "application/json")
-            .body(Bytes::from(json!({"upload_id": upload_id, "crc64nvme": crc}).to_string()));
+            .body(Bytes::from(body.to_string()));
         self.send(request.expect("request")).await
     }
 

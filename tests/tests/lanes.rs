@@ -208,9 +208,13 @@ async fn a_direct_upload_puts_parts_straight_to_s3_in_any_order() {
     assert_eq!(status.body["parts_held"], json!([[1, 4]]), "{:?}", status.body);
     let wrong = svc.complete_crc(&user, &id, &crc64(b"no")).await;
     assert_eq!((wrong.status, wrong.detail()), (400, "crc64nvme checksum does not match"));
+    // An MD5 the service cannot check is refused, not passed on unchecked into the result.
+    let with_md5 = svc.complete_json(&user, json!({"upload_id": id, "crc64nvme": crc64(&file), "md5": md5_hex(&file)}));
+    let with_md5 = with_md5.await;
+    assert_eq!(with_md5.status, 400, "{:?}", with_md5.body);
     let done = svc.complete_crc(&user, &id, &crc64(&file)).await;
     assert_stored(&svc, &done, &file).await;
-    assert_eq!(done.body["mode"], json!("direct"));
+    assert_eq!((&done.body["mode"], &done.body["md5"]), (&json!("direct"), &json!("")));
 }
 
 #[tokio::test]

@@ -58,6 +58,13 @@ impl App {
                 }
             }
             Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
+            // Checking an MD5 would mean reading the whole object back; taking one unchecked would put a checksum
+            // nobody verified in the result.
+            Mode::Parallel | Mode::Direct if md5.is_some() => {
+                return Err(ApiError::BadRequest(
+                    "A parallel or direct upload is checked by its crc64nvme; md5 is for sequential uploads".into(),
+                ));
+            }
             Mode::Parallel | Mode::Direct => {}
         }
         // A lease outlives the longest a request can run (its deadline), plus a margin for S3 to finish a completion
