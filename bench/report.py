@@ -432,6 +432,7 @@ def end_to_end_section(e2e: EndToEnd) -> list[str]:
         for m in e2e.medians
     ]
     lines += table(header, rows) + ["", "![throughput by chunk size](throughput.svg)"]
+    lines += cpu_split_section(e2e)
     if e2e.uploads:
         order = {s: i for i, s in enumerate(e2e.systems)}
         uploads = sorted(e2e.uploads, key=lambda u: (number(u, "chunk_bytes"), number(u, "round") or 0,
@@ -445,6 +446,33 @@ def end_to_end_section(e2e: EndToEnd) -> list[str]:
         lines += ["", f"<details><summary>Individual uploads ({len(uploads)})</summary>", "",
                   *table(["chunk", "round", "system", "part size", "seconds", "MiB/s"], rows), "", "</details>"]
     return lines
+
+
+CPU_SIDES = ("client", "api", "s3", "dynamodb")
+
+
+def cpu_split_section(e2e: EndToEnd) -> list[str]:
+    """CPU seconds per GiB each side spent, per system and chunk size (medians over the rounds). The machine's
+    cores are shared by all sides, so their sum over the cores bounds the upload's time from below: a mode whose
+    sum is far above the ceiling's is bounded by the work it gives the emulators, not by its protocol."""
+    rows = []
+    for chunk in sorted({int(number(u, "chunk_bytes") or 0) for u in e2e.uploads}):
+        for system in e2e.systems:
+            uploads = [u for u in e2e.uploads if u["system"] == system and number(u, "chunk_bytes") == chunk]
+            per_gib = {side: [u["cpu_seconds"][side] * GIB / u["bytes"] for u in uploads
+                              if isinstance(u.get("cpu_seconds", {}).get(side), (int, float)) and u.get("bytes")]
+                       for side in CPU_SIDES}
+            medians = {side: statistics.median(v) if v else None for side, v in per_gib.items()}
+            if all(v is None for v in medians.values()):
+                continue
+            known = [v for v in medians.values() if v is not None]
+            rows.append([size_label(chunk), system, *(fmt(medians[side]) for side in CPU_SIDES), fmt(sum(known))])
+    if not rows:
+        return []
+    return ["", "CPU seconds per GiB uploaded, by side (client, the local API server running the functions' "
+            "handlers, LocalStack's S3, moto's DynamoDB; tus-node-server's own processes are not measured), read "
+            "from /proc around each upload; on this machine all sides share its cores.", "",
+            *table(["chunk", "system", *(f"{side} s/GiB" for side in CPU_SIDES), "total s/GiB"], rows)]
 
 
 def costs_section(costs: dict[int, dict]) -> list[str]:

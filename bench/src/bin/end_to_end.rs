@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bench::median;
+use bench::{CpuMeter, median};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use http_body_util::{BodyExt, Full};
@@ -58,14 +58,16 @@ async fn main() -> Result<(), Error> {
     let server = LocalServer::start()?;
     let http = Client::builder(TokioExecutor::new()).build_http();
 
+    let meter = CpuMeter::new(server.child.id());
     let mut rows: Vec<Value> = Vec::new();
     for round in 1..=args.runs {
         for &chunk in &args.chunk_sizes {
             let part = part_size(file.len(), chunk)?;
-            let lane = Lane { http: &http, url: &server.url, s3: &s3, file: &file, md5: &md5, part };
+            let lane = Lane { http: &http, url: &server.url, file: &file, part };
             for &system in &args.systems {
-                let seconds = match system {
-                    "chunked-upload" => service_upload(&http, &server.url, &s3, &file, &md5, chunk).await?,
+                let before = meter.sample();
+                let uploaded = match system {
+                    "chunked-upload" => service_upload(&http, &server.url, &file, &md5, chunk).await?,
                     "chunked-parallel" => {
                         let opened = lane.open(json!({"mode": "parallel", "chunk_size": chunk})).await?;
                         lane.parallel(opened, chunk).await?
@@ -73,13 +75,24 @@ async fn main() -> Result<(), Error> {
                     "chunked-direct" => {
                         lane.direct(lane.open(json!({"mode": "direct", "part_size": part})).await?).await?
                     }
-                    "raw-multipart" => raw_multipart(&s3, &bucket, &file, &md5, part, 1).await?,
-                    "raw-parallel" => raw_multipart(&s3, &bucket, &file, &md5, part, IN_FLIGHT).await?,
+                    "raw-multipart" => raw_multipart(&s3, &bucket, &file, part, 1).await?,
+                    "raw-parallel" => raw_multipart(&s3, &bucket, &file, part, IN_FLIGHT).await?,
                     _ => tus_upload(&args.file, chunk, part)?,
+                };
+                let after = meter.sample();
+                if let Some((bucket, key)) = &uploaded.stored {
+                    verify_and_delete(&s3, bucket, key, &md5).await?;
+                }
+                let seconds = uploaded.seconds;
+                // tus-node-server's client and server run in processes of their own, not measured here.
+                let spent = |i: usize| match (before[i], after[i]) {
+                    (Some(b), Some(a)) if system != "tus-node-server" || i >= 2 => json!(a - b),
+                    _ => Value::Null,
                 };
                 let row = json!({
                     "bench": "end_to_end", "system": system, "round": round, "bytes": file.len(), "chunk_bytes": chunk, "part_bytes": part,
                     "seconds": seconds, "mib_per_s": file.len() as f64 / MIB / seconds,
+                    "cpu_seconds": {"client": spent(0), "api": spent(1), "s3": spent(2), "dynamodb": spent(3)},
                 });
                 println!("{row}");
                 rows.push(row);
@@ -184,11 +197,10 @@ impl Drop for LocalServer {
 async fn service_upload(
     http: &HttpClient,
     url: &str,
-    s3: &aws_sdk_s3::Client,
     file: &Bytes,
     md5: &str,
     chunk: usize,
-) -> Result<f64, Error> {
+) -> Result<Uploaded, Error> {
     let token = bench_token();
     let started = Instant::now();
     let mut upload_id = String::new();
@@ -212,10 +224,7 @@ async fn service_upload(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(format!("upload_id={upload_id}&md5={md5}"))))?;
     let result = send(http, request).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let (bucket, key) = (result["bucket"].as_str().unwrap_or_default(), result["key"].as_str().unwrap_or_default());
-    verify_and_delete(s3, bucket, key, md5).await?;
-    Ok(seconds)
+    Ok(Uploaded::stored(started, &result))
 }
 
 async fn send(http: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Result<Value, Error> {
@@ -241,9 +250,7 @@ fn bench_token() -> String {
 struct Lane<'a> {
     http: &'a HttpClient,
     url: &'a str,
-    s3: &'a aws_sdk_s3::Client,
     file: &'a Bytes,
-    md5: &'a str,
     part: usize,
 }
 
@@ -275,7 +282,7 @@ impl Lane<'_> {
     }
 
     /// Relayed chunks on the grid, `IN_FLIGHT` at a time, each with its CRC64NVME; then complete.
-    async fn parallel(&self, opened: Opened, chunk: usize) -> Result<f64, Error> {
+    async fn parallel(&self, opened: Opened, chunk: usize) -> Result<Uploaded, Error> {
         let sends = self.pieces(chunk).map(|body| {
             let (http, token) = (self.http.clone(), opened.token.clone());
             let uri = format!("{}/upload?upload_id={}", self.url, opened.upload_id);
@@ -298,7 +305,7 @@ impl Lane<'_> {
 
     /// Part URLs bound to each part's CRC64NVME, then the parts PUT straight to S3, `IN_FLIGHT` at a time, with
     /// the headers the service gave; then complete.
-    async fn direct(&self, opened: Opened) -> Result<f64, Error> {
+    async fn direct(&self, opened: Opened) -> Result<Uploaded, Error> {
         let hashes = self.pieces(self.part).map(|part| async move { Ok((Crc64::of(&part.bytes), part)) });
         let parts = in_parallel(hashes, IN_FLIGHT).await?;
         let mut signed = Vec::with_capacity(parts.len());
@@ -346,20 +353,32 @@ impl Lane<'_> {
 
     /// `POST /upload/complete` with the whole file's CRC64NVME, combined from the pieces' without re-reading the
     /// file; the timed span ends with its answer. The result must carry that CRC and the object the file's bytes.
-    async fn complete(&self, opened: Opened, crcs: Vec<(Crc64, u64)>) -> Result<f64, Error> {
+    async fn complete(&self, opened: Opened, crcs: Vec<(Crc64, u64)>) -> Result<Uploaded, Error> {
         let whole = Crc64::concat(crcs).ok_or("an empty file")?.to_base64();
         let request = hyper::Request::post(format!("{}/upload/complete", self.url))
             .header("authorization", &opened.token)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(json!({"upload_id": opened.upload_id, "crc64nvme": whole}).to_string())))?;
         let result = send(self.http, request).await?;
-        let seconds = opened.started.elapsed().as_secs_f64();
+        let uploaded = Uploaded::stored(opened.started, &result);
         if result["crc64nvme"] != json!(whole) {
             return Err(format!("the result's crc64nvme is {}, the file's {whole}", result["crc64nvme"]).into());
         }
-        let (bucket, key) = (result["bucket"].as_str().unwrap_or_default(), result["key"].as_str().unwrap_or_default());
-        verify_and_delete(self.s3, bucket, key, self.md5).await?;
-        Ok(seconds)
+        Ok(uploaded)
+    }
+}
+
+/// An upload's time, and where its object is (checked and deleted once the CPU meter has been read).
+struct Uploaded {
+    seconds: f64,
+    stored: Option<(String, String)>,
+}
+
+impl Uploaded {
+    /// Timed up to now, with the object the completion's `result` names.
+    fn stored(started: Instant, result: &Value) -> Uploaded {
+        let field = |name: &str| result[name].as_str().unwrap_or_default().to_string();
+        Uploaded { seconds: started.elapsed().as_secs_f64(), stored: Some((field("bucket"), field("key"))) }
     }
 }
 
@@ -376,10 +395,9 @@ async fn raw_multipart(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     file: &Bytes,
-    md5: &str,
     part: usize,
     in_flight: usize,
-) -> Result<f64, Error> {
+) -> Result<Uploaded, Error> {
     let key = format!("bench/raw-multipart-{}-{in_flight}.bin", std::process::id());
     let started = Instant::now();
     let created = s3.create_multipart_upload().bucket(bucket).key(&key).send().await?;
@@ -401,9 +419,7 @@ async fn raw_multipart(
         .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    verify_and_delete(s3, bucket, &key, md5).await?;
-    Ok(seconds)
+    Ok(Uploaded { seconds: started.elapsed().as_secs_f64(), stored: Some((bucket.to_string(), key)) })
 }
 
 /// Runs `jobs` with at most `in_flight` of them at a time, each in a task of its own (so a client's hashing can use
@@ -418,7 +434,7 @@ where
 
 /// bench/tus/upload.mjs runs tus-node-server in a child process and reports one JSON line; it checks the stored
 /// object's MD5 itself.
-fn tus_upload(file: &Path, chunk: usize, part: usize) -> Result<f64, Error> {
+fn tus_upload(file: &Path, chunk: usize, part: usize) -> Result<Uploaded, Error> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tus/upload.mjs");
     let output = Command::new("node")
         .arg(script)
@@ -433,7 +449,8 @@ fn tus_upload(file: &Path, chunk: usize, part: usize) -> Result<f64, Error> {
     if line["verified"] != true {
         return Err(format!("tus-node-server's upload did not verify: {line}").into());
     }
-    line["seconds"].as_f64().ok_or_else(|| format!("no seconds in {line}").into())
+    let seconds = line["seconds"].as_f64().ok_or_else(|| format!("no seconds in {line}"))?;
+    Ok(Uploaded { seconds, stored: None })
 }
 
 async fn verify_and_delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, md5: &str) -> Result<(), Error> {
