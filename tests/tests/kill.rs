@@ -44,20 +44,53 @@ async fn send_chunk(function: &FunctionProcess, upload_id: Option<&str>, file: &
     send(function, chunk_event(USER, upload_id, start, &file[start..end], file.len())).await
 }
 
+/// The service's storage behind fault proxies, and the functions' environment that points at them.
+struct Proxied {
+    svc: Service,
+    s3: Proxy,
+    dynamodb: Proxy,
+    env: Vec<(String, String)>,
+}
+
+impl Proxied {
+    async fn start() -> Proxied {
+        let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
+        let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
+        let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
+        let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
+        let env = service_env(&[
+            ("AWS_ENDPOINT_URL_S3", &s3.url()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
+            ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
+        ]);
+        Proxied { svc, s3, dynamodb, env }
+    }
+}
+
+/// Sends `event` to `function`, SIGKILLs the process once `proxy` holds the reply to its `operation`, and checks the
+/// invocation died with it. The held reply then never reaches anyone.
+async fn killed_while_held(function: &FunctionProcess, event: Vec<u8>, proxy: &Proxy, operation: &str, what: &str) {
+    proxy.arm(operation, Fault::HoldAfter);
+    let mut invocation = std::pin::pin!(function.invoke(event));
+    let held = tokio::select! {
+        outcome = &mut invocation => panic!("{what}: answered before its {operation} was held: {outcome:?}"),
+        held = proxy.held() => held,
+    };
+    assert_eq!(held.operation, operation, "{what}");
+    function.kill();
+    match invocation.await {
+        Err(InvokeError::Exited(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}"),
+        outcome => panic!("{what}: the invocation should have died with the process: {outcome:?}"),
+    }
+    drop(held);
+}
+
 /// Kills the chunk function while the reply to its `operation` for the chunk at `start` is held, then checks that a
 /// retrying client on a fresh process finishes with the exact file.
 async fn killed_after(operation: &str, start: usize, seed: u64) {
     let what = format!("killed after {operation} of the chunk at {start}");
     let binaries = binaries();
-    let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
-    let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
-    let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
-    let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
-    let env = service_env(&[
-        ("AWS_ENDPOINT_URL_S3", &s3.url()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
-        ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
-    ]);
+    let Proxied { svc, s3, dynamodb, env } = Proxied::start().await;
     let file = data(FILE, seed);
 
     let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");
@@ -74,23 +107,10 @@ async fn killed_after(operation: &str, start: usize, seed: u64) {
 
     // The chunk whose S3 write is held: once the proxy has S3's reply in hand, the bytes are in S3, and the function
     // is still waiting for that reply, so it cannot have committed.
-    s3.arm(operation, Fault::HoldAfter);
     let updates_before = dynamodb.tallies().get("UpdateItem").map_or(0, |t| t.calls);
     let end = start + CHUNK;
-    let invocation = function.invoke(chunk_event(USER, Some(&id), start, &file[start..end], file.len()));
-    let mut invocation = std::pin::pin!(invocation);
-    let held = tokio::select! {
-        outcome = &mut invocation => panic!("{what}: answered before its {operation} was held: {outcome:?}"),
-        held = s3.held() => held,
-    };
-    assert_eq!(held.operation, operation, "{what}");
-    function.kill();
-    match invocation.await {
-        Err(InvokeError::Exited(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}"),
-        outcome => panic!("{what}: the invocation should have died with the process: {outcome:?}"),
-    }
-    // The reply never reaches anyone: the process is gone.
-    drop(held);
+    let event = chunk_event(USER, Some(&id), start, &file[start..end], file.len());
+    killed_while_held(&function, event, &s3, operation, &what).await;
 
     // Only the claim reached DynamoDB during that invocation, never the commit, and the record is as before.
     let updates = dynamodb.tallies().get("UpdateItem").map_or(0, |t| t.calls) - updates_before;
@@ -163,15 +183,7 @@ enum HeldOn {
 /// the status lists the killed chunk (its slot was written before the kill).
 async fn parallel_killed_after(held: HeldOn, held_after: bool, seed: u64) {
     let binaries = binaries();
-    let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
-    let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
-    let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
-    let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
-    let env = service_env(&[
-        ("AWS_ENDPOINT_URL_S3", &s3.url()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
-        ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
-    ]);
+    let Proxied { svc, s3, dynamodb, env } = Proxied::start().await;
     let file = data(FILE, seed);
     let chunk_event = |id: &str, index: usize| {
         let (start, end) = (index * CHUNK, ((index + 1) * CHUNK).min(file.len()));
@@ -199,19 +211,7 @@ async fn parallel_killed_after(held: HeldOn, held_after: bool, seed: u64) {
         HeldOn::S3(op) => (&s3, op),
         HeldOn::DynamoDb(op) => (&dynamodb, op),
     };
-    proxy.arm(operation, Fault::HoldAfter);
-    let mut invocation = std::pin::pin!(function.invoke(chunk_event(&id, 2)));
-    let held = tokio::select! {
-        outcome = &mut invocation => panic!("{what}: answered before its {operation} was held: {outcome:?}"),
-        held = proxy.held() => held,
-    };
-    assert_eq!(held.operation, operation, "{what}");
-    function.kill();
-    match invocation.await {
-        Err(InvokeError::Exited(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}"),
-        outcome => panic!("{what}: the invocation should have died with the process: {outcome:?}"),
-    }
-    drop(held);
+    killed_while_held(&function, chunk_event(&id, 2), proxy, operation, &what).await;
 
     // A cold start; the client lost its answer and sends what the status does not list.
     let function = FunctionProcess::spawn(&binaries["chunk"], env.clone()).await.expect("spawn the chunk function");

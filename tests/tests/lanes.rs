@@ -259,18 +259,7 @@ async fn presigned_urls_take_only_their_own_parts_declared_bytes_while_the_uploa
 }
 
 #[tokio::test]
-async fn an_expired_direct_upload_hands_out_no_urls() {
-    let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
-    let user = User::named("direct-expired");
-    let file = data(6 * MIB, 36);
-    let id = svc.open(&user, json!({"mode": "direct", "size": file.len()})).await.upload_id();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    svc.part_urls(&user, &id, &[(1, &file[..5 * MIB])]).await.assert_status(410);
-    svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(410);
-}
-
-#[tokio::test]
-async fn a_presigned_url_dies_with_its_upload() {
+async fn a_presigned_url_dies_with_its_upload_and_the_api_hands_out_no_more() {
     let svc = Service::new(&[("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2")]).await;
     let user = User::named("direct-url-expired");
     let file = data(6 * MIB, 40);
@@ -286,6 +275,9 @@ async fn a_presigned_url_dies_with_its_upload() {
     let parts = svc.s3.list_parts().bucket(&svc.app.config.bucket).key(&record.key);
     let parts = parts.upload_id(record.multipart_id.as_deref().expect("id")).send().await.expect("ListParts");
     assert!(parts.parts().is_empty(), "{parts:?}");
+    // And the API hands out no more of them.
+    svc.part_urls(&user, &id, &[(1, &file[..5 * MIB])]).await.assert_status(410);
+    svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(410);
 }
 
 #[tokio::test]
