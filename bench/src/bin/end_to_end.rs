@@ -1,10 +1,12 @@
 //! End to end: one file through the local API server (the very handlers the Lambda functions run) into the
-//! emulators' S3 in each of the service's modes (sequential chunks; parallel relayed chunks, 4 in flight; direct
-//! presigned part PUTs, 4 in flight, parts of the same size as the others'), beside (a) a plain multipart upload of the same file with the AWS SDK, same part size, straight to
-//! the same S3, one part after another and 4 parts in flight (the two ceilings), and (b) tus-node-server (`@tus/server` + `@tus/s3-store`, bench/tus) on the same S3,
-//! driven by tus-js-client with the same chunk size. The systems take turns within each round, so the machine's
-//! noise falls on all of them alike. Every upload is checked byte for byte (MD5 of the stored object), and the
-//! lanes' results by their full-object CRC64NVME. The clients compute the CRCs they send within the timed span.
+//! emulators' S3 in each of the service's modes, sent by the `chunked-upload` client library as its command-line tool
+//! sends it (sequential chunks; parallel relayed chunks, 4 in flight; direct presigned part PUTs, 4 in flight, parts
+//! of the same size as the others'), beside (a) a plain multipart upload of the same file with the AWS SDK, same part
+//! size, straight to the same S3, one part after another and 4 parts in flight (the two ceilings), and (b)
+//! tus-node-server (`@tus/server` + `@tus/s3-store`, bench/tus) on the same S3, driven by tus-js-client with the same
+//! chunk size. The systems take turns within each round, so the machine's noise falls on all of them alike. Every
+//! upload is checked byte for byte (MD5 of the stored object). The clients read the file and compute the checksums
+//! they send (the SDK its CRC32s) within the timed span.
 //!
 //! Usage: `end_to_end --file PATH [--chunk-kib 1024,4096] [--runs 3] [--systems NAME,...]` (default: every system,
 //! see SYSTEMS); the S3/DynamoDB endpoints, bucket and table come from the environment (`eval "$(emulators/up)"`).
@@ -19,24 +21,19 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bench::{CpuMeter, median};
 use bytes::Bytes;
+use chunked_upload::api::{Api, Retry};
+use chunked_upload::state::StateDir;
+use chunked_upload::upload::{ModeChoice, Options, Uploader};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use integration_tests::md5_hex;
 use serde_json::{Value, json};
-use shared::checksum::Crc64;
 use shared::protocol::{MAX_PART_SIZE, MIN_PART_SIZE, plan_part_size};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// chunked-upload is the service's sequential mode (the django-chunked-upload protocol).
 const SYSTEMS: [&str; 6] =
     ["chunked-upload", "chunked-parallel", "chunked-direct", "raw-multipart", "raw-parallel", "tus-node-server"];
-/// At most this many part URLs per request, as the parts route takes.
-const URLS_PER_REQUEST: usize = 100;
 /// Parts (or chunks) a parallel client keeps in flight.
 const IN_FLIGHT: usize = 4;
 
@@ -56,25 +53,20 @@ async fn main() -> Result<(), Error> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let server = LocalServer::start()?;
-    let http = Client::builder(TokioExecutor::new()).build_http();
+    let token = shared::local::dev_token("bench");
+    let api = Api::new(&server.url, Some(token), Retry::default(), Duration::from_secs(120))?;
 
     let meter = CpuMeter::new(server.child.id());
     let mut rows: Vec<Value> = Vec::new();
     for round in 1..=args.runs {
         for &chunk in &args.chunk_sizes {
             let part = part_size(file.len(), chunk)?;
-            let lane = Lane { http: &http, url: &server.url, file: &file, part };
             for &system in &args.systems {
                 let before = meter.sample();
                 let uploaded = match system {
-                    "chunked-upload" => service_upload(&http, &server.url, &file, &md5, chunk).await?,
-                    "chunked-parallel" => {
-                        let opened = lane.open(json!({"mode": "parallel", "chunk_size": chunk})).await?;
-                        lane.parallel(opened, chunk).await?
-                    }
-                    "chunked-direct" => {
-                        lane.direct(lane.open(json!({"mode": "direct", "part_size": part})).await?).await?
-                    }
+                    "chunked-upload" => cli_upload(&api, &args.file, ModeChoice::Sequential, chunk, part).await?,
+                    "chunked-parallel" => cli_upload(&api, &args.file, ModeChoice::Parallel, chunk, part).await?,
+                    "chunked-direct" => cli_upload(&api, &args.file, ModeChoice::Direct, chunk, part).await?,
                     "raw-multipart" => raw_multipart(&s3, &bucket, &file, part, 1).await?,
                     "raw-parallel" => raw_multipart(&s3, &bucket, &file, part, IN_FLIGHT).await?,
                     _ => tus_upload(&args.file, chunk, part)?,
@@ -192,180 +184,22 @@ impl Drop for LocalServer {
     }
 }
 
-/// Sequential raw chunks, then completion with the MD5, as the browser client does; timed from the first chunk to
-/// the completion's answer.
-async fn service_upload(
-    http: &HttpClient,
-    url: &str,
-    file: &Bytes,
-    md5: &str,
-    chunk: usize,
-) -> Result<Uploaded, Error> {
-    let token = bench_token();
+/// The file through the local server with the `chunked-upload` client library (what the command-line tool runs), in
+/// one of the service's modes: reading the file, the checksums it sends and the requests in flight are the client's,
+/// as a user gets them. Timed from the first request to the completion's answer.
+async fn cli_upload(api: &Api, file: &Path, mode: ModeChoice, chunk: usize, part: usize) -> Result<Uploaded, Error> {
+    let states = StateDir::new(std::env::temp_dir().join(format!("bench-state-{}", std::process::id())));
+    let options = Options {
+        mode,
+        parallel: IN_FLIGHT,
+        chunk_size: chunk as u64,
+        part_size: Some(part as u64),
+        filename: Some("bench.bin".into()),
+        ..Options::default()
+    };
     let started = Instant::now();
-    let mut upload_id = String::new();
-    for start in (0..file.len()).step_by(chunk) {
-        let end = (start + chunk).min(file.len());
-        let uri = if upload_id.is_empty() {
-            format!("{url}/upload?filename=bench.bin")
-        } else {
-            format!("{url}/upload?upload_id={upload_id}")
-        };
-        let request = hyper::Request::post(uri)
-            .header("authorization", &token)
-            .header("content-type", "application/octet-stream")
-            .header("content-range", format!("bytes {start}-{}/{}", end - 1, file.len()))
-            .body(Full::new(file.slice(start..end)))?;
-        let reply = send(http, request).await?;
-        upload_id = reply["upload_id"].as_str().ok_or("no upload_id in the chunk's answer")?.to_string();
-    }
-    let request = hyper::Request::post(format!("{url}/upload/complete"))
-        .header("authorization", &token)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(format!("upload_id={upload_id}&md5={md5}"))))?;
-    let result = send(http, request).await?;
+    let result = Uploader { api, states: &states, events: &|_| {} }.put(file, &options).await?;
     Ok(Uploaded::stored(started, &result))
-}
-
-async fn send(http: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Result<Value, Error> {
-    Ok(serde_json::from_slice(&exchange(http, request).await?)?)
-}
-
-/// The body of a successful answer; any other status is an error with the body in it.
-async fn exchange(http: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Result<Bytes, Error> {
-    let response = http.request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)).into());
-    }
-    Ok(body)
-}
-
-fn bench_token() -> String {
-    format!("Bearer {}", shared::local::dev_token("bench"))
-}
-
-/// One upload of the file in a parallel or direct mode, through the local server, in parts of `part` bytes.
-struct Lane<'a> {
-    http: &'a HttpClient,
-    url: &'a str,
-    file: &'a Bytes,
-    part: usize,
-}
-
-/// An upload the service opened, and when the client started it.
-struct Opened {
-    started: Instant,
-    token: String,
-    upload_id: String,
-}
-
-impl Lane<'_> {
-    /// `POST /upload/create` with `opening`'s mode and grid; the timed span starts here. The service must plan the
-    /// part size the ceilings use, or the comparison would not be like for like.
-    async fn open(&self, mut opening: Value) -> Result<Opened, Error> {
-        let token = bench_token();
-        let started = Instant::now();
-        opening["size"] = json!(self.file.len());
-        opening["filename"] = json!("bench.bin");
-        let request = hyper::Request::post(format!("{}/upload/create", self.url))
-            .header("authorization", &token)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(opening.to_string())))?;
-        let opened = send(self.http, request).await?;
-        if opened["part_size"] != json!(self.part) {
-            return Err(format!("the service planned parts of {} bytes, not {}", opened["part_size"], self.part).into());
-        }
-        let upload_id = opened["upload_id"].as_str().ok_or("no upload_id in create's answer")?.to_string();
-        Ok(Opened { started, token, upload_id })
-    }
-
-    /// Relayed chunks on the grid, `IN_FLIGHT` at a time, each with its CRC64NVME; then complete.
-    async fn parallel(&self, opened: Opened, chunk: usize) -> Result<Uploaded, Error> {
-        let sends = self.pieces(chunk).map(|body| {
-            let (http, token) = (self.http.clone(), opened.token.clone());
-            let uri = format!("{}/upload?upload_id={}", self.url, opened.upload_id);
-            let range = format!("bytes {}-{}/{}", body.start, body.end - 1, self.file.len());
-            async move {
-                let crc = Crc64::of(&body.bytes);
-                let request = hyper::Request::post(uri)
-                    .header("authorization", token)
-                    .header("content-type", "application/octet-stream")
-                    .header("content-range", range)
-                    .header("x-checksum-crc64nvme", crc.to_base64())
-                    .body(Full::new(body.bytes.clone()))?;
-                send(&http, request).await?;
-                Ok((crc, body.bytes.len() as u64))
-            }
-        });
-        let crcs = in_parallel(sends, IN_FLIGHT).await?;
-        self.complete(opened, crcs).await
-    }
-
-    /// Part URLs bound to each part's CRC64NVME, then the parts PUT straight to S3, `IN_FLIGHT` at a time, with
-    /// the headers the service gave; then complete.
-    async fn direct(&self, opened: Opened) -> Result<Uploaded, Error> {
-        let hashes = self.pieces(self.part).map(|part| async move { Ok((Crc64::of(&part.bytes), part)) });
-        let parts = in_parallel(hashes, IN_FLIGHT).await?;
-        let mut signed = Vec::with_capacity(parts.len());
-        for batch in parts.chunks(URLS_PER_REQUEST) {
-            let wanted: Vec<Value> = batch
-                .iter()
-                .map(|(crc, part)| json!({"number": part.start / self.part + 1, "crc64nvme": crc.to_base64()}))
-                .collect();
-            let request = hyper::Request::post(format!("{}/upload/{}/parts", self.url, opened.upload_id))
-                .header("authorization", &opened.token)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(json!({ "parts": wanted }).to_string())))?;
-            let answer = send(self.http, request).await?;
-            signed.extend(answer["parts"].as_array().ok_or("no parts in the parts route's answer")?.iter().cloned());
-        }
-        if signed.len() != parts.len() {
-            return Err(format!("asked for {} part URLs, got {}", parts.len(), signed.len()).into());
-        }
-        let puts = signed.into_iter().map(|url| {
-            let (http, file, part) = (self.http.clone(), self.file.clone(), self.part);
-            async move {
-                let number = url["number"].as_u64().ok_or("a part URL without its number")? as usize;
-                let start = (number - 1) * part;
-                let bytes = file.slice(start..(start + part).min(file.len()));
-                let mut request = hyper::Request::put(url["url"].as_str().ok_or("a part without its url")?);
-                for (name, value) in url["headers"].as_object().ok_or("a part without its headers")? {
-                    request = request.header(name.as_str(), value.as_str().ok_or("a header that is not text")?);
-                }
-                exchange(&http, request.body(Full::new(bytes))?).await?;
-                Ok(())
-            }
-        });
-        in_parallel(puts, IN_FLIGHT).await?;
-        let crcs = parts.iter().map(|(crc, part)| (*crc, part.bytes.len() as u64)).collect();
-        self.complete(opened, crcs).await
-    }
-
-    /// The file in consecutive pieces of `size` bytes (the last one shorter).
-    fn pieces(&self, size: usize) -> impl Iterator<Item = Piece> + '_ {
-        (0..self.file.len()).step_by(size).map(move |start| {
-            let end = (start + size).min(self.file.len());
-            Piece { start, end, bytes: self.file.slice(start..end) }
-        })
-    }
-
-    /// `POST /upload/complete` with the whole file's CRC64NVME, combined from the pieces' without re-reading the
-    /// file; the timed span ends with its answer. The result must carry that CRC and the object the file's bytes.
-    async fn complete(&self, opened: Opened, crcs: Vec<(Crc64, u64)>) -> Result<Uploaded, Error> {
-        let whole = Crc64::concat(crcs).ok_or("an empty file")?.to_base64();
-        let request = hyper::Request::post(format!("{}/upload/complete", self.url))
-            .header("authorization", &opened.token)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(json!({"upload_id": opened.upload_id, "crc64nvme": whole}).to_string())))?;
-        let result = send(self.http, request).await?;
-        let uploaded = Uploaded::stored(opened.started, &result);
-        if result["crc64nvme"] != json!(whole) {
-            return Err(format!("the result's crc64nvme is {}, the file's {whole}", result["crc64nvme"]).into());
-        }
-        Ok(uploaded)
-    }
 }
 
 /// An upload's time, and where its object is (checked and deleted once the CPU meter has been read).
@@ -380,13 +214,6 @@ impl Uploaded {
         let field = |name: &str| result[name].as_str().unwrap_or_default().to_string();
         Uploaded { seconds: started.elapsed().as_secs_f64(), stored: Some((field("bucket"), field("key"))) }
     }
-}
-
-/// Bytes `[start, end)` of the file.
-struct Piece {
-    start: usize,
-    end: usize,
-    bytes: Bytes,
 }
 
 /// The ceilings: the same bytes in parts of the same size, `in_flight` at a time, with the same S3 client settings as

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bench::{chunk_event, cpu_time, median};
+use bench::{chunk_event, cpu_time, cpu_times, median};
 use bytes::Bytes;
 use integration_tests::{Service, data};
 use md5::{Digest, Md5};
@@ -30,15 +30,17 @@ async fn main() {
         sizes = vec![256, 1024, 4096];
     }
     for chunk in sizes.into_iter().map(|kib| kib * 1024) {
-        let (mut handler, mut floor, mut crc) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut handler, mut kernel, mut floor, mut crc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            handler.push(per_mib(upload(&svc, &file, chunk).await));
+            let (user, system) = upload(&svc, &file, chunk).await;
+            handler.push(per_mib(user + system));
+            kernel.push(per_mib(system));
             floor.push(per_mib(md5_alone(&file, chunk)));
             crc.push(per_mib(crc64_alone(&file, chunk)) / CRC_PASSES as f64);
         }
-        let (handler, floor, crc) = (median(handler), median(floor), median(crc));
+        let (handler, kernel, floor, crc) = (median(handler), median(kernel), median(floor), median(crc));
         let line = serde_json::json!({
-            "bench": "handler_cost", "chunk_bytes": chunk, "cpu_ms_per_mib": handler, "md5_ms_per_mib": floor,
+            "bench": "handler_cost", "chunk_bytes": chunk, "cpu_ms_per_mib": handler, "kernel_ms_per_mib": kernel, "md5_ms_per_mib": floor,
             "ratio": handler / floor, "crc64_ms_per_mib": crc, "crc64_to_md5": crc / floor, "runs": RUNS,
         });
         println!("{line}");
@@ -49,22 +51,24 @@ fn per_mib(cpu: Duration) -> f64 {
     cpu.as_secs_f64() * 1000.0 / (FILE as f64 / (1024.0 * 1024.0))
 }
 
-/// CPU spent in the function for a whole upload in `chunk`-sized chunks; building the events is not counted.
-async fn upload(svc: &Service, file: &[u8], chunk: usize) -> Duration {
+/// CPU spent in the function for a whole upload in `chunk`-sized chunks, in user space and in the kernel; building
+/// the events is not counted.
+async fn upload(svc: &Service, file: &[u8], chunk: usize) -> (Duration, Duration) {
     let handler = |req| handlers::chunk_function(&svc.app, req);
     let mut upload_id: Option<String> = None;
-    let mut spent = Duration::ZERO;
+    let (mut user, mut system) = (Duration::ZERO, Duration::ZERO);
     for (i, piece) in file.chunks(chunk).enumerate() {
         let event = Bytes::from(chunk_event("bench", upload_id.as_deref(), i * chunk, piece, file.len()));
-        let before = cpu_time();
+        let before = cpu_times();
         let response = lambda::serve_json(&handler, event).await.expect("event");
-        spent += cpu_time() - before;
+        let after = cpu_times();
+        (user, system) = (user + after.0 - before.0, system + after.1 - before.1);
         let response = serde_json::to_value(&response).expect("response");
         assert_eq!(response["statusCode"], 200, "{response}");
         let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap_or("{}")).expect("json");
         upload_id = body["upload_id"].as_str().map(str::to_string);
     }
-    spent
+    (user, system)
 }
 
 fn md5_alone(file: &[u8], chunk: usize) -> Duration {
