@@ -70,7 +70,8 @@ dropZone.addEventListener('drop', (event) => {
 
 for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener('change', showModeSettings);
 showModeSettings();
-$('concurrency-input').addEventListener('change', schedulePump);
+// A higher limit starts waiting files at once; a lower one lets the running files finish.
+$('concurrency-input').addEventListener('input', schedulePump);
 $('clear-button').addEventListener('click', () => {
   for (const entry of entries.filter((e) => FINISHED_STATES.includes(stateOf(e)))) remove(entry);
   $('queue-heading').focus();
@@ -122,7 +123,9 @@ function add(file) {
   on('statechange', ({ state }) => {
     render(entry);
     announce(`${file.name}: ${STATE_LABELS[state].toLowerCase()}`);
-    if (state === 'paused') setMessage(entry, 'Paused. Resume now, or add the same file again later, even after a reload.');
+    if (state === 'paused') {
+      setMessage(entry, 'Paused. Resume now, or add the same file again later, even after a reload.');
+    }
     if (state === 'canceled') setMessage(entry, 'Canceled: nothing of it is kept on the server.');
     if (ACTIVE_STATES.includes(state)) setMessage(entry, '');
     else schedulePump();
@@ -240,7 +243,8 @@ function render(entry) {
   row.dataset.state = state;
   row.querySelector('.badge').textContent = STATE_LABELS[state];
 
-  const focused = row.contains(document.activeElement) && document.activeElement !== row ? document.activeElement : null;
+  const { activeElement } = document;
+  const focused = row.contains(activeElement) && activeElement !== row ? activeElement : null;
   const offered = upload === null ? ['remove'] : ACTIONS[state];
   for (const button of row.querySelectorAll('[data-action]')) button.hidden = !offered.includes(button.dataset.action);
   // A button that hides itself when clicked (Pause becoming Resume) hands the focus on rather than dropping it

@@ -89,7 +89,8 @@ describe('demo page', () => {
           const waiter = waiters.shift();
           return waiter ? waiter(route) : routes.push(route);
         }
-        await route.fulfill({ status: action.status, contentType: 'application/json', body: JSON.stringify(action.json) });
+        const body = JSON.stringify(action.json);
+        await route.fulfill({ status: action.status, contentType: 'application/json', body });
       },
     );
     return {
@@ -192,7 +193,8 @@ describe('demo page', () => {
         const bytes = new Uint8Array(size).map((_, i) => (i * 7919 + size) % 251);
         transfer.items.add(new File([bytes], name, { lastModified: Date.now() }));
         const digest = await crypto.subtle.digest('SHA-256', bytes);
-        digests[name] = { size, sha256: Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('') };
+        const sha256 = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+        digests[name] = { size, sha256 };
       }
       const zone = document.getElementById('drop-zone');
       zone.dispatchEvent(new DragEvent('dragenter', { dataTransfer: transfer, bubbles: true }));
@@ -207,53 +209,63 @@ describe('demo page', () => {
     }
   });
 
-  test('several files queue up and upload two at a time, each into its own object', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const files = [];
-    for (const [name, size] of [
-      ['first.bin', 1.5 * MIB],
-      ['second.bin', 2.5 * MIB],
-      ['third.bin', 3.5 * MIB],
-      ['fourth.bin', 0.5 * MIB],
-    ]) {
-      files.push(await randomFile(t, name, size));
-    }
-    const page = await openDemo(t);
-    assert.equal(await page.locator('#concurrency-input').inputValue(), '2', 'two files at a time by default');
-    // The most files seen uploading at once, over the whole run.
-    await page.evaluate(() => {
-      window.mostActive = 0;
-      const queue = document.getElementById('queue');
-      new MutationObserver(() => {
-        const active = queue.querySelectorAll('[data-state="uploading"], [data-state="completing"]').length;
-        window.mostActive = Math.max(window.mostActive, active);
-      }).observe(queue, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
-    });
-    // The first two files' chunks wait in flight, so the queue can be seen with both slots taken.
-    const chunks = await routeChunks(page, (total) => (total === files[0].size || total === files[1].size ? 'hold' : 'pass'));
-    await page.setInputFiles(
-      '#file-input',
-      files.map((f) => f.path),
-    );
-    const held = [await chunks.held(files[0].size), await chunks.held(files[1].size)];
-    assert.deepEqual(await states(page), [
-      ['first.bin', 'uploading'],
-      ['second.bin', 'uploading'],
-      ['third.bin', 'queued'],
-      ['fourth.bin', 'queued'],
-    ]);
-    assert.equal(await page.locator('#queue-summary').textContent(), '2 uploading · 2 queued');
+  test(
+    'several files queue up and upload two at a time, then three, each into its own object',
+    { timeout: TEST_TIMEOUT_MS },
+    async (t) => {
+      const files = [];
+      for (const [name, size] of [
+        ['first.bin', 1.5 * MIB],
+        ['second.bin', 2.5 * MIB],
+        ['third.bin', 3.5 * MIB],
+        ['fourth.bin', 0.5 * MIB],
+      ]) {
+        files.push(await randomFile(t, name, size));
+      }
+      const page = await openDemo(t);
+      assert.equal(await page.locator('#concurrency-input').inputValue(), '2', 'two files at a time by default');
+      // The most files seen uploading at once, over the whole run.
+      await page.evaluate(() => {
+        window.mostActive = 0;
+        const queue = document.getElementById('queue');
+        new MutationObserver(() => {
+          const active = queue.querySelectorAll('[data-state="uploading"], [data-state="completing"]').length;
+          window.mostActive = Math.max(window.mostActive, active);
+        }).observe(queue, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+      });
+      // The first two files' chunks wait in flight, so the queue can be seen with both slots taken.
+      const heldFiles = [files[0].size, files[1].size];
+      const chunks = await routeChunks(page, (total) => (heldFiles.includes(total) ? 'hold' : 'pass'));
+      await page.setInputFiles(
+        '#file-input',
+        files.map((f) => f.path),
+      );
+      const held = [await chunks.held(files[0].size), await chunks.held(files[1].size)];
+      assert.deepEqual(await states(page), [
+        ['first.bin', 'uploading'],
+        ['second.bin', 'uploading'],
+        ['third.bin', 'queued'],
+        ['fourth.bin', 'queued'],
+      ]);
+      assert.equal(await page.locator('#queue-summary').textContent(), '2 uploading · 2 queued');
 
-    held.forEach(chunks.release);
-    for (const file of files) await reaches(page, file.name, 'complete');
-    assert.equal(await page.evaluate(() => window.mostActive), 2, 'never more than two at once');
-    const keys = new Set();
-    for (const file of files) keys.add(await assertStored(page, file));
-    assert.equal(keys.size, files.length, 'one object per file');
-    assert.equal(await page.locator('#queue-summary').textContent(), '4 complete');
+      // A third slot, while the first two are still taken: the next file starts, the last one still waits.
+      await page.locator('#concurrency-input').fill('3');
+      await page.locator('.upload[data-name="third.bin"]:not([data-state="queued"])').waitFor({ timeout: WAIT_MS });
+      assert.equal(await row(page, 'fourth.bin').getAttribute('data-state'), 'queued');
 
-    await page.locator('#clear-button').click();
-    assert.deepEqual(await states(page), [], 'Clear finished empties the list');
-  });
+      held.forEach(chunks.release);
+      for (const file of files) await reaches(page, file.name, 'complete');
+      assert.equal(await page.evaluate(() => window.mostActive), 3, 'never more than the setting at once');
+      const keys = new Set();
+      for (const file of files) keys.add(await assertStored(page, file));
+      assert.equal(keys.size, files.length, 'one object per file');
+      assert.equal(await page.locator('#queue-summary').textContent(), '4 complete');
+
+      await page.locator('#clear-button').click();
+      assert.deepEqual(await states(page), [], 'Clear finished empties the list');
+    },
+  );
 
   test('one file paused and resumed while the others go on', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const paused = await randomFile(t, 'paused.bin', 8 * MIB + 1000);
@@ -286,28 +298,49 @@ describe('demo page', () => {
     for (const file of [paused, ...others]) await assertStored(page, file);
   });
 
-  test('one file canceled while the others go on', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const canceled = await randomFile(t, 'canceled.bin', 8 * MIB + 2000);
-    const other = await randomFile(t, 'kept.bin', 3 * MIB);
-    const page = await openDemo(t);
-    const chunks = await routeChunks(page, (total, n) => (total === canceled.size && n === 2 ? 'hold' : 'pass'));
-    const firstChunk = firstChunkAnswer(page, canceled.size);
-    await page.setInputFiles('#file-input', [canceled.path, other.path]);
-    const { upload_id: uploadId } = await (await firstChunk).json();
-    await chunks.held(canceled.size);
+  test(
+    'one file canceled while uploading, one while queued, and the others go on',
+    { timeout: TEST_TIMEOUT_MS },
+    async (t) => {
+      const canceled = await randomFile(t, 'canceled.bin', 8 * MIB + 2000);
+      const other = await randomFile(t, 'kept.bin', 3 * MIB);
+      const dropped = await randomFile(t, 'never-sent.bin', 2 * MIB);
+      const page = await openDemo(t);
+      // Both slots stay taken (the kept file's chunk is held too) until the queued file is canceled.
+      const sent = new Set();
+      const chunks = await routeChunks(page, (total, n) => {
+        sent.add(total);
+        return (total === canceled.size && n === 2) || (total === other.size && n === 1) ? 'hold' : 'pass';
+      });
+      const firstChunk = firstChunkAnswer(page, canceled.size);
+      await page.setInputFiles('#file-input', [canceled.path, other.path, dropped.path]);
+      const { upload_id: uploadId } = await (await firstChunk).json();
+      const keptChunk = await chunks.held(other.size);
+      await chunks.held(canceled.size);
 
-    const deleted = page.waitForResponse((response) => response.request().method() === 'DELETE', { timeout: WAIT_MS });
-    await button(page, canceled.name, 'cancel').click();
-    assert.equal((await deleted).status(), 200);
-    await reaches(page, canceled.name, 'canceled');
-    assert.equal((await uploadStatus(uploadId, DEMO_TOKEN)).status, 404, 'the upload is gone from the server');
+      await button(page, dropped.name, 'cancel').click();
+      await reaches(page, dropped.name, 'canceled');
 
-    await reaches(page, other.name, 'complete');
-    await assertStored(page, other);
-    assert.deepEqual(await savedStates(page), [], 'nothing is left to resume');
-    await button(page, canceled.name, 'remove').click();
-    assert.deepEqual(await states(page), [['kept.bin', 'complete']]);
-  });
+      const deleted = page.waitForResponse((response) => response.request().method() === 'DELETE', {
+        timeout: WAIT_MS,
+      });
+      await button(page, canceled.name, 'cancel').click();
+      assert.equal((await deleted).status(), 200);
+      await reaches(page, canceled.name, 'canceled');
+      assert.equal((await uploadStatus(uploadId, DEMO_TOKEN)).status, 404, 'the upload is gone from the server');
+
+      chunks.release(keptChunk);
+      await reaches(page, other.name, 'complete');
+      await assertStored(page, other);
+      assert.deepEqual(await savedStates(page), [], 'nothing is left to resume');
+      assert.ok(!sent.has(dropped.size), 'the file canceled in the queue sent nothing');
+      await button(page, canceled.name, 'remove').click();
+      assert.deepEqual(await states(page), [
+        ['kept.bin', 'complete'],
+        ['never-sent.bin', 'canceled'],
+      ]);
+    },
+  );
 
   test('a file the server refuses shows its error while the others go on', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const refused = await randomFile(t, 'refused.bin', 1.25 * MIB);
@@ -315,7 +348,8 @@ describe('demo page', () => {
     const page = await openDemo(t);
     const detail = 'The upload was refused for this test';
     // Refused once: a 422 is final for the client, so only Retry sends it again.
-    await routeChunks(page, (total, n) => (total === refused.size && n === 1 ? { status: 422, json: { detail } } : 'pass'));
+    const refusal = { status: 422, json: { detail } };
+    await routeChunks(page, (total, n) => (total === refused.size && n === 1 ? refusal : 'pass'));
     await page.setInputFiles('#file-input', [refused.path, ...others.map((f) => f.path)]);
 
     await reaches(page, refused.name, 'error');
