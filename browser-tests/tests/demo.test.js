@@ -402,6 +402,9 @@ describe('demo page', () => {
     await page.locator('body').click({ position: { x: 1, y: 1 } }); // no focus ring in the pictures
     await page.setViewportSize({ width: 1280, height: 800 });
     await screenshot(page, 'demo-queue-desktop.png');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await screenshot(page, 'demo-queue-desktop-dark.png');
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 375, height: 740 });
     await screenshot(page, 'demo-queue-phone.png');
     // The same at the size a phone shows, from the failed file on.
