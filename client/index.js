@@ -656,8 +656,10 @@ export class ChunkedUpload extends EventTarget {
   async #putPart(number, buffer, crc, onUploadProgress, signal) {
     for (let attempt = 1; ; attempt++) {
       const part = await this.#partUrl(number, crc, signal);
+      // The browser sets the length itself (and refuses to be told it); the signature covers the same value.
+      const headers = Object.fromEntries(Object.entries(part.headers).filter(([name]) => !/^content-length$/i.test(name)));
       const response = await this.#request(
-        { method: part.method, url: part.url, headers: part.headers, body: buffer, onUploadProgress, auth: false },
+        { method: part.method, url: part.url, headers, body: buffer, onUploadProgress, auth: false },
         signal,
       );
       if (response.status === 200) return;

@@ -105,13 +105,18 @@ export async function chunkStart(request) {
   return Number(/^bytes (\d+)-/.exec(range)[1]);
 }
 
+function isChunkUrl(url, method) {
+  return method === 'POST' && url.origin === new URL(API_URL).origin && url.pathname === '/upload';
+}
+
 /**
  * Intercepts the page's chunk requests (POST /upload on the API). `plan(n)`, n counting chunk requests from 1, says
  * what becomes of each: 'pass' (go to the server), 'hold' (wait, in flight, until the test acts), or a response
  * ({ status, json }) given instead of the server's. Returns `held()`, the next held request's route (a promise; the
- * test may abort it), and `passAll()`, which lets held and later chunk requests through.
+ * test may abort it), and `passAll()`, which lets held and later chunk requests through. `matches(url, method)`
+ * picks other requests instead (a direct upload's PUTs to S3, say).
  */
-export async function interceptChunks(page, plan) {
+export async function interceptChunks(page, plan, { matches = isChunkUrl } = {}) {
   const held = [];
   const waiters = [];
   let count = 0;
@@ -119,9 +124,9 @@ export async function interceptChunks(page, plan) {
   // A request the page has given up on (aborted, or gone with a reload) cannot be let through any more.
   const pass = (route) => route.fallback().catch(() => {});
   await page.route(
-    (url) => url.origin === new URL(API_URL).origin && url.pathname === '/upload',
+    () => true,
     async (route) => {
-      if (route.request().method() !== 'POST') return route.fallback();
+      if (!matches(new URL(route.request().url()), route.request().method())) return route.fallback();
       const action = passing ? 'pass' : plan(++count);
       if (action === 'pass') return pass(route);
       if (action === 'hold') {
