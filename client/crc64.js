@@ -10,66 +10,68 @@ const POLY = 0x9a6c9329ac4bc9b5n;
 const MASK = 0xffffffffffffffffn;
 const SLICES = 8;
 
-// TABLE_HI/LO[k * 256 + n]: the CRC register after byte n followed by k zero bytes (slicing-by-8's tables).
-const TABLE_HI = new Int32Array(SLICES * 256);
-const TABLE_LO = new Int32Array(SLICES * 256);
-for (let n = 0; n < 256; n++) {
-  let hi = 0;
-  let lo = n;
-  for (let bit = 0; bit < 8; bit++) {
-    const odd = lo & 1;
-    lo = (lo >>> 1) | ((hi & 1) << 31);
-    hi >>>= 1;
-    if (odd) {
-      hi ^= POLY_HI;
-      lo ^= POLY_LO;
-    }
-  }
-  TABLE_HI[n] = hi;
-  TABLE_LO[n] = lo;
-}
-for (let k = 1; k < SLICES; k++) {
+// HI[k][n], LO[k][n]: the CRC register after byte n followed by k zero bytes (slicing-by-8's tables). One typed array
+// per slice, not one flat table: Chromium runs the loop about twice as fast so (see README.md).
+const HI = [];
+const LO = [];
+for (let k = 0; k < SLICES; k++) {
+  HI.push(new Int32Array(256));
+  LO.push(new Int32Array(256));
   for (let n = 0; n < 256; n++) {
-    const hi = TABLE_HI[(k - 1) * 256 + n];
-    const lo = TABLE_LO[(k - 1) * 256 + n];
-    const low = lo & 0xff;
-    TABLE_HI[k * 256 + n] = (hi >>> 8) ^ TABLE_HI[low];
-    TABLE_LO[k * 256 + n] = ((lo >>> 8) | (hi << 24)) ^ TABLE_LO[low];
+    let hi = 0;
+    let lo = n;
+    if (k === 0) {
+      for (let bit = 0; bit < 8; bit++) {
+        const odd = lo & 1;
+        lo = (lo >>> 1) | ((hi & 1) << 31);
+        hi >>>= 1;
+        if (odd) {
+          hi ^= POLY_HI;
+          lo ^= POLY_LO;
+        }
+      }
+    } else {
+      const low = LO[k - 1][n] & 0xff;
+      hi = (HI[k - 1][n] >>> 8) ^ HI[0][low];
+      lo = ((LO[k - 1][n] >>> 8) | (HI[k - 1][n] << 24)) ^ LO[0][low];
+    }
+    HI[k][n] = hi;
+    LO[k][n] = lo;
   }
 }
 
 /** The CRC64NVME of `data` (an ArrayBuffer or a view), as a BigInt. */
 export function crc64nvme(data) {
-  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const bytes =
+    data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   // Words are read little-endian, as every browser's platform is; an unaligned view is copied first.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   const words = new Int32Array(aligned.buffer, aligned.byteOffset, aligned.length >>> 2);
-  const T_HI = TABLE_HI;
-  const T_LO = TABLE_LO;
+  // Locals, not the module's bindings: V8 runs the loop faster so.
+  const [H0, H1, H2, H3, H4, H5, H6, H7] = HI;
+  const [L0, L1, L2, L3, L4, L5, L6, L7] = LO;
   let hi = -1;
   let lo = -1;
-  const length = bytes.length;
-  const whole = length - (length % 8);
-  let i = 0;
-  for (let w = 0; i < whole; i += 8, w += 2) {
+  const pairs = words.length & ~1;
+  for (let w = 0; w < pairs; w += 2) {
     const a = lo ^ words[w];
     const b = hi ^ words[w + 1];
     // Byte j of the 8 goes through the table for (7 - j) zero bytes after it.
-    const i0 = 7 * 256 + (a & 0xff);
-    const i1 = 6 * 256 + ((a >>> 8) & 0xff);
-    const i2 = 5 * 256 + ((a >>> 16) & 0xff);
-    const i3 = 4 * 256 + (a >>> 24);
-    const i4 = 3 * 256 + (b & 0xff);
-    const i5 = 2 * 256 + ((b >>> 8) & 0xff);
-    const i6 = 256 + ((b >>> 16) & 0xff);
+    const i0 = a & 0xff;
+    const i1 = (a >>> 8) & 0xff;
+    const i2 = (a >>> 16) & 0xff;
+    const i3 = a >>> 24;
+    const i4 = b & 0xff;
+    const i5 = (b >>> 8) & 0xff;
+    const i6 = (b >>> 16) & 0xff;
     const i7 = b >>> 24;
-    hi = T_HI[i0] ^ T_HI[i1] ^ T_HI[i2] ^ T_HI[i3] ^ T_HI[i4] ^ T_HI[i5] ^ T_HI[i6] ^ T_HI[i7];
-    lo = T_LO[i0] ^ T_LO[i1] ^ T_LO[i2] ^ T_LO[i3] ^ T_LO[i4] ^ T_LO[i5] ^ T_LO[i6] ^ T_LO[i7];
+    hi = H7[i0] ^ H6[i1] ^ H5[i2] ^ H4[i3] ^ H3[i4] ^ H2[i5] ^ H1[i6] ^ H0[i7];
+    lo = L7[i0] ^ L6[i1] ^ L5[i2] ^ L4[i3] ^ L3[i4] ^ L2[i5] ^ L1[i6] ^ L0[i7];
   }
-  for (; i < length; i++) {
+  for (let i = pairs * 4; i < bytes.length; i++) {
     const n = (lo ^ bytes[i]) & 0xff;
-    lo = ((lo >>> 8) | (hi << 24)) ^ T_LO[n];
-    hi = (hi >>> 8) ^ T_HI[n];
+    lo = ((lo >>> 8) | (hi << 24)) ^ L0[n];
+    hi = (hi >>> 8) ^ H0[n];
   }
   return ((BigInt(~hi >>> 0) << 32n) | BigInt(~lo >>> 0)) & MASK;
 }
