@@ -71,9 +71,9 @@ describe('client modes in Chromium: parallel and direct', () => {
 
   /**
    * Starts uploading `size` bytes made from `seed` (the same file again after a reload: same bytes, name and date).
-   * Events go to window.uploadEvents, the outcome to window.uploadOutcome.
+   * Events go to window.uploadEvents, the outcome to window.uploadOutcome. `token` null: anonymous.
    */
-  function startUpload(page, { size, seed, options }) {
+  function startUpload(page, { size, seed, options, token = TOKEN }) {
     return page.evaluate(
       async ({ api, token, size, seed, options, fileBytesSource }) => {
         const fileBytes = new Function(`return (${fileBytesSource})`)();
@@ -92,7 +92,7 @@ describe('client modes in Chromium: parallel and direct', () => {
           (error) => (window.uploadOutcome = { error: { ...error, message: error.message } }),
         );
       },
-      { api: API_URL, token: TOKEN, size, seed, options, fileBytesSource: fileBytes.toString() },
+      { api: API_URL, token, size, seed, options, fileBytesSource: fileBytes.toString() },
     );
   }
 
@@ -199,6 +199,80 @@ describe('client modes in Chromium: parallel and direct', () => {
       const heldSent = mode === 'parallel' ? held.map((i) => i * MIB) : held;
       const missing = (mode === 'parallel' ? all.map((i) => i * MIB) : all).filter((p) => !heldSent.includes(p));
       assert.deepEqual([...sent].sort((a, b) => a - b), missing, 'exactly the missing pieces were sent');
+    });
+  }
+
+  test('parallel: a file changed before the reload is uploaded anew, the old upload deleted', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const page = await openClientPage(t);
+    const size = 6 * MIB;
+    // The same fingerprint for other bytes, as a file edited in place without its date changing would have.
+    const options = { mode: 'parallel', chunkSize: MIB, parallel: 2, fingerprint: 'edited-in-place' };
+    const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
+    await startUpload(page, { size, seed: 10, options });
+    await chunks.held();
+    await page.waitForFunction(
+      () => {
+        const key = Object.keys(localStorage).find((k) => k.startsWith('chunked-upload-client:'));
+        return key && Object.keys(JSON.parse(localStorage.getItem(key)).crcs ?? {}).length >= 2;
+      },
+      null,
+      { timeout: WAIT_MS },
+    );
+    const oldId = await page.evaluate(() => window.upload.uploadId);
+    const reopened = await reopen(page);
+    const deleted = reopened.waitForRequest((request) => request.method() === 'DELETE', { timeout: WAIT_MS });
+    await startUpload(reopened, { size, seed: 11, options });
+    const result = await outcome(reopened);
+    assert.equal(new URL((await deleted).url()).pathname, `/upload/${oldId}`);
+    assert.notEqual(result.upload_id, oldId);
+    await assertStored(result, fileBytes(size, 11), 'parallel');
+    assert.equal((await uploadStatus(oldId, TOKEN)).status, 404, 'the old upload is gone');
+  });
+
+  test('direct: pause with parts in flight, then resume: the object is the file', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const page = await openClientPage(t);
+    const size = 15 * MIB + 9;
+    const puts = await interceptChunks(page, (n) => (n === 1 ? 'pass' : 'hold'), { matches: isPartPut });
+    await startUpload(page, { size, seed: 12, options: { mode: 'direct', parallel: 2 } });
+    await puts.held();
+    await page.evaluate(() => window.upload.pause());
+    await page.waitForFunction(() => window.uploadOutcome, null, { timeout: WAIT_MS });
+    assert.deepEqual(await page.evaluate(() => window.uploadOutcome), { result: null }, 'a paused upload settles with null');
+    puts.passAll();
+    await page.evaluate(() => {
+      window.uploadOutcome = undefined;
+      window.upload.resume().then(
+        (result) => (window.uploadOutcome = { result }),
+        (error) => (window.uploadOutcome = { error: { ...error, message: error.message } }),
+      );
+    });
+    await assertStored(await outcome(page), fileBytes(size, 12), 'direct');
+  });
+
+  for (const mode of ['parallel', 'direct']) {
+    test(`${mode}, anonymously: the secret goes with every API call, never to S3`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
+      const page = await openClientPage(t);
+      const requests = [];
+      page.on('request', (request) => requests.push(request));
+      const size = 7 * MIB;
+      await startUpload(page, { size, seed: 13, token: null, options: { mode, chunkSize: MIB } });
+      const result = await outcome(page);
+      await assertStored(result, fileBytes(size, 13), mode);
+      const [create, ...later] = requests.filter((r) => {
+        const url = new URL(r.url());
+        return url.origin === new URL(API_URL).origin && url.pathname.startsWith('/upload') && r.method() !== 'OPTIONS';
+      });
+      assert.equal(new URL(create.url()).pathname, '/upload/create');
+      assert.ok(later.length > 0);
+      for (const request of later) {
+        assert.match((await request.allHeaders())['x-upload-secret'] ?? '', /^[0-9a-f]{64}$/, request.url());
+        assert.ok(!new URL(request.url()).search.includes('secret'), 'never in a URL');
+      }
+      for (const request of requests.filter((r) => isPartPut(new URL(r.url()), r.method()))) {
+        const headers = await request.allHeaders();
+        assert.equal(headers['x-upload-secret'], undefined);
+        assert.equal(headers.authorization, undefined);
+      }
     });
   }
 
