@@ -40,8 +40,14 @@ const DEFAULTS = {
   directThreshold: 16 * 1024 * 1024,
 };
 
-// Thrown inside a run to drop the upload and start a new one: it is gone on the server, or the file changed.
-class StartOver extends Error {}
+// Thrown inside a run to drop the upload and start a new one: it is gone on the server, or (`abandon`: it is still
+// there, and deleted first) the file changed.
+class StartOver extends Error {
+  constructor(message, { abandon = false } = {}) {
+    super(message);
+    this.abandon = abandon;
+  }
+}
 
 /**
  * One file's upload. An EventTarget: 'statechange', 'progress', 'resume', 'retry', 'complete' and 'error' events
@@ -99,7 +105,8 @@ export class ChunkedUpload extends EventTarget {
     if (!Number.isInteger(opts.parallel) || opts.parallel < 1) {
       throw new RangeError(`parallel must be a positive integer, not ${opts.parallel}`);
     }
-    if (!(opts.directThreshold >= 0)) throw new RangeError(`directThreshold must be a number of bytes, not ${opts.directThreshold}`);
+    if (!(opts.directThreshold >= 0))
+      throw new RangeError(`directThreshold must be a number of bytes, not ${opts.directThreshold}`);
     this.#file = file;
     this.#options = opts;
     this.#endpoint = absoluteEndpoint(opts.endpoint);
@@ -235,7 +242,9 @@ export class ChunkedUpload extends EventTarget {
       } catch (error) {
         if (!(error instanceof StartOver)) throw error;
         // Once: a second loss means something else is wrong, and looping would hide it.
-        if (restarts > 0) throw new UploadError(`The upload had to start over twice: ${error.message}`, { code: 'http' });
+        if (error.abandon) await this.#deleteQuietly(this.#uploadId, this.#secretHeader());
+        if (restarts > 0)
+          throw new UploadError(`The upload had to start over twice: ${error.message}`, { code: 'http' });
         await this.#startOver();
       }
     }
@@ -524,7 +533,6 @@ export class ChunkedUpload extends EventTarget {
     this.#hashedTo = 0;
   }
 
-
   // ------------------------------------------------------------------------------------- parallel and direct
 
   /**
@@ -580,8 +588,7 @@ export class ChunkedUpload extends EventTarget {
       if (signal.aborted) throw signal.reason;
       const saved = this.#crcs.get(index);
       if (saved !== undefined && saved !== crc) {
-        await this.#deleteQuietly(this.#uploadId, this.#secretHeader());
-        throw new StartOver(`piece ${index} of the file changed since it was sent`);
+        throw new StartOver(`piece ${index} of the file changed since it was sent`, { abandon: true });
       }
       this.#crcs.set(index, crc);
       this.#readHere.add(index);
@@ -657,7 +664,9 @@ export class ChunkedUpload extends EventTarget {
     for (let attempt = 1; ; attempt++) {
       const part = await this.#partUrl(number, crc, signal);
       // The browser sets the length itself (and refuses to be told it); the signature covers the same value.
-      const headers = Object.fromEntries(Object.entries(part.headers).filter(([name]) => !/^content-length$/i.test(name)));
+      const headers = Object.fromEntries(
+        Object.entries(part.headers).filter(([name]) => !/^content-length$/i.test(name)),
+      );
       const response = await this.#request(
         { method: part.method, url: part.url, headers, body: buffer, onUploadProgress, auth: false },
         signal,
@@ -706,7 +715,7 @@ export class ChunkedUpload extends EventTarget {
   #checkGone(response) {
     if (response.status === 404 || response.status === 410) throw new StartOver('the upload is gone on the server');
     if (response.status === 409 && OTHER_BYTES_DETAIL.test(response.body?.detail ?? '')) {
-      throw new StartOver(`the file changed since it was sent: ${response.body.detail}`);
+      throw new StartOver(`the file changed since it was sent: ${response.body.detail}`, { abandon: true });
     }
   }
 
@@ -729,8 +738,9 @@ export class ChunkedUpload extends EventTarget {
     if (response.status === 200) return response.body;
     if (response.status === 400 && response.body?.status === 'complete') return response.body;
     if (response.status === 400 && response.body?.detail === CRC_MISMATCH_DETAIL) {
-      await this.#deleteQuietly(this.#uploadId, this.#secretHeader());
-      throw new StartOver('the whole file’s CRC64NVME differs from the pieces the server holds (was the file changed?)');
+      const message =
+        'the whole file’s CRC64NVME differs from that of the pieces the server holds (was the file changed?)';
+      throw new StartOver(message, { abandon: true });
     }
     this.#checkGone(response);
     throw httpError('POST', url, response);

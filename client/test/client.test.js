@@ -1,5 +1,6 @@
 // The client's logic against an in-process imitation of the service, in Node (fetch instead of XMLHttpRequest, the
-// inline hasher instead of the worker), in the sequential mode (the imitation has no POST /upload/create): retries, offsets, resuming from saved state, lost uploads, MD5 recovery.
+// inline hasher instead of the worker), in the sequential mode (the imitation has no POST /upload/create): retries,
+// offsets, resuming from saved state, lost uploads, MD5 recovery.
 // The real service and a real browser are exercised by browser-tests/.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -117,7 +118,8 @@ async function threeChunkUpload(t, fault) {
   const service = await fakeService({ fault });
   t.after(service.close);
   const bytes = randomBytes(30_000);
-  const upload = new ChunkedUpload(fileOf(bytes), { mode: 'sequential',
+  const upload = new ChunkedUpload(fileOf(bytes), {
+    mode: 'sequential',
     endpoint: service.endpoint,
     chunkSize: 10_000,
     storage: null,
@@ -131,7 +133,8 @@ describe('client in Node, against an imitation of the service', () => {
     const service = await fakeService();
     t.after(service.close);
     const bytes = randomBytes(250_000);
-    const upload = new ChunkedUpload(fileOf(bytes), { mode: 'sequential',
+    const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
       endpoint: service.endpoint,
       chunkSize: 100_000,
       token: 'abc',
@@ -180,7 +183,8 @@ describe('client in Node, against an imitation of the service', () => {
   test('gives up after the allowed retries, and on other 4xx at once, with status and detail', async (t) => {
     const unavailable = await fakeService({ fault: () => ({ status: 503, json: { detail: 'down' } }) });
     t.after(unavailable.close);
-    const upload = new ChunkedUpload(fileOf(randomBytes(10)), { mode: 'sequential',
+    const upload = new ChunkedUpload(fileOf(randomBytes(10)), {
+      mode: 'sequential',
       mode: 'sequential',
       endpoint: unavailable.endpoint,
       storage: null,
@@ -199,7 +203,8 @@ describe('client in Node, against an imitation of the service', () => {
     });
 
     t.after(forbidden.close);
-    const refused = new ChunkedUpload(fileOf(randomBytes(10)), { mode: 'sequential',
+    const refused = new ChunkedUpload(fileOf(randomBytes(10)), {
+      mode: 'sequential',
       mode: 'sequential',
       endpoint: forbidden.endpoint,
       storage: null,
@@ -217,7 +222,8 @@ describe('client in Node, against an imitation of the service', () => {
     const detail = 'The upload record is damaged (parts); start the upload again';
     const service = await fakeService({ fault: ({ n }) => (n === 2 ? { status: 422, json: { detail } } : null) });
     t.after(service.close);
-    const upload = new ChunkedUpload(fileOf(randomBytes(30_000)), { mode: 'sequential',
+    const upload = new ChunkedUpload(fileOf(randomBytes(30_000)), {
+      mode: 'sequential',
       mode: 'sequential',
       endpoint: service.endpoint,
       chunkSize: 10_000,
@@ -307,7 +313,8 @@ describe('client in Node, against an imitation of the service', () => {
     });
     t.after(service.close);
     const bytes = randomBytes(5_000);
-    const result = await new ChunkedUpload(fileOf(bytes), { mode: 'sequential',
+    const result = await new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
       endpoint: service.endpoint,
       storage: null,
       ...fast,
@@ -320,7 +327,12 @@ describe('client in Node, against an imitation of the service', () => {
     const service = await fakeService();
     t.after(service.close);
     const bytes = randomBytes(40_000);
-    const upload = new ChunkedUpload(fileOf(bytes), { mode: 'sequential', endpoint: service.endpoint, chunkSize: 10_000, storage: null });
+    const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
+      endpoint: service.endpoint,
+      chunkSize: 10_000,
+      storage: null,
+    });
     let resumed = null;
     upload.addEventListener('progress', (e) => e.detail.loaded === 20_000 && resumed === null && upload.pause());
     // Resumed at once, while the paused run is still unwinding.
@@ -334,7 +346,12 @@ describe('client in Node, against an imitation of the service', () => {
     t.after(service.close);
     const bytes = randomBytes(40_000);
     const storage = new MemoryStorage();
-    const upload = new ChunkedUpload(fileOf(bytes), { mode: 'sequential', endpoint: service.endpoint, chunkSize: 10_000, storage });
+    const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
+      endpoint: service.endpoint,
+      chunkSize: 10_000,
+      storage,
+    });
     const states = [];
     upload.addEventListener('statechange', (e) => states.push(e.detail.state));
     upload.addEventListener(
@@ -385,7 +402,12 @@ describe('client in Node, against an imitation of the service', () => {
     let calls = 0;
     const tokens = [async () => `t${++calls}`, () => `t${++calls}`, () => 'Basic dXNlcjpwdw=='];
     for (const token of tokens) {
-      await new ChunkedUpload(fileOf(randomBytes(20)), { mode: 'sequential', endpoint: service.endpoint, storage: null, token }).start();
+      await new ChunkedUpload(fileOf(randomBytes(20)), {
+        mode: 'sequential',
+        endpoint: service.endpoint,
+        storage: null,
+        token,
+      }).start();
     }
     assert.deepEqual(
       service.requests.map((r) => r.headers.authorization),

@@ -29,11 +29,15 @@ describe('CRC64NVME', () => {
     }
   });
 
-  test('combining the pieces\' CRCs gives the whole one, whatever the cuts', () => {
+  test("combining the pieces' CRCs gives the whole one, whatever the cuts", () => {
     const bytes = randomBytes(300_001);
     const whole = crc64nvme(bytes);
     for (const cut of [1, 7, 65_536, 150_000, 300_000]) {
-      const combined = crc64Combine(crc64nvme(bytes.subarray(0, cut)), crc64nvme(bytes.subarray(cut)), bytes.length - cut);
+      const combined = crc64Combine(
+        crc64nvme(bytes.subarray(0, cut)),
+        crc64nvme(bytes.subarray(cut)),
+        bytes.length - cut,
+      );
       assert.equal(combined, whole, `cut at ${cut}`);
     }
     const pieces = [];
@@ -67,7 +71,17 @@ describe('grid modes', () => {
     assert.deepEqual(pieceSpan(parallel, 2), [8 * MIB, 10_000_000]);
     assert.deepEqual(gridOf('direct', { size: 10_000_000, part_size: 5 * MIB }).count, 2);
     assert.throws(() => gridOf('direct', { size: 10 }), RangeError);
-    assert.deepEqual([...heldPieces('parallel', { chunks_held: [[0, 0], [2, 4]] })], [0, 2, 3, 4]);
+    assert.deepEqual(
+      [
+        ...heldPieces('parallel', {
+          chunks_held: [
+            [0, 0],
+            [2, 4],
+          ],
+        }),
+      ],
+      [0, 2, 3, 4],
+    );
     assert.deepEqual([...heldPieces('direct', { parts_held: [[1, 2]] })], [0, 1]);
   });
 });
