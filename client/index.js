@@ -340,13 +340,21 @@ export class ChunkedUpload extends EventTarget {
   async #restore() {
     const saved = this.#storage.get(this.#storageKey);
     if (!saved?.uploadId) return;
+    if (
+      (saved.mode ?? 'sequential') !== 'sequential' &&
+      !(Number.isInteger(saved.grid?.pieceSize) && saved.grid.pieceSize > 0)
+    ) {
+      this.#forget(); // unreadable: a new upload rather than a broken one
+      return;
+    }
     this.#uploadId = saved.uploadId;
     this.#secret = saved.secret ?? null;
     this.#expires = saved.expires ?? null;
     // Entries saved before there were modes are sequential ones.
     this.#mode = saved.mode ?? 'sequential';
     if (this.#mode !== 'sequential') {
-      this.#grid = { ...saved.grid, size: this.#file.size };
+      const { pieceSize } = saved.grid;
+      this.#grid = { pieceSize, count: Math.ceil(this.#file.size / pieceSize), size: this.#file.size };
       this.#crcs = new Map(Object.entries(saved.crcs ?? {}).map(([index, crc]) => [Number(index), crc]));
     }
     if (saved.md5State) {
