@@ -2,6 +2,8 @@
 // See README.md beside this file for the API, the events and the options.
 import { createHasher } from './md5.js';
 import { UploadError, httpError, send } from './http.js';
+import { crc64FromBase64, crc64OfPieces, crc64ToBase64 } from './crc64.js';
+import { MODES, gridOf, heldPieces, pieceSpan, wantedMode } from './grid.js';
 
 export { UploadError };
 
@@ -14,7 +16,12 @@ const STORAGE_PREFIX = 'chunked-upload-client:';
 const MD5_MISMATCH_DETAIL = 'md5 checksum does not match';
 // A 503 with this detail may have been accepted (the service's deadline or a storage write cut it short).
 const AMBIGUOUS_DETAIL = "The request may or may not have been accepted; ask for the upload's status before resending";
+const CRC_MISMATCH_DETAIL = 'crc64nvme checksum does not match';
+// 409s that no retry can help: the server holds other bytes for this piece, so the file changed since.
+const OTHER_BYTES_DETAIL = /already held with other bytes|declared with another CRC64NVME/;
 const PROGRESS_INTERVAL_MS = 100;
+const SAVE_INTERVAL_MS = 250;
+const MAX_PARTS_PER_REQUEST = 100;
 
 const DEFAULTS = {
   endpoint: '',
@@ -28,7 +35,19 @@ const DEFAULTS = {
   storage: undefined,
   fingerprint: null,
   useWorker: true,
+  mode: 'auto',
+  parallel: 4,
+  directThreshold: 16 * 1024 * 1024,
 };
+
+// Thrown inside a run to drop the upload and start a new one: it is gone on the server, or (`abandon`: it is still
+// there, and deleted first) the file changed.
+class StartOver extends Error {
+  constructor(message, { abandon = false } = {}) {
+    super(message);
+    this.abandon = abandon;
+  }
+}
 
 /**
  * One file's upload. An EventTarget: 'statechange', 'progress', 'resume', 'retry', 'complete' and 'error' events
@@ -48,6 +67,18 @@ export class ChunkedUpload extends EventTarget {
   #expires = null;
   #offset = 0;
   #result = null;
+  #mode = null; // the mode in use: chosen when the upload is opened, or restored with it
+
+  // The parallel and direct modes: the grid, each accepted piece's CRC64NVME (base64) by index, and what is on the way.
+  #grid = null;
+  #crcs = new Map();
+  #readHere = new Set(); // pieces whose CRC this page computed from the file itself: no need to read them again
+  #fresh = false; // just opened: nothing can be held yet, no status needed
+  #sending = new Map(); // index -> bytes of that piece sent so far
+  #partUrlQueue = [];
+  #presigning = false;
+  #savedAt = 0;
+  #saveTimer = null;
 
   #controller = null;
   #run = null;
@@ -58,6 +89,7 @@ export class ChunkedUpload extends EventTarget {
   #hashing = Promise.resolve();
   #inflight = null; // { start, buffer }: the chunk last sent, kept to hash it once the server has taken it
 
+  #inFlight = 0; // requests on their way now
   #meter = new SpeedMeter();
   #lastProgressAt = 0;
 
@@ -69,6 +101,12 @@ export class ChunkedUpload extends EventTarget {
     if (!Number.isInteger(opts.chunkSize) || opts.chunkSize < 1 || opts.chunkSize > MAX_CHUNK_BYTES) {
       throw new RangeError(`chunkSize must be an integer from 1 to ${MAX_CHUNK_BYTES} bytes, not ${opts.chunkSize}`);
     }
+    if (!MODES.includes(opts.mode)) throw new RangeError(`mode must be one of ${MODES.join(', ')}, not ${opts.mode}`);
+    if (!Number.isInteger(opts.parallel) || opts.parallel < 1) {
+      throw new RangeError(`parallel must be a positive integer, not ${opts.parallel}`);
+    }
+    if (!(opts.directThreshold >= 0))
+      throw new RangeError(`directThreshold must be a number of bytes, not ${opts.directThreshold}`);
     this.#file = file;
     this.#options = opts;
     this.#endpoint = absoluteEndpoint(opts.endpoint);
@@ -89,6 +127,10 @@ export class ChunkedUpload extends EventTarget {
   }
   get uploadId() {
     return this.#uploadId;
+  }
+  /** 'sequential', 'parallel' or 'direct' once started (or resumed), else null. */
+  get mode() {
+    return this.#mode;
   }
   /** Bytes the server has taken. */
   get offset() {
@@ -173,7 +215,10 @@ export class ChunkedUpload extends EventTarget {
     const headers = this.#secretHeader();
     this.#uploadId = null;
     this.#secret = null;
-    if (uploadId === null) return;
+    if (uploadId !== null) await this.#deleteQuietly(uploadId, headers);
+  }
+
+  async #deleteQuietly(uploadId, headers) {
     try {
       await this.#request(
         { method: 'DELETE', url: `${this.#endpoint}/upload/${uploadId}`, headers },
@@ -189,6 +234,55 @@ export class ChunkedUpload extends EventTarget {
   async #upload(signal) {
     await this.#prepareHasher();
     if (this.#uploadId === null) await this.#restore();
+    for (let restarts = 0; ; restarts++) {
+      if (this.#uploadId === null) await this.#open(signal);
+      if (this.#mode === 'sequential') return this.#uploadSequential(signal);
+      try {
+        return await this.#uploadGrid(signal);
+      } catch (error) {
+        if (!(error instanceof StartOver)) throw error;
+        // Once: a second loss means something else is wrong, and looping would hide it.
+        if (error.abandon) await this.#deleteQuietly(this.#uploadId, this.#secretHeader());
+        if (restarts > 0)
+          throw new UploadError(`The upload had to start over twice: ${error.message}`, { code: 'http' });
+        await this.#startOver();
+      }
+    }
+  }
+
+  /**
+   * Opens a new upload in the mode wanted (or kept from the last one). The sequential mode has nothing to open (its
+   * first chunk does); `auto` falls back to it on a server without `POST /upload/create`.
+   */
+  async #open(signal) {
+    const mode = this.#mode ?? wantedMode(this.#options, this.#file.size);
+    if (mode === 'sequential') {
+      this.#mode = mode;
+      return;
+    }
+    const url = `${this.#endpoint}/upload/create`;
+    const body = { size: this.#file.size, mode, filename: this.#filename, content_type: this.#file.type || null };
+    if (mode === 'parallel') body.chunk_size = this.#options.chunkSize;
+    const response = await this.#request(
+      { method: 'POST', url, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) },
+      signal,
+    );
+    if ((response.status === 404 || response.status === 405) && this.#options.mode === 'auto') {
+      this.#mode = 'sequential'; // a plain django-chunked-upload server
+      return;
+    }
+    if (response.status !== 200) throw httpError('POST', url, response);
+    this.#mode = mode;
+    this.#uploadId = response.body.upload_id;
+    this.#secret = response.body.upload_secret ?? null;
+    this.#expires = response.body.expires ?? null;
+    this.#grid = gridOf(mode, response.body);
+    this.#crcs = new Map();
+    this.#fresh = true;
+    this.#save(true);
+  }
+
+  async #uploadSequential(signal) {
     if (this.#uploadId !== null) {
       const status = await this.#synchronize(signal);
       if (status?.status === 'complete') return this.#finish(status);
@@ -246,9 +340,23 @@ export class ChunkedUpload extends EventTarget {
   async #restore() {
     const saved = this.#storage.get(this.#storageKey);
     if (!saved?.uploadId) return;
+    if (
+      (saved.mode ?? 'sequential') !== 'sequential' &&
+      !(Number.isInteger(saved.grid?.pieceSize) && saved.grid.pieceSize > 0)
+    ) {
+      this.#forget(); // unreadable: a new upload rather than a broken one
+      return;
+    }
     this.#uploadId = saved.uploadId;
     this.#secret = saved.secret ?? null;
     this.#expires = saved.expires ?? null;
+    // Entries saved before there were modes are sequential ones.
+    this.#mode = saved.mode ?? 'sequential';
+    if (this.#mode !== 'sequential') {
+      const { pieceSize } = saved.grid;
+      this.#grid = { pieceSize, count: Math.ceil(this.#file.size / pieceSize), size: this.#file.size };
+      this.#crcs = new Map(Object.entries(saved.crcs ?? {}).map(([index, crc]) => [Number(index), crc]));
+    }
     if (saved.md5State) {
       try {
         this.#hashState = await this.#hasher.setState(saved.md5State);
@@ -419,6 +527,10 @@ export class ChunkedUpload extends EventTarget {
 
   async #startOver() {
     this.#forget();
+    this.#grid = null;
+    this.#crcs = new Map();
+    this.#readHere.clear();
+    this.#fresh = false;
     this.#uploadId = null;
     this.#secret = null;
     this.#expires = null;
@@ -429,30 +541,265 @@ export class ChunkedUpload extends EventTarget {
     this.#hashedTo = 0;
   }
 
+  // ------------------------------------------------------------------------------------- parallel and direct
+
+  /**
+   * The parallel and direct modes: asks what the server holds (unless just opened), sends the missing pieces N at
+   * once, and completes with the whole file's CRC64NVME, combined from the pieces' CRCs.
+   */
+  async #uploadGrid(signal) {
+    let held = new Set();
+    if (this.#fresh) {
+      this.#fresh = false;
+    } else {
+      const status = await this.#gridStatus(signal);
+      if (status.status === 'complete') return this.#finish(status);
+      held = heldPieces(this.#mode, status);
+      await this.#checkHeld(held, signal);
+    }
+    this.#offset = this.#heldBytes();
+    this.#meter.restart(this.#offset);
+    this.#progress(this.#offset, true);
+
+    const missing = [];
+    for (let index = 0; index < this.#grid.count; index++) if (!held.has(index)) missing.push(index);
+    await this.#inLanes(missing, (index, laneSignal) => this.#sendPiece(index, laneSignal), signal);
+
+    this.#setState('completing');
+    this.#save(true);
+    return this.#finish(await this.#completeGrid(signal));
+  }
+
+  async #gridStatus(signal) {
+    const url = `${this.#endpoint}/upload/${this.#uploadId}`;
+    const response = await this.#request({ method: 'GET', url, headers: this.#secretHeader() }, signal);
+    if (response.status === 404 || response.status === 410) throw new StartOver('the upload is gone on the server');
+    if (response.status !== 200) throw httpError('GET', url, response);
+    const status = response.body;
+    if (status.status !== 'complete' && (status.size !== this.#file.size || status.mode !== this.#mode)) {
+      throw new StartOver('the saved upload is not this file’s'); // a reused fingerprint
+    }
+    this.#expires = status.expires ?? this.#expires;
+    return status;
+  }
+
+  /**
+   * Reads the pieces the server holds once, for their CRCs (the whole file's needs them); a CRC other than the one
+   * saved when the piece was accepted means the file changed: that upload is dropped and a new one started.
+   */
+  async #checkHeld(held, signal) {
+    this.#emit('resume', { uploadId: this.#uploadId, offset: [...held].reduce((n, i) => n + this.#pieceLength(i), 0) });
+    for (const index of [...held].sort((a, b) => a - b)) {
+      if (this.#readHere.has(index) && this.#crcs.has(index)) continue;
+      const [start, end] = pieceSpan(this.#grid, index);
+      const { crc } = await this.#hasher.crc64(await this.#file.slice(start, end).arrayBuffer());
+      if (signal.aborted) throw signal.reason;
+      const saved = this.#crcs.get(index);
+      if (saved !== undefined && saved !== crc) {
+        throw new StartOver(`piece ${index} of the file changed since it was sent`, { abandon: true });
+      }
+      this.#crcs.set(index, crc);
+      this.#readHere.add(index);
+    }
+    for (const index of this.#crcs.keys()) if (!held.has(index)) this.#crcs.delete(index);
+    this.#save(true);
+  }
+
+  /**
+   * Runs `task(index, signal)` over `indexes`, `parallel` at a time. The first failure stops the other lanes (their
+   * requests are aborted) and is the outcome.
+   */
+  async #inLanes(indexes, task, signal) {
+    const queue = indexes.slice();
+    const stop = new AbortController();
+    const laneSignal = AbortSignal.any([signal, stop.signal]);
+    const lane = async () => {
+      while (queue.length > 0 && !laneSignal.aborted) await task(queue.shift(), laneSignal);
+    };
+    const lanes = Array.from({ length: Math.min(this.#options.parallel, queue.length) }, () =>
+      lane().catch((error) => {
+        stop.abort(error);
+        throw error;
+      }),
+    );
+    const outcomes = await Promise.allSettled(lanes);
+    if (signal.aborted) throw signal.reason;
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw stop.signal.reason ?? failed.reason;
+  }
+
+  /** One piece: read once, its CRC computed in the worker, then sent (a parallel chunk, or a direct part's PUT). */
+  async #sendPiece(index, signal) {
+    const [start, end] = pieceSpan(this.#grid, index);
+    const read = await this.#file.slice(start, end).arrayBuffer();
+    const { crc, buffer } = await this.#hasher.crc64(read);
+    if (signal.aborted) throw signal.reason;
+    const onUploadProgress = (sent) => {
+      this.#sending.set(index, Math.min(sent, end - start));
+      this.#progress(this.#offset + this.#sendingBytes());
+    };
+    this.#sending.set(index, 0);
+    try {
+      if (this.#mode === 'parallel') await this.#sendChunkOfGrid(start, end, buffer, crc, onUploadProgress, signal);
+      else await this.#putPart(index + 1, buffer, crc, onUploadProgress, signal);
+    } finally {
+      this.#sending.delete(index);
+    }
+    this.#crcs.set(index, crc);
+    this.#readHere.add(index);
+    this.#offset += end - start;
+    this.#save();
+    this.#progress(this.#offset + this.#sendingBytes(), true);
+  }
+
+  async #sendChunkOfGrid(start, end, buffer, crc, onUploadProgress, signal) {
+    const url = `${this.#endpoint}/upload?${new URLSearchParams({ upload_id: this.#uploadId })}`;
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Range': `bytes ${start}-${end - 1}/${this.#file.size}`,
+      'X-Checksum-CRC64NVME': crc,
+      ...this.#secretHeader(),
+    };
+    // A chunk sent again with the same bytes is answered 200 again: even one that may have landed is simply resent.
+    const response = await this.#request({ method: 'POST', url, headers, body: buffer, onUploadProgress }, signal);
+    if (response.status === 200) return;
+    this.#checkGone(response);
+    throw httpError('POST', url, response);
+  }
+
+  /** PUTs a part to its presigned URL with exactly the headers given; an expired or refused URL is asked again. */
+  async #putPart(number, buffer, crc, onUploadProgress, signal) {
+    for (let attempt = 1; ; attempt++) {
+      const part = await this.#partUrl(number, crc, signal);
+      // The browser sets the length itself (and refuses to be told it); the signature covers the same value.
+      const headers = Object.fromEntries(
+        Object.entries(part.headers).filter(([name]) => !/^content-length$/i.test(name)),
+      );
+      const response = await this.#request(
+        { method: part.method, url: part.url, headers, body: buffer, onUploadProgress, auth: false },
+        signal,
+      );
+      if (response.status === 200) return;
+      // 403: the URL expired (or the upload was aborted, which the next parts request tells).
+      if (response.status !== 403 || attempt >= 2) throw httpError(part.method, part.url, response);
+    }
+  }
+
+  /**
+   * A direct part's presigned URL. The lanes' asks are gathered: one `POST /upload/{id}/parts` at a time, for up to
+   * 100 parts, with whatever was asked while the last one was on its way.
+   */
+  #partUrl(number, crc, signal) {
+    return new Promise((resolve, reject) => {
+      this.#partUrlQueue.push({ number, crc, resolve, reject });
+      if (!this.#presigning) this.#presignQueued(signal);
+    });
+  }
+
+  async #presignQueued(signal) {
+    this.#presigning = true;
+    try {
+      while (this.#partUrlQueue.length > 0) {
+        const batch = this.#partUrlQueue.splice(0, MAX_PARTS_PER_REQUEST);
+        try {
+          const url = `${this.#endpoint}/upload/${this.#uploadId}/parts`;
+          const body = JSON.stringify({ parts: batch.map(({ number, crc }) => ({ number, crc64nvme: crc })) });
+          const headers = { 'Content-Type': 'application/json', ...this.#secretHeader() };
+          const response = await this.#request({ method: 'POST', url, headers, body }, signal);
+          this.#checkGone(response);
+          if (response.status !== 200) throw httpError('POST', url, response);
+          const byNumber = new Map(response.body.parts.map((part) => [part.number, part]));
+          for (const ask of batch) ask.resolve(byNumber.get(ask.number));
+        } catch (error) {
+          for (const ask of batch) ask.reject(error);
+        }
+      }
+    } finally {
+      this.#presigning = false;
+    }
+  }
+
+  /** Answers that mean this upload cannot go on: it is gone, or the server holds other bytes (the file changed). */
+  #checkGone(response) {
+    if (response.status === 404 || response.status === 410) throw new StartOver('the upload is gone on the server');
+    if (response.status === 409 && OTHER_BYTES_DETAIL.test(response.body?.detail ?? '')) {
+      throw new StartOver(`the file changed since it was sent: ${response.body.detail}`, { abandon: true });
+    }
+  }
+
+  async #completeGrid(signal) {
+    const pieces = [];
+    for (let index = 0; index < this.#grid.count; index++) {
+      pieces.push({ crc: crc64FromBase64(this.#crcs.get(index)), length: this.#pieceLength(index) });
+    }
+    const crc64nvme = crc64ToBase64(crc64OfPieces(pieces));
+    const url = `${this.#endpoint}/upload/complete`;
+    const response = await this.#request(
+      {
+        method: 'POST',
+        url,
+        headers: { 'Content-Type': 'application/json', ...this.#secretHeader() },
+        body: JSON.stringify({ upload_id: this.#uploadId, crc64nvme }),
+      },
+      signal,
+    );
+    if (response.status === 200) return response.body;
+    if (response.status === 400 && response.body?.status === 'complete') return response.body;
+    if (response.status === 400 && response.body?.detail === CRC_MISMATCH_DETAIL) {
+      const message =
+        'the whole file’s CRC64NVME differs from that of the pieces the server holds (was the file changed?)';
+      throw new StartOver(message, { abandon: true });
+    }
+    this.#checkGone(response);
+    throw httpError('POST', url, response);
+  }
+
+  #pieceLength(index) {
+    const [start, end] = pieceSpan(this.#grid, index);
+    return end - start;
+  }
+
+  #heldBytes() {
+    let bytes = 0;
+    for (const index of this.#crcs.keys()) bytes += this.#pieceLength(index);
+    return bytes;
+  }
+
+  #sendingBytes() {
+    let bytes = 0;
+    for (const sent of this.#sending.values()) bytes += sent;
+    return bytes;
+  }
+
   // ---------------------------------------------------------------------------------------------- requests
 
   /**
-   * Sends a request, retrying network errors, timeouts, 408, 409, 429 and 5xx with exponential backoff and jitter,
-   * at most `retries` times; any other answer is the caller's to judge. Before retrying an answer that says the
+   * Sends a request, retrying network errors, timeouts, 408, 409 (but those saying the server holds other bytes),
+   * 429 and 5xx with exponential backoff and jitter, at most `retries` times; any other answer is the caller's to
+   * judge. `auth: false` leaves the token out (presigned URLs). Before retrying an answer that says the
    * request may have been accepted, `request.recheck()` (if given) asks the server; an answer it returns is the
    * outcome instead.
    */
-  async #request(request, signal) {
+  async #request({ auth = true, ...request }, signal) {
     for (let attempt = 1; ; attempt++) {
       let response = null;
       let failure;
+      this.#inFlight++;
       try {
         response = await send({
           ...request,
-          headers: { ...(await this.#authorization()), ...request.headers },
+          // A presigned URL carries its own authorization; S3 would refuse another.
+          headers: { ...(auth ? await this.#authorization() : {}), ...request.headers },
           signal,
           timeout: this.#options.timeout,
         });
       } catch (error) {
         if (signal.aborted || !(error instanceof UploadError)) throw error;
         failure = error;
+      } finally {
+        this.#inFlight--;
       }
-      if (response !== null && !isRetryable(response.status)) return response;
+      if (response !== null && !isRetryable(response)) return response;
       failure ??= httpError(request.method, request.url, response);
       if (attempt > this.#options.retries) throw failure;
       const delay = backoff(attempt, this.#options.retryDelay, this.#options.maxRetryDelay);
@@ -481,20 +828,38 @@ export class ChunkedUpload extends EventTarget {
 
   // ------------------------------------------------------------------------------------ state and events
 
-  #save() {
+  /**
+   * Saves what resuming needs. In the parallel and direct modes the entry grows with the pieces' CRCs, so it is
+   * written at most every SAVE_INTERVAL_MS (`now` forces it): a CRC not saved only costs a check less on resume.
+   */
+  #save(now = false) {
     if (this.#uploadId === null) return;
+    if (this.#mode !== 'sequential' && !now) {
+      if (this.#saveTimer === null) {
+        const wait = Math.max(0, this.#savedAt + SAVE_INTERVAL_MS - Date.now());
+        this.#saveTimer = setTimeout(() => this.#save(true), wait);
+      }
+      return;
+    }
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = null;
+    this.#savedAt = Date.now();
     // The secret is kept beside the id so a reload can resume an anonymous upload: anything that can read this
     // origin's localStorage (a script injected into the page) can then use the upload too. `storage: null` trades
     // resuming across pages for keeping it in memory only.
-    this.#storage.set(this.#storageKey, {
-      uploadId: this.#uploadId,
-      secret: this.#secret,
-      md5State: this.#hashState,
-      expires: this.#expires,
-    });
+    const entry = { uploadId: this.#uploadId, mode: this.#mode, secret: this.#secret, expires: this.#expires };
+    if (this.#mode === 'sequential') {
+      entry.md5State = this.#hashState;
+    } else {
+      entry.grid = { pieceSize: this.#grid.pieceSize, count: this.#grid.count };
+      entry.crcs = Object.fromEntries(this.#crcs);
+    }
+    this.#storage.set(this.#storageKey, entry);
   }
 
   #forget() {
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = null;
     this.#storage.remove(this.#storageKey);
   }
 
@@ -516,6 +881,8 @@ export class ChunkedUpload extends EventTarget {
       percent: (loaded / total) * 100,
       speed,
       eta: speed > 0 ? (total - loaded) / speed : null,
+      mode: this.#mode,
+      inFlight: this.#inFlight,
     });
   }
 
@@ -555,8 +922,9 @@ class SpeedMeter {
 }
 
 // 422 is not among them: the service says so when no retry can help (a damaged record, a part changed in S3).
-function isRetryable(status) {
-  return status === 408 || status === 409 || status === 429 || status >= 500;
+function isRetryable({ status, body }) {
+  if (status === 409) return !OTHER_BYTES_DETAIL.test(body?.detail ?? '');
+  return status === 408 || status === 429 || status >= 500;
 }
 
 function mayHaveBeenAccepted(response) {

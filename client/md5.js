@@ -4,6 +4,7 @@
 // digested), where `length` is the number of bytes hashed so far. Saving it lets a reloaded page go on hashing from
 // where it stopped without reading the file's prefix again.
 import SparkMD5 from './vendor/spark-md5.js';
+import { crc64nvme, crc64ToBase64 } from './crc64.js';
 
 /** The operations both the worker and the inline hasher run; each returns what the caller is sent back. */
 export function createMd5() {
@@ -38,7 +39,8 @@ export function createMd5() {
 
 /**
  * A hasher whose operations run in a module worker when one can be started, else inline. Every method returns a
- * promise; operations run in call order. `append` transfers the buffer (it is unusable afterwards).
+ * promise; operations run in call order. `append` transfers the buffer (it is unusable afterwards); `crc64(buffer)`
+ * resolves with `{ crc, buffer }`, the CRC64NVME in base64 and the buffer back.
  */
 export async function createHasher({ useWorker = true } = {}) {
   if (useWorker && typeof Worker === 'function') {
@@ -58,6 +60,7 @@ function inlineHasher() {
     setState: (state) => run('setState', state),
     reset: () => run('reset'),
     digest: () => run('digest'),
+    crc64: (buffer) => Promise.resolve().then(() => ({ crc: crc64ToBase64(crc64nvme(buffer)), buffer })),
     close() {},
   };
 }
@@ -125,6 +128,8 @@ function startWorker() {
       setState: (state) => post('setState', { state }),
       reset: () => post('reset'),
       digest: () => post('digest'),
+      // The buffer comes back with its CRC (base64), transferred both ways.
+      crc64: (buffer) => post('crc64', { buffer }, [buffer]),
       close: () => worker.terminate(),
     };
   });

@@ -50,6 +50,7 @@ describe('client module in Chromium, from another origin', () => {
           token,
           chunkSize,
           retryDelay: 200,
+          mode: 'sequential', // these are the sequential mode's tests; client-lanes.test.js has the others
         });
         window.upload = upload;
         window.uploadEvents = [];

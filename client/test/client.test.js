@@ -1,5 +1,6 @@
 // The client's logic against an in-process imitation of the service, in Node (fetch instead of XMLHttpRequest, the
-// inline hasher instead of the worker): retries, offsets, resuming from saved state, lost uploads, MD5 recovery.
+// inline hasher instead of the worker), in the sequential mode (the imitation has no POST /upload/create): retries,
+// offsets, resuming from saved state, lost uploads, MD5 recovery.
 // The real service and a real browser are exercised by browser-tests/.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -118,6 +119,7 @@ async function threeChunkUpload(t, fault) {
   t.after(service.close);
   const bytes = randomBytes(30_000);
   const upload = new ChunkedUpload(fileOf(bytes), {
+    mode: 'sequential',
     endpoint: service.endpoint,
     chunkSize: 10_000,
     storage: null,
@@ -132,6 +134,7 @@ describe('client in Node, against an imitation of the service', () => {
     t.after(service.close);
     const bytes = randomBytes(250_000);
     const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
       endpoint: service.endpoint,
       chunkSize: 100_000,
       token: 'abc',
@@ -181,6 +184,8 @@ describe('client in Node, against an imitation of the service', () => {
     const unavailable = await fakeService({ fault: () => ({ status: 503, json: { detail: 'down' } }) });
     t.after(unavailable.close);
     const upload = new ChunkedUpload(fileOf(randomBytes(10)), {
+      mode: 'sequential',
+      mode: 'sequential',
       endpoint: unavailable.endpoint,
       storage: null,
       retries: 2,
@@ -199,6 +204,8 @@ describe('client in Node, against an imitation of the service', () => {
 
     t.after(forbidden.close);
     const refused = new ChunkedUpload(fileOf(randomBytes(10)), {
+      mode: 'sequential',
+      mode: 'sequential',
       endpoint: forbidden.endpoint,
       storage: null,
       ...fast,
@@ -216,6 +223,8 @@ describe('client in Node, against an imitation of the service', () => {
     const service = await fakeService({ fault: ({ n }) => (n === 2 ? { status: 422, json: { detail } } : null) });
     t.after(service.close);
     const upload = new ChunkedUpload(fileOf(randomBytes(30_000)), {
+      mode: 'sequential',
+      mode: 'sequential',
       endpoint: service.endpoint,
       chunkSize: 10_000,
       storage: null,
@@ -305,6 +314,7 @@ describe('client in Node, against an imitation of the service', () => {
     t.after(service.close);
     const bytes = randomBytes(5_000);
     const result = await new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
       endpoint: service.endpoint,
       storage: null,
       ...fast,
@@ -317,7 +327,12 @@ describe('client in Node, against an imitation of the service', () => {
     const service = await fakeService();
     t.after(service.close);
     const bytes = randomBytes(40_000);
-    const upload = new ChunkedUpload(fileOf(bytes), { endpoint: service.endpoint, chunkSize: 10_000, storage: null });
+    const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
+      endpoint: service.endpoint,
+      chunkSize: 10_000,
+      storage: null,
+    });
     let resumed = null;
     upload.addEventListener('progress', (e) => e.detail.loaded === 20_000 && resumed === null && upload.pause());
     // Resumed at once, while the paused run is still unwinding.
@@ -331,7 +346,12 @@ describe('client in Node, against an imitation of the service', () => {
     t.after(service.close);
     const bytes = randomBytes(40_000);
     const storage = new MemoryStorage();
-    const upload = new ChunkedUpload(fileOf(bytes), { endpoint: service.endpoint, chunkSize: 10_000, storage });
+    const upload = new ChunkedUpload(fileOf(bytes), {
+      mode: 'sequential',
+      endpoint: service.endpoint,
+      chunkSize: 10_000,
+      storage,
+    });
     const states = [];
     upload.addEventListener('statechange', (e) => states.push(e.detail.state));
     upload.addEventListener(
@@ -350,13 +370,44 @@ describe('client in Node, against an imitation of the service', () => {
     await assert.rejects(upload.start(), { code: 'canceled' });
   });
 
+  test('auto mode on a server without POST /upload/create: the sequential mode', async (t) => {
+    const service = await fakeService();
+    t.after(service.close);
+    const bytes = randomBytes(25_000);
+    const upload = new ChunkedUpload(fileOf(bytes), { endpoint: service.endpoint, chunkSize: 10_000, storage: null });
+    assert.equal(upload.mode, null);
+    const progress = [];
+    upload.addEventListener('progress', (e) => progress.push(e.detail));
+    const result = await upload.start();
+    assert.equal(result.md5, md5(bytes));
+    assert.equal(upload.mode, 'sequential');
+    assert.deepEqual(
+      service.requests.slice(0, 2).map((r) => [r.method, r.path, r.query.get('filename')]),
+      [
+        ['POST', '/upload/create', null],
+        ['POST', '/upload', 'data.bin'],
+      ],
+    );
+    assert.deepEqual(chunkStarts(service.requests), [0, 10_000, 20_000]);
+    assert.equal(progress.at(-1).mode, 'sequential');
+    assert.equal(typeof progress.at(-1).inFlight, 'number');
+    // Asked for by name, the parallel mode does not fall back: the server cannot do it.
+    const parallel = new ChunkedUpload(fileOf(bytes), { endpoint: service.endpoint, mode: 'parallel', storage: null });
+    await assert.rejects(parallel.start(), { name: 'UploadError', status: 404 });
+  });
+
   test('the token may be a function, sync or async', async (t) => {
     const service = await fakeService();
     t.after(service.close);
     let calls = 0;
     const tokens = [async () => `t${++calls}`, () => `t${++calls}`, () => 'Basic dXNlcjpwdw=='];
     for (const token of tokens) {
-      await new ChunkedUpload(fileOf(randomBytes(20)), { endpoint: service.endpoint, storage: null, token }).start();
+      await new ChunkedUpload(fileOf(randomBytes(20)), {
+        mode: 'sequential',
+        endpoint: service.endpoint,
+        storage: null,
+        token,
+      }).start();
     }
     assert.deepEqual(
       service.requests.map((r) => r.headers.authorization),
@@ -377,7 +428,7 @@ async function pausedUpload(t, size, pauseAt) {
   t.after(service.close);
   const bytes = randomBytes(size);
   const storage = new MemoryStorage();
-  const options = { endpoint: service.endpoint, chunkSize: 10_000, storage };
+  const options = { mode: 'sequential', endpoint: service.endpoint, chunkSize: 10_000, storage };
   const first = new ChunkedUpload(fileOf(bytes), options);
   first.addEventListener('progress', (e) => e.detail.loaded >= pauseAt && first.pause());
   return { service, bytes, storage, options, first };

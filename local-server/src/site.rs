@@ -77,7 +77,7 @@ impl Site {
         headers.insert(
             "access-control-allow-headers",
             HeaderValue::from_static(
-                "authorization, content-type, content-range, content-disposition, x-upload-secret",
+                "authorization, content-type, content-range, content-disposition, x-upload-secret, x-checksum-crc64nvme",
             ),
         );
         // Scripts on other origins may read an anonymous upload's secret from the first answer's header.
