@@ -193,14 +193,13 @@ fn report_result(file: &std::path::Path, result: &Value, took: Duration, json: b
         return;
     }
     let size = result["size"].as_u64().unwrap_or_default();
-    let rate = size as f64 / took.as_secs_f64().max(1e-3) / (1024.0 * 1024.0);
     let text = |name: &str| result[name].as_str().unwrap_or_default().to_string();
     let checksum = match text("md5").as_str() {
         "" => format!("crc64nvme {}", text("crc64nvme")),
         md5 => format!("md5 {md5}"),
     };
     println!(
-        "{}: uploaded to s3://{}/{} ({} bytes, {} mode, {checksum}, {:.1} s, {rate:.1} MiB/s)",
+        "{}: uploaded to s3://{}/{} ({} bytes, {} mode, {checksum}, in {:.1} s)",
         file.display(),
         text("bucket"),
         text("key"),
