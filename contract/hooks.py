@@ -15,6 +15,17 @@ two false alarms of schemathesis' checks:
        the generated MD5 starts with `0` or `1` (kept: the mismatch path); a `crc64nvme` it carries (optional for a
        sequential upload, checked if given) becomes the bytes' CRC64NVME likewise.
    Uploads the run did not create (random ids) are left alone: they are 404s.
+   The parallel and direct modes are driven to completion the same way:
+     - an open (POST /upload/create) gets a file of at most 512 KiB (parallel: in 256 KiB chunks), so that its
+       bytes and CRC64NVMEs are cheap to make here; the file's bytes follow from its upload id;
+     - a chunk for a parallel upload this run opened becomes its first chunk not yet accepted (or, once all are,
+       the first chunk again: the same bytes, answered 200), with its range and `X-Checksum-CRC64NVME`; so does a
+       chunk carrying that header for an upload that is not one of them, sent to the last one still missing chunks
+       (the run seldom follows the open's link to the chunk route);
+     - a parts request for a direct upload this run opened asks for its parts with their CRCs, and the hook PUTs
+       each part's bytes to the URL it gets, with the headers it names, as a client does;
+     - a complete for either gets the whole file's CRC64NVME and no `md5` (which those modes refuse), except when
+       the generated MD5 starts with `0` or `1` (kept as generated: the refusal and mismatch paths).
    Every decision depends only on the generated data and earlier answers, so a fixed seed gives the same run.
 
 2. `filter_failure` drops two kinds of false alarm, narrowly:
@@ -30,7 +41,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 import threading
+import urllib.request
 import zlib
 
 import schemathesis
@@ -41,6 +54,15 @@ _LOCK = threading.Lock()
 _UPLOADS: dict[str, dict] = {}
 # id(case) -> (upload_id, or None for a new upload; the bytes the chunk adds; total) for a chunk this hook shaped
 _PENDING: dict[int, tuple[str | None, bytes, int]] = {}
+# upload_id -> {"mode": "parallel" | "direct", "data": the file, "unit": chunk or part size, "done": set of indexes
+# (parallel: chunks from 0; direct: parts from 1) accepted, "state"} for the lanes' uploads this run opened
+_LANES: dict[str, dict] = {}
+# id(case) -> (upload_id, chunk index) for a parallel chunk this hook shaped
+_PENDING_CHUNK: dict[int, tuple[str, int]] = {}
+MIB = 1024 * 1024
+PARALLEL_CHUNK = 256 * 1024
+# Half of the lanes' files fit one chunk, so that even a short sequence of steps (open, chunk, complete) completes one.
+LANE_FILE_MAX = 2 * PARALLEL_CHUNK
 
 
 def _crc64nvme_table() -> list[int]:
@@ -146,30 +168,177 @@ def _shape_complete(case) -> None:
         case.body["crc64nvme"] = crc64nvme(data)
 
 
+def _header(case, name: str) -> str | None:
+    for key, value in (case.headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _lane(upload_id) -> dict | None:
+    with _LOCK:
+        return _LANES.get(upload_id) if isinstance(upload_id, str) else None
+
+
+def _retargetable(case, upload_id) -> bool:
+    """A chunk whose id and CRC64NVME header are well-formed, so that sending it to another upload with another CRC
+    changes which upload it is for and not whether it is valid (schemathesis may count a case as positive whose
+    header or query it generated invalid)."""
+    crc = _header(case, "x-checksum-crc64nvme")
+    try:
+        crc_ok = crc is not None and len(base64.b64decode(crc, validate=True)) == 8
+    except ValueError:
+        crc_ok = False
+    id_ok = isinstance(upload_id, str) and len(upload_id) == 32 and all(c in "0123456789abcdef" for c in upload_id)
+    # Nothing else that could be the invalid part: no file name, no secret, no other form field.
+    plain_query = set(case.query or {}) <= {"upload_id"}
+    plain_body = not isinstance(case.body, dict) or set(case.body) <= {"file", "upload_id"}
+    no_secret = "x-upload-secret" not in {name.lower() for name in (case.headers or {})}
+    return crc_ok and id_ok and plain_query and plain_body and no_secret
+
+
+def _unfinished_parallel() -> tuple[str | None, dict | None]:
+    """The parallel upload this run opened last that still misses chunks, if any."""
+    with _LOCK:
+        for upload_id, lane in reversed(_LANES.items()):
+            chunks = (len(lane["data"]) + lane["unit"] - 1) // lane["unit"]
+            if lane["mode"] == "parallel" and len(lane["done"]) < chunks and _UPLOADS[upload_id]["state"] == "uploading":
+                return upload_id, lane
+    return None, None
+
+
+def _shape_open(case) -> None:
+    if not isinstance(case.body, dict) or not isinstance(case.body.get("size"), int):
+        return
+    case.body["size"] = 1 + case.body["size"] % LANE_FILE_MAX
+    case.body["chunk_size"] = PARALLEL_CHUNK if case.body.get("mode") == "parallel" else None
+    case.body.pop("part_size", None)
+
+
+def _shape_parallel_chunk(case, upload_id: str, lane: dict) -> None:
+    data, unit = lane["data"], lane["unit"]
+    chunks = (len(data) + unit - 1) // unit
+    with _LOCK:
+        index = next((i for i in range(chunks) if i not in lane["done"]), 0)
+    chunk = data[index * unit:(index + 1) * unit]
+    _set_chunk_bytes(case, chunk)
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("content-range", "x-checksum-crc64nvme")}
+    headers["Content-Range"] = f"bytes {index * unit}-{index * unit + len(chunk) - 1}/{len(data)}"
+    headers["X-Checksum-CRC64NVME"] = crc64nvme(chunk)
+    case.headers = headers
+    _PENDING_CHUNK[id(case)] = (upload_id, index)
+
+
+def _shape_parts(case) -> None:
+    lane = _lane((case.path_parameters or {}).get("upload_id"))
+    if lane is None or lane["mode"] != "direct" or not isinstance(case.body, dict):
+        return
+    data, unit = lane["data"], lane["unit"]
+    numbers = range(1, (len(data) + unit - 1) // unit + 1)
+    case.body["parts"] = [{"number": n, "crc64nvme": crc64nvme(data[(n - 1) * unit:n * unit])} for n in numbers]
+
+
+def _put_parts(lane: dict, body: dict) -> None:
+    """PUTs each part to the URL the service gave, as a client does; a part S3 takes is done."""
+    data, unit = lane["data"], lane["unit"]
+    for part in body.get("parts", []):
+        number = part["number"]
+        request = urllib.request.Request(part["url"], data=data[(number - 1) * unit:number * unit], method="PUT")
+        for name, value in part.get("headers", {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                accepted = response.status == 200
+        except OSError:  # urllib's HTTPError included: S3 refused it, the completion will say what is missing
+            accepted = False
+        if accepted:
+            with _LOCK:
+                lane["done"].add(number)
+
+
+def _shape_lane_complete(case, lane: dict) -> None:
+    md5 = case.body.get("md5")
+    if isinstance(md5, str) and md5.startswith(("0", "1")):
+        return
+    case.body.pop("md5", None)
+    case.body["crc64nvme"] = lane["crc64nvme"]
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     _PENDING.pop(id(case), None)  # left by a request that never got an answer
+    _PENDING_CHUNK.pop(id(case), None)
     if not _is_positive(case) or case.method.upper() != "POST":
         return
     if case.path == "/upload":
-        _shape_chunk(case)
+        upload_id, places = _upload_id_of(case)
+        lane = _lane(upload_id)
+        if lane is None and _retargetable(case, upload_id):
+            # A parallel chunk for no parallel upload of this run (the run seldom follows the open's link to the
+            # chunk route): it goes to one that is missing chunks, so that parallel uploads reach completion.
+            upload_id, lane = _unfinished_parallel()
+        if lane is not None:
+            # The header is optional in the schema (sequential chunks go without it): a parallel chunk gets it.
+            if lane["mode"] == "parallel" and _chunk_bytes(case):
+                case.query = {**(case.query or {}), "upload_id": upload_id}
+                if isinstance(case.body, dict):
+                    case.body.pop("upload_id", None)  # the query string's stays
+                _shape_parallel_chunk(case, upload_id, lane)
+        else:
+            _shape_chunk(case)
+            if _header(case, "x-checksum-crc64nvme") is not None and (shaped := _chunk_bytes(case)):
+                # A sequential chunk may carry its CRC64NVME, which the service checks.
+                case.headers = {k: v for k, v in case.headers.items() if k.lower() != "x-checksum-crc64nvme"}
+                case.headers["X-Checksum-CRC64NVME"] = crc64nvme(shaped)
     elif case.path == "/upload/complete":
-        _shape_complete(case)
+        lane = _lane(case.body.get("upload_id") if isinstance(case.body, dict) else None)
+        if lane is not None:
+            _shape_lane_complete(case, lane)
+        else:
+            _shape_complete(case)
+    elif case.path == "/upload/create":
+        _shape_open(case)
+    elif case.path == "/upload/{upload_id}/parts":
+        _shape_parts(case)
+
+
+def _opened(body: dict) -> None:
+    """Records a lane's upload this run opened, with its file: bytes that follow from its id."""
+    mode, size = body.get("mode"), body.get("size")
+    if mode not in ("parallel", "direct") or not isinstance(size, int) or size > LANE_FILE_MAX:
+        return
+    data = random.Random(body["upload_id"]).randbytes(size)
+    unit = body.get("chunk_size") if mode == "parallel" else body.get("part_size")
+    lane = {"mode": mode, "data": data, "unit": unit, "done": set(), "crc64nvme": crc64nvme(data)}
+    with _LOCK:
+        _LANES[body["upload_id"]] = lane
+        _UPLOADS[body["upload_id"]] = {"data": b"", "total": size, "state": "uploading", "lane": True}
 
 
 @schemathesis.hook
 def after_call(context, case, response):
     pending = _PENDING.pop(id(case), None)
+    pending_chunk = _PENDING_CHUNK.pop(id(case), None)
     if response.status_code != 200:
         return
     try:
         body = response.json()
     except Exception:  # the checks report a body that is not JSON
         return
+    if case.method.upper() == "POST" and case.path == "/upload/{upload_id}/parts" and isinstance(body, dict):
+        lane = _lane((case.path_parameters or {}).get("upload_id"))
+        if lane is not None and lane["mode"] == "direct":
+            _put_parts(lane, body)
+        return
     if not isinstance(body, dict) or not isinstance(body.get("upload_id"), str):
         return
     upload_id = body["upload_id"]
+    if case.method.upper() == "POST" and case.path == "/upload/create":
+        _opened(body)
+        return
     with _LOCK:
+        if pending_chunk is not None and pending_chunk[0] in _LANES:
+            _LANES[pending_chunk[0]]["done"].add(pending_chunk[1])
         if case.method.upper() == "POST" and case.path == "/upload" and pending is not None:
             known, data, total = pending
             if known is None:
