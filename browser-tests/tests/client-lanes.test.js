@@ -101,6 +101,18 @@ describe('client modes in Chromium: parallel and direct', () => {
     );
   }
 
+  /** Waits until the client's saved state records at least `count` accepted pieces. */
+  async function savedPieces(page, count) {
+    await page.waitForFunction(
+      (count) => {
+        const key = Object.keys(localStorage).find((k) => k.startsWith('chunked-upload-client:'));
+        return key && Object.keys(JSON.parse(localStorage.getItem(key)).crcs ?? {}).length >= count;
+      },
+      count,
+      { timeout: WAIT_MS },
+    );
+  }
+
   async function outcome(page) {
     await page.waitForFunction(() => window.uploadOutcome, null, { timeout: WAIT_MS });
     const { result, error } = await page.evaluate(() => window.uploadOutcome);
@@ -196,14 +208,7 @@ describe('client modes in Chromium: parallel and direct', () => {
         await startUpload(page, { size, seed: 3 + mode.length, options });
         await pieces.held();
         // Both passed pieces accepted and saved (the client writes its state at most every 250 ms).
-        await page.waitForFunction(
-          () => {
-            const key = Object.keys(localStorage).find((k) => k.startsWith('chunked-upload-client:'));
-            return key && Object.keys(JSON.parse(localStorage.getItem(key)).crcs ?? {}).length >= 2;
-          },
-          null,
-          { timeout: WAIT_MS },
-        );
+        await savedPieces(page, 2);
         const uploadId = await page.evaluate(() => window.upload.uploadId);
         const heldField = mode === 'parallel' ? 'chunks_held' : 'parts_held';
         const numbers = (ranges) =>
@@ -250,14 +255,7 @@ describe('client modes in Chromium: parallel and direct', () => {
       const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
       await startUpload(page, { size, seed: 10, options });
       await chunks.held();
-      await page.waitForFunction(
-        () => {
-          const key = Object.keys(localStorage).find((k) => k.startsWith('chunked-upload-client:'));
-          return key && Object.keys(JSON.parse(localStorage.getItem(key)).crcs ?? {}).length >= 2;
-        },
-        null,
-        { timeout: WAIT_MS },
-      );
+      await savedPieces(page, 2);
       const oldId = await page.evaluate(() => window.upload.uploadId);
       await chunks.abortAll();
       const reopened = await reopen(page);

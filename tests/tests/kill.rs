@@ -85,6 +85,15 @@ async fn killed_while_held(function: &FunctionProcess, event: Vec<u8>, proxy: &P
     drop(held);
 }
 
+/// The completed object is exactly `file`, and nothing of the upload is left in S3 besides it.
+async fn assert_finished(svc: &Service, done: &Reply, id: &str, file: &[u8], what: &str) {
+    let key = done.body["key"].as_str().expect("key");
+    let object = svc.object(key).await;
+    assert!(object == file, "{what}: the object differs ({} bytes, md5 {})", object.len(), md5_hex(&object));
+    assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
+    assert_eq!(svc.buffered_keys(id).await, Vec::<String>::new(), "{what}: left under the buffer prefix");
+}
+
 /// Kills the chunk function while the reply to its `operation` for the chunk at `start` is held, then checks that a
 /// retrying client on a fresh process finishes with the exact file.
 async fn killed_after(operation: &str, start: usize, seed: u64) {
@@ -154,11 +163,7 @@ async fn killed_after(operation: &str, start: usize, seed: u64) {
     let done = send(&complete, api_gateway_event(USER, &complete_request)).await;
     done.assert_status(200);
     assert_eq!(done.body["md5"], md5_hex(&file), "{what}");
-    let key = done.body["key"].as_str().expect("key");
-    let object = svc.object(key).await;
-    assert!(object == file, "{what}: the object differs ({} bytes, md5 {})", object.len(), md5_hex(&object));
-    assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
-    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "{what}: left under the buffer prefix");
+    assert_finished(&svc, &done, &id, &file, &what).await;
 }
 
 #[tokio::test]
@@ -231,11 +236,7 @@ async fn parallel_killed_after(held: HeldOn, held_after: bool, seed: u64) {
     let done = send(&complete, api_gateway_event(USER, &request.expect("request"))).await;
     done.assert_status(200);
     assert_eq!(done.body["crc64nvme"], json!(crc64(&file)), "{what}");
-    let key = done.body["key"].as_str().expect("key");
-    let object = svc.object(key).await;
-    assert!(object == file, "{what}: the object differs ({} bytes, md5 {})", object.len(), md5_hex(&object));
-    assert_eq!(svc.multipart_uploads(key).await, 0, "{what}");
-    assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "{what}: left under the buffer prefix");
+    assert_finished(&svc, &done, &id, &file, &what).await;
 }
 
 #[tokio::test]
