@@ -180,6 +180,38 @@ describe('demo page', () => {
     },
   );
 
+  for (const mode of ['Parallel', 'Direct']) {
+    test(`${mode} mode picked on the demo page: the row shows it with its requests in flight`, {
+      timeout: TEST_TIMEOUT_MS,
+    }, async (t) => {
+      const file = await randomFile(t, `${mode.toLowerCase()}.bin`, 12 * MIB + 5);
+      const page = await newPage(browser, t);
+      await page.goto(`${API_URL}/`);
+      await page.getByRole('radio', { name: new RegExp(`^${mode}`) }).check();
+      // The second piece waits in flight while the row is read: a chunk through the API, or a part PUT to S3.
+      const s3Origin = new URL(process.env.AWS_ENDPOINT_URL_S3 ?? 'http://127.0.0.1:4566').origin;
+      const matches = mode === 'Direct' ? (url, method) => method === 'PUT' && url.origin === s3Origin : undefined;
+      const pieces = await interceptChunks(page, (n) => (n === 2 ? 'hold' : 'pass'), matches && { matches });
+      await page.setInputFiles('#file-input', file.path);
+      const held = await pieces.held();
+      const shown = row(page, file.name);
+      await page.waitForFunction(
+        (name) => Number(document.querySelector(`.upload[data-name="${name}"] .stat-inflight`)?.textContent) >= 1,
+        file.name,
+        { timeout: WAIT_MS },
+      );
+      assert.match(await shown.locator('.stat-mode').textContent(), new RegExp(`^${mode}`));
+      await held.fallback();
+      pieces.passAll();
+      await reaches(page, file.name, 'complete');
+      const key = await shown.locator('.result-key').textContent();
+      assert.deepEqual(await s3Object(key), { size: file.size, md5: file.md5, sha256: file.sha256 });
+      // These modes are checked by the whole file's CRC64NVME, not an MD5.
+      assert.match(await shown.locator('.result-crc').textContent(), /^[A-Za-z0-9+/]{11}=$/);
+      assert.equal(await shown.locator('.result-md5').isVisible(), false);
+    });
+  }
+
   test('dropped files upload too', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const page = await openDemo(t);
     // A drop as the browser delivers it: a DataTransfer holding Files made in the page.
