@@ -37,13 +37,6 @@ impl Crc64 {
     }
 }
 
-/// CRC64NVME of bytes given as pieces (a part's buffered chunks).
-pub fn crc64_of_pieces(pieces: &[bytes::Bytes]) -> Crc64 {
-    let mut digest = crc_fast::Digest::new(Crc64Nvme);
-    pieces.iter().for_each(|p| digest.update(p));
-    Crc64(digest.finalize())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,8 +53,6 @@ mod tests {
         let (a, b, c) = (b"1234".as_slice(), b"".as_slice(), b"56789".as_slice());
         let combined = Crc64::concat([(Crc64::of(a), 4), (Crc64::of(b), 0), (Crc64::of(c), 5)]).unwrap();
         assert_eq!(combined, Crc64::of(b"123456789"));
-        let pieces = [bytes::Bytes::from_static(a), bytes::Bytes::from_static(c)];
-        assert_eq!(crc64_of_pieces(&pieces), combined);
         assert_eq!(Crc64::concat([]), None);
     }
 
