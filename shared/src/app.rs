@@ -6,12 +6,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Bucket, Table};
 
 pub struct App {
     pub config: Config,
     pub table: Table,
     pub bucket: Bucket,
+    /// Lines on stdout; the tests read them from a sink of their own.
+    pub metrics: Metrics,
 }
 
 /// A TCP and TLS handshake with a regional endpoint takes milliseconds; this covers one lost SYN (resent after 1 s).
@@ -68,6 +71,7 @@ impl App {
         App {
             table: Table::new(dynamodb, config.table.clone()),
             bucket: Bucket::new(s3, config.bucket.clone()),
+            metrics: Metrics::to_stdout(config.metrics_namespace.clone()),
             config,
         }
     }

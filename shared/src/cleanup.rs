@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::metrics::Metric;
 use crate::store::quota::is_upload_key;
 use crate::store::record::attr;
 use crate::store::{Status, UploadRecord};
@@ -71,6 +72,7 @@ pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiErro
         return Ok(Outcome::KeptComplete);
     }
     app.discard(&upload).await?;
+    app.metrics.emit(Metric::Discarded);
     tracing::info!(upload_id = %upload.upload_id, status = upload.status.as_str(), "discarded an unfinished upload");
     Ok(Outcome::Discarded)
 }

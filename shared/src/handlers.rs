@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::error::{ApiError, json_response};
+use crate::metrics::Metric;
 use crate::request;
 use crate::secret::{self, Caller};
 use crate::upload::{Declared, now_ms};
@@ -101,8 +102,8 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     let principal = request::principal(&req);
     let (route, path_id) = match route_of(&req) {
         Ok((route, id)) if routes.contains(&route) => (route, id),
-        Ok(_) => return ApiError::NotFound.to_response(),
-        Err(e) => return e.to_response(),
+        Ok(_) => return unrouted(app, ApiError::NotFound),
+        Err(e) => return unrouted(app, e),
     };
     let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
     let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
@@ -115,6 +116,10 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(body) => with_secret_header(json_response(StatusCode::OK, body), body),
         Err(e) => e.to_response(),
     };
+    let status = response.status().as_u16();
+    if status >= 400 {
+        app.metrics.emit(Metric::Refused { route: route.name(), status });
+    }
     let body = result.unwrap_or_else(|e| e.body());
     let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_deref());
     let offset = body.get("offset").and_then(Value::as_u64);
@@ -123,11 +128,18 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         route = route.name(),
         upload_id,
         principal = principal.as_deref(),
-        status = response.status().as_u16(),
+        status,
         offset,
         detail,
         "request"
     );
+    response
+}
+
+/// The answer to a request no route of this function serves.
+fn unrouted(app: &App, e: ApiError) -> Response<Body> {
+    let response = e.to_response();
+    app.metrics.emit(Metric::Refused { route: "none", status: response.status().as_u16() });
     response
 }
 

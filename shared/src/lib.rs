@@ -6,6 +6,7 @@
 //! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
 //!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
+//!   [`metrics`]: CloudWatch embedded-metric-format lines;
 //! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod md5state;
+pub mod metrics;
 pub mod protocol;
 pub mod request;
 pub mod secret;

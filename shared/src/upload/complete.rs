@@ -2,6 +2,7 @@
 //! accepted ones, complete with the whole file's CRC64NVME (S3 refuses a mismatch itself), record.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -11,6 +12,7 @@ use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
 use crate::md5state;
+use crate::metrics::{Metric, Race};
 use crate::protocol;
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
@@ -32,6 +34,7 @@ impl App {
         protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
         let crc = declared.crc64.map(|c| Crc64::parse(c, "crc64nvme")).transpose()?;
+        let started = Instant::now();
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         match record.status {
@@ -78,6 +81,7 @@ impl App {
                 return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
             }
             Written::Lost(Some(r)) if r.status == Status::Completing => {
+                self.metrics.emit(Metric::RaceLost { race: Race::Completion });
                 return Err(ApiError::Conflict("Another request is completing this upload; retry shortly".into()));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
@@ -104,6 +108,8 @@ impl App {
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {
                     tracing::warn!(upload_id, error = %e, "could not delete leftover buffered chunks");
                 }
+                let millis = started.elapsed().as_millis() as u64;
+                self.metrics.emit(Metric::Completed { mode: record.mode, bytes: record.total, millis });
                 Ok(self.result_json(&record))
             }
             // Our claim ran out and another request finished the same bytes: the same result.
