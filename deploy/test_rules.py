@@ -391,6 +391,70 @@ def test_time_limits_nest(t):
     assert api_functions == 2, api_functions
 
 
+def test_every_function_keeps_its_logs_for_the_retention(t):
+    functions = [n for n, r in t["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+    groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]
+              for r in t["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"}
+    for name in functions:
+        group = groups.get(f"/aws/lambda/${{{name}}}")
+        assert group, f"{name} has no log group of its own: Lambda would create one that keeps logs forever"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, (name, group)
+    assert len(groups) == len(functions), sorted(groups)
+    assert_accepted(t, {**ISSUER, "LogRetentionDays": "7"})
+    assert_refused(t, {**ISSUER, "LogRetentionDays": "8"}, "LogRetentionDays")
+
+
+def alarms(t):
+    return {n: r["Properties"] for n, r in t["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_failure_queue_is_alarmed(t):
+    """A stream batch a function gave up on lands on its OnFailure queue: one message there raises an alarm."""
+    queues = []
+    for resource in t["Resources"].values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            destination = event["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            if destination:
+                queues.append(destination["Fn::GetAtt"][0])
+    assert queues, "no failure queue found"
+    watched = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a for a in alarms(t).values()
+               if a["Namespace"] == "AWS/SQS"}
+    for queue in queues:
+        alarm = watched.get(queue)
+        assert alarm, f"{queue} has no alarm"
+        assert alarm["Dimensions"][0] == {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+            "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold"), alarm
+
+
+def test_the_apis_5xx_are_alarmed(t):
+    (alarm,) = [a for a in alarms(t).values() if a["Namespace"] == "AWS/ApiGateway"]
+    assert alarm["MetricName"] == "5xx" and alarm["Statistic"] == "Sum", alarm
+    assert {"Name": "ApiId", "Value": {"Ref": "HttpApi"}} in alarm["Dimensions"], alarm
+    assert alarm["Threshold"] == {"Ref": "ApiServerErrorThreshold"}, alarm
+    assert_refused(t, {**ISSUER, "ApiServerErrorThreshold": "0"}, "ApiServerErrorThreshold")
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(t):
+    topic = "arn:aws:sns:eu-west-1:123456789012:uploads-oncall"
+    assert_accepted(t, {**ISSUER, "AlarmTopicArn": topic})
+    assert_refused(t, {**ISSUER, "AlarmTopicArn": "uploads-oncall"}, "AlarmTopicArn")
+    for values, expected in [(ISSUER, False), ({**ISSUER, "AlarmTopicArn": topic}, True)]:
+        v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
+        for name, alarm in alarms(t).items():
+            for actions in ("AlarmActions", "OKActions"):
+                condition, then, otherwise = alarm[actions]["Fn::If"]
+                assert v.condition(condition) == expected, (name, values)
+                assert v.eval(then) == [topic] if expected else otherwise == {"Ref": "AWS::NoValue"}, (name, actions)
+
+
+def test_metrics_namespace(t):
+    assert environment(t, ISSUER)["CHUNKED_UPLOAD_METRICS_NAMESPACE"] == "ChunkedUpload"
+    assert_accepted(t, {**ISSUER, "MetricsNamespace": "Team/Uploads"})
+    for bad in ["AWS/Lambda", "", "semi;colon"]:
+        assert_refused(t, {**ISSUER, "MetricsNamespace": bad}, "MetricsNamespace")
+
+
 def test_unknown_functions_fail_loudly(t):
     rules = Evaluator(t, parameter_values(t, ISSUER), Evaluator.RULES)
     for expr in [{"Fn::Join": ["", ["a"]]}, {"Fn::If": ["AuthEnabled", "a", "b"]}, {"Ref": "AWS::Region"}]:
