@@ -63,6 +63,8 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS`: how long a direct upload's part URL is valid (never past the upload's
     /// expiry). Short: a URL is a bearer credential for one part's bytes.
     pub presign_expiry: Duration,
+    /// `CHUNKED_UPLOAD_EVENT_BUS`: the EventBridge bus (name or ARN) the events function publishes to.
+    pub event_bus: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,8 @@ impl Config {
         };
         // An hour at most: a URL signed with a function's temporary credentials stops working when they expire.
         let presign_expiry = Duration::from_secs(number("CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS", 900, 60, 3600)?);
+        let event_bus =
+            get("CHUNKED_UPLOAD_EVENT_BUS").map(|b| b.trim().to_string()).unwrap_or_else(|| "default".into());
         Ok(Config {
             bucket,
             table,
@@ -214,6 +218,7 @@ impl Config {
             buffer_expiration_days,
             trusted_content_types,
             presign_expiry,
+            event_bus,
         })
     }
 
@@ -260,6 +265,7 @@ mod tests {
         assert_eq!(c.lease_ms(), 35_000);
         assert_eq!(c.buffer_expiration_days, None);
         assert!(c.trusted_content_types.is_empty());
+        assert_eq!(c.event_bus, "default");
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
     }
 
@@ -299,8 +305,10 @@ mod tests {
             ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "3"),
             ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", " Text/HTML,image/svg+xml, "),
+            ("CHUNKED_UPLOAD_EVENT_BUS", " uploads "),
         ])
         .unwrap();
+        assert_eq!(c.event_bus, "uploads");
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(
             c.trusted_content_types,
