@@ -67,6 +67,7 @@ pub struct UploadEvent {
     /// The record as the change left it (completed, aborted), or as it was when TTL removed it (expired).
     pub upload: UploadRecord,
     /// When it happened: the change's time in the stream (completed, aborted), or the upload's expiry (expired).
+    /// Completed and aborted are to the second, as the stream tells them.
     pub at_ms: u64,
 }
 
@@ -95,15 +96,19 @@ impl UploadEvent {
             }
             _ => return None,
         };
+        // The stream's time of the change, which DynamoDB rounds down to the second: never before what the record
+        // itself says came first (the completion's claim, the upload's start). A record without it (a hand-made
+        // event) gets the time it is handled.
+        let changed_ms = || {
+            u64::try_from(record.change.approximate_creation_date_time.timestamp_millis())
+                .ok()
+                .filter(|&ms| ms > 0)
+                .unwrap_or_else(now_ms)
+        };
         let at_ms = match kind {
             Kind::Expired => upload.expires_at_ms,
-            // Lambda's stream records carry it; one without (a hand-made event) gets the time it is handled.
-            Kind::Completed | Kind::Aborted => {
-                u64::try_from(record.change.approximate_creation_date_time.timestamp_millis())
-                    .ok()
-                    .filter(|&ms| ms > 0)
-                    .unwrap_or_else(now_ms)
-            }
+            Kind::Completed => changed_ms().max(upload.completing_since_ms.unwrap_or(upload.created_at_ms)),
+            Kind::Aborted => changed_ms().max(upload.created_at_ms),
         };
         Some(UploadEvent { kind, upload, at_ms })
     }

@@ -214,7 +214,8 @@ where
     let mut response = DynamoDbEventResponse::default();
     for record in &event.records {
         let sequence_number = &record.change.sequence_number;
-        match handle(record).await {
+        // Boxed: the handler's future nested in the runtime's is deeper than rustc computes layouts of.
+        match Box::pin(handle(record)).await {
             Ok(outcome) => tracing::info!(?outcome, by_ttl = is_ttl_removal(record), sequence_number, "stream record"),
             Err(e) => {
                 tracing::warn!(error = %e, sequence_number, "stream record failed");

@@ -167,7 +167,9 @@ async fn a_completion_publishes_one_event_with_the_result_even_when_its_batch_co
         "etag": done.body["etag"],
     });
     assert_eq!(detail, expected);
-    assert!(completed_at >= detail["created_at"].as_str().unwrap(), "{detail}");
+    // Between the completing request's start and now (ISO 8601 strings of one format sort as their times).
+    let claimed = iso8601(record.completing_since_ms.expect("the completion's claim"));
+    assert!(claimed.as_str() <= completed_at && completed_at <= iso8601(now_ms()).as_str(), "{detail}");
     assert!(svc.object(done.body["key"].as_str().expect("key")).await == file);
 
     // The marker is no upload: when TTL removes it, neither the cleanup nor the events function acts on it.
@@ -220,9 +222,18 @@ async fn a_completion_that_died_after_s3_completed_publishes_once_on_its_retry()
 
     deliver(
         &svc,
-        &[modification(&uploading, &completing), modification(&completing, &aged), modification(&aged, &complete)],
+        &[
+            modification(&uploading, &completing),
+            modification(&completing, &aged),
+            modification(&aged, &complete),
+            // A later write to the completed record (a completion hook's answer, say) is no second completion.
+            modification(&complete, &complete),
+        ],
     )
     .await;
+    // Not even looked up as a repeat: it is no change to complete.
+    let rewrite = batch(vec![modification(&complete, &complete)]);
+    assert_eq!(events::publish(&svc.app, &rewrite.records[0]).await.unwrap(), Outcome::Ignored);
     let detail = only(&bus.drain().await, Kind::Completed, &id);
     assert_eq!(detail["md5"], md5);
     assert_eq!(detail["etag"], done.body["etag"]);
@@ -241,8 +252,10 @@ async fn an_expired_upload_publishes_one_event_and_other_removals_none() {
     deliver(&svc, &[svc.removal(&id, sequence(), false).await]).await;
     let ttl = svc.removal(&id, sequence(), true).await;
     svc.app.table.delete(&id).await.expect("TTL deletes the item");
-    deliver(&svc, &[ttl.clone()]).await;
-    deliver(&svc, &[ttl]).await;
+    // Delivered twice: one event.
+    let ttl = [ttl];
+    deliver(&svc, &ttl).await;
+    deliver(&svc, &ttl).await;
 
     let detail = only(&bus.drain().await, Kind::Expired, &id);
     assert_eq!(detail["owner"], "bob");
@@ -281,7 +294,8 @@ async fn an_abort_publishes_one_event_and_its_removal_nothing_more() {
     deliver(&svc, &records[..1]).await;
     let detail = only(&bus.drain().await, Kind::Aborted, &id);
     assert_eq!(detail["owner"], "carol");
-    assert!(detail["aborted_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{detail}");
+    assert!(detail["aborted_at"].as_str() >= detail["created_at"].as_str(), "{detail}");
+    assert!(detail.get("md5").is_none() && detail.get("etag").is_none(), "{detail}");
 }
 
 #[tokio::test]
