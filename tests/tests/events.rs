@@ -6,8 +6,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::lambda_runtime::{FunctionProcess, build_functions};
 use integration_tests::proxy::Fault;
-use integration_tests::{Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, stream_record};
+use integration_tests::{
+    Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, service_env, stream_record,
+};
 use serde_json::{Value, json};
 use shared::cleanup;
 use shared::events::{self, Kind, Outcome};
@@ -319,4 +322,33 @@ async fn a_failed_publication_is_reported_marks_nothing_and_is_published_on_the_
     // Lambda's retry, once the bus is there.
     deliver(&svc, &[record]).await;
     only(&bus.drain().await, Kind::Completed, &id);
+}
+
+#[tokio::test]
+async fn the_function_binary_answers_lambda_with_its_failures() {
+    let bus = Bus::new().await;
+    let svc = bus.service().await;
+    let user = User::named("erin");
+    let file = data(50 * KIB, 305);
+    let id = svc.start_upload(&user, &file, 20 * KIB).await;
+    let ttl = svc.removal(&id, sequence(), true).await;
+    let event = json!({"Records": [ttl]}).to_string();
+    let binaries = tokio::task::spawn_blocking(|| build_functions(&["events"], false))
+        .await
+        .expect("build")
+        .expect("build the events function");
+
+    // Its bus missing: the record comes back as the batch item Lambda retries from.
+    let env = service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", "no-such-bus-for-events")]);
+    let broken = FunctionProcess::spawn(&binaries["events"], env).await.expect("spawn the events function");
+    let response = broken.invoke(event.clone()).await.expect("an answer");
+    let sequence_number = &ttl["dynamodb"]["SequenceNumber"];
+    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": sequence_number}]}));
+
+    let function = FunctionProcess::spawn(&binaries["events"], service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", &bus.name)]))
+        .await
+        .expect("spawn the events function");
+    assert_eq!(function.invoke(event.clone()).await.expect("an answer"), json!({"batchItemFailures": []}));
+    assert_eq!(function.invoke(event).await.expect("an answer"), json!({"batchItemFailures": []}));
+    only(&bus.drain().await, Kind::Expired, &id);
 }
