@@ -117,14 +117,11 @@ def ensure_table(ddb, table):
 
     stream = desc.get("StreamSpecification", {})
     if stream.get("StreamEnabled") and stream.get("StreamViewType") != STREAM_SPEC["StreamViewType"]:
-        # A table made before the events function read new images (OLD_IMAGE): a view type cannot be changed in
-        # place, so the stream is turned off and on again.
-        try:
-            ddb.update_table(TableName=table, StreamSpecification={"StreamEnabled": False})
-            wait_active(ddb, table)
-            stream = {}
-        except ClientError as err:
-            log(f"table {table!r}: could not turn off its {stream.get('StreamViewType')} stream ({err}); continuing")
+        # A table of an emulator started before the events function (OLD_IMAGE). moto cannot enable a stream on a
+        # table that had one, and nothing local reads the stream (the tests hand records to the consumers), so it
+        # is only reported.
+        log(f"table {table!r}: stream is {stream.get('StreamViewType')}, not {STREAM_SPEC['StreamViewType']}; "
+            "emulators/down and emulators/up make it anew")
     if not stream.get("StreamEnabled"):
         try:
             ddb.update_table(TableName=table, StreamSpecification=STREAM_SPEC)
