@@ -22,10 +22,10 @@ use shared::{ApiError, App, Config, handlers, local};
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
 
-/// The service under test, with the settings of the environment plus `overrides`.
 /// A DynamoDB item as the SDK gives it.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// The service under test, with the settings of the environment plus `overrides`.
 pub struct Service {
     pub app: App,
     pub s3: aws_sdk_s3::Client,
@@ -433,27 +433,21 @@ impl Service {
     }
 }
 
-/// A stream record (`NEW_AND_OLD_IMAGES`) as DynamoDB sends it, of an item's change from `old` to `new`: an INSERT
-/// without `old`, a REMOVE without `new`.
-pub fn stream_record(sequence: u64, old: Option<&Item>, new: Option<&Item>) -> Value {
+/// A stream record (`NEW_AND_OLD_IMAGES`) as DynamoDB sends it, of an item's change from `old` to `new` (a MODIFY),
+/// or of its removal (a REMOVE, without `new`).
+pub fn stream_record(sequence: u64, old: &Item, new: Option<&Item>) -> Value {
     let image = |item: &Item| serde_json::to_value(serde_dynamo::Item::from(item.clone())).expect("an image");
-    let key = old.or(new).expect("an image")["upload_id"].clone();
-    let name = match (old, new) {
-        (None, _) => "INSERT",
-        (_, None) => "REMOVE",
-        _ => "MODIFY",
-    };
+    let key = HashMap::from([("upload_id".to_string(), old["upload_id"].clone())]);
+    let name = if new.is_some() { "MODIFY" } else { "REMOVE" };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut change = json!({
         "ApproximateCreationDateTime": now.as_secs(),
-        "Keys": image(&HashMap::from([("upload_id".to_string(), key)])),
+        "Keys": image(&key),
         "SequenceNumber": sequence.to_string(),
         "SizeBytes": 512,
-        "StreamViewType": "NEW_AND_OLD_IMAGES"
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "OldImage": image(old)
     });
-    if let Some(old) = old {
-        change["OldImage"] = image(old);
-    }
     if let Some(new) = new {
         change["NewImage"] = image(new);
     }
@@ -472,7 +466,7 @@ pub fn stream_record(sequence: u64, old: Option<&Item>, new: Option<&Item>) -> V
 /// The stream record of `item`'s removal: by TTL (the DynamoDB service itself) or by a user's DeleteItem (no
 /// `userIdentity`).
 pub fn removal_of(item: &Item, sequence: u64, by_ttl: bool) -> Value {
-    let mut record = stream_record(sequence, Some(item), None);
+    let mut record = stream_record(sequence, item, None);
     if by_ttl {
         record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
     }

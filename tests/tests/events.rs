@@ -105,7 +105,7 @@ fn sequence() -> u64 {
 }
 
 fn modification(old: &Item, new: &Item) -> Value {
-    stream_record(sequence(), Some(old), Some(new))
+    stream_record(sequence(), old, Some(new))
 }
 
 /// Delivers one batch to the consumer, as Lambda does; asserts that no record failed.
