@@ -11,6 +11,7 @@ Run by deploy/check with the deploy venv's Python (it needs samtranslator's YAML
 forms such as !Ref and !Not). Usage: deploy/test_rules.py [TEMPLATE]
 """
 
+import json
 import math
 import re
 import sys
@@ -354,6 +355,42 @@ def test_chunk_function_s3_grants_are_what_it_calls(t):
     s3 = {action for listed in actions.values() for action in listed if action.startswith("s3:")}
     assert s3 == {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject",
                   "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketMultipartUploads"}, s3
+
+
+def test_events_function_publishes_to_its_bus_only(t):
+    """The events function's grants are its bus, the stream, the marker items and its failure queue; its stream
+    filters pass the changes it publishes."""
+    for name in ["default", "uploads", "aws.partner/example.com/123/bus"]:
+        assert_accepted(t, {**ISSUER, "EventBusName": name})
+    # An ARN would make the grant's ARN wrong: the bus is named, the ARN built.
+    for name in ["", "arn:aws:events:us-east-1:123456789012:event-bus/uploads", "a bus"]:
+        assert_refused(t, {**ISSUER, "EventBusName": name}, "EventBusName")
+    function = t["Resources"]["EventsFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["CHUNKED_UPLOAD_EVENT_BUS"] == {"Ref": "EventBusName"}
+    role = t["Resources"]["EventsFunctionRole"]["Properties"]
+    statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    actions = {sid: set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+               for sid, s in statements.items()}
+    assert actions == {
+        "ReadTableStream": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                            "dynamodb:ListStreams"},
+        "PublishToTheBus": {"events:PutEvents"},
+        "EventMarkers": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ReportFailedBatches": {"sqs:SendMessage"},
+    }, actions
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    assert statements["PublishToTheBus"]["Resource"] == {"Fn::Sub": bus}, statements["PublishToTheBus"]
+    assert statements["EventMarkers"]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["event/*"]}}, statements["EventMarkers"]
+    assert t["Resources"]["UploadsTable"]["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    stream = function["Events"]["TableStream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"], stream
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["EventsFailureQueue", "Arn"]}
+    patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    modify, remove = patterns
+    assert modify["eventName"] == ["MODIFY"] and modify["dynamodb"]["NewImage"]["status"]["S"] == ["complete", "aborted"]
+    assert remove["eventName"] == ["REMOVE"] and remove["userIdentity"]["principalId"] == ["dynamodb.amazonaws.com"]
+    assert remove["dynamodb"]["OldImage"]["status"]["S"] == ["uploading", "completing"], remove
 
 
 def test_throttling_and_reserved_concurrency(t):

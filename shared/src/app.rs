@@ -15,6 +15,8 @@ pub struct App {
     pub bucket: Bucket,
     /// Lines on stdout; the tests read them from a sink of their own.
     pub metrics: Metrics,
+    /// EventBridge, for the events function (`events`); the other functions build it and never call it.
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 /// A TCP and TLS handshake with a regional endpoint takes milliseconds; this covers one lost SYN (resent after 1 s).
@@ -57,21 +59,36 @@ impl App {
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
-        Self::with_clients(config, aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::new(sdk))
+        Self::with_clients(
+            config,
+            aws_sdk_s3::Client::from_conf(s3),
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_eventbridge::Client::new(sdk),
+        )
     }
 
     /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
     /// replace theirs.
-    pub fn with_clients(config: Config, s3: aws_sdk_s3::Client, dynamodb: aws_sdk_dynamodb::Client) -> Self {
+    pub fn with_clients(
+        config: Config,
+        s3: aws_sdk_s3::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        eventbridge: aws_sdk_eventbridge::Client,
+    ) -> Self {
         let (s3_timeouts, dynamodb_timeouts) = sdk_timeouts(config.request_timeout);
         let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().timeout_config(s3_timeouts).build());
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            dynamodb.config().to_builder().timeout_config(dynamodb_timeouts).build(),
+            dynamodb.config().to_builder().timeout_config(dynamodb_timeouts.clone()).build(),
+        );
+        // PutEvents of one small entry answers in milliseconds, as DynamoDB does.
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+            eventbridge.config().to_builder().timeout_config(dynamodb_timeouts).build(),
         );
         App {
             table: Table::new(dynamodb, config.table.clone()),
             bucket: Bucket::new(s3, config.bucket.clone()),
             metrics: Metrics::to_stdout(config.metrics_namespace.clone()),
+            eventbridge,
             config,
         }
     }

@@ -65,6 +65,8 @@ pub struct Config {
     pub presign_expiry: Duration,
     /// `CHUNKED_UPLOAD_METRICS_NAMESPACE`: the CloudWatch namespace of the metric lines (`metrics`); `off`: none.
     pub metrics_namespace: Option<String>,
+    /// `CHUNKED_UPLOAD_EVENT_BUS`: the EventBridge bus (name or ARN) the events function publishes to.
+    pub event_bus: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +212,8 @@ impl Config {
             Some(ns) => Some(ns.trim().to_string()),
             None => Some("ChunkedUpload".to_string()),
         };
+        let event_bus =
+            get("CHUNKED_UPLOAD_EVENT_BUS").map(|b| b.trim().to_string()).unwrap_or_else(|| "default".into());
         Ok(Config {
             bucket,
             table,
@@ -231,6 +235,7 @@ impl Config {
             trusted_content_types,
             presign_expiry,
             metrics_namespace,
+            event_bus,
         })
     }
 
@@ -284,6 +289,7 @@ mod tests {
         assert_eq!(c.lease_ms(), 35_000);
         assert_eq!(c.buffer_expiration_days, None);
         assert!(c.trusted_content_types.is_empty());
+        assert_eq!(c.event_bus, "default");
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
         assert_eq!(c.metrics_namespace.as_deref(), Some("ChunkedUpload"));
     }
@@ -334,8 +340,10 @@ mod tests {
             ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "3"),
             ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", " Text/HTML,image/svg+xml, "),
+            ("CHUNKED_UPLOAD_EVENT_BUS", " uploads "),
         ])
         .unwrap();
+        assert_eq!(c.event_bus, "uploads");
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(
             c.trusted_content_types,

@@ -14,6 +14,7 @@ pub mod checksum;
 pub mod cleanup;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod grid;
 pub mod handlers;
 pub mod lambda;

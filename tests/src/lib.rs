@@ -22,6 +22,9 @@ use shared::{ApiError, App, Config, handlers, local};
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
 
+/// A DynamoDB item as the SDK gives it.
+pub type Item = HashMap<String, AttributeValue>;
+
 /// The service under test, with the settings of the environment plus `overrides`.
 pub struct Service {
     pub app: App,
@@ -154,7 +157,8 @@ impl Service {
         let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
         );
-        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client);
+        let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
+        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, eventbridge);
         (svc, s3, dynamodb)
     }
 
@@ -404,7 +408,7 @@ impl Service {
     }
 
     /// The DynamoDB item of an upload as stored, if any.
-    pub async fn raw_item(&self, upload_id: &str) -> Option<HashMap<String, AttributeValue>> {
+    pub async fn raw_item(&self, upload_id: &str) -> Option<Item> {
         let out = self
             .dynamodb
             .get_item()
@@ -425,29 +429,48 @@ impl Service {
     /// DynamoDB service itself) or by a user's DeleteItem (no `userIdentity`).
     pub async fn removal(&self, upload_id: &str, sequence: u64, by_ttl: bool) -> Value {
         let item = self.raw_item(upload_id).await.unwrap_or_else(|| panic!("no item for {upload_id}"));
-        let image = serde_json::to_value(serde_dynamo::Item::from(item)).expect("old image");
-        let mut record = json!({
-            "eventID": format!("{sequence:x}"),
-            "eventName": "REMOVE",
-            "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb",
-            "awsRegion": "us-east-1",
-            "dynamodb": {
-                "ApproximateCreationDateTime": 1_795_888_582,
-                "Keys": {"upload_id": {"S": upload_id}},
-                "OldImage": image,
-                "SequenceNumber": sequence.to_string(),
-                "SizeBytes": 512,
-                "StreamViewType": "OLD_IMAGE"
-            },
-            "eventSourceARN":
-                "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
-        });
-        if by_ttl {
-            record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-        }
-        record
+        removal_of(&item, sequence, by_ttl)
     }
+}
+
+/// A stream record (`NEW_AND_OLD_IMAGES`) as DynamoDB sends it, of an item's change from `old` to `new` (a MODIFY),
+/// or of its removal (a REMOVE, without `new`).
+pub fn stream_record(sequence: u64, old: &Item, new: Option<&Item>) -> Value {
+    let image = |item: &Item| serde_json::to_value(serde_dynamo::Item::from(item.clone())).expect("an image");
+    let key = HashMap::from([("upload_id".to_string(), old["upload_id"].clone())]);
+    let name = if new.is_some() { "MODIFY" } else { "REMOVE" };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut change = json!({
+        "ApproximateCreationDateTime": now.as_secs(),
+        "Keys": image(&key),
+        "SequenceNumber": sequence.to_string(),
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "OldImage": image(old)
+    });
+    if let Some(new) = new {
+        change["NewImage"] = image(new);
+    }
+    json!({
+        "eventID": format!("{sequence:x}"),
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN":
+            "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
+    })
+}
+
+/// The stream record of `item`'s removal: by TTL (the DynamoDB service itself) or by a user's DeleteItem (no
+/// `userIdentity`).
+pub fn removal_of(item: &Item, sequence: u64, by_ttl: bool) -> Value {
+    let mut record = stream_record(sequence, item, None);
+    if by_ttl {
+        record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    record
 }
 
 /// A new, empty uploads table on the emulator (the same key as the shared one), named for `CHUNKED_UPLOAD_TABLE`.

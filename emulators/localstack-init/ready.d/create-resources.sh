@@ -25,7 +25,7 @@ else
         --attribute-definitions AttributeName=upload_id,AttributeType=S \
         --key-schema AttributeName=upload_id,KeyType=HASH \
         --billing-mode PAY_PER_REQUEST \
-        --stream-specification StreamEnabled=true,StreamViewType=OLD_IMAGE >/dev/null
+        --stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES >/dev/null
     awslocal dynamodb wait table-exists --table-name "$TABLE"
     echo "table $TABLE created"
 fi

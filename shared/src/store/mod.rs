@@ -2,6 +2,7 @@
 
 pub mod bucket;
 pub mod ledger;
+pub mod marker;
 pub mod parts;
 pub mod quota;
 pub mod record;
