@@ -89,8 +89,12 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List])
-        .await
+    serve(
+        app,
+        req,
+        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List],
+    )
+    .await
 }
 
 /// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.

@@ -56,8 +56,7 @@ async fn every_state_is_listed_newest_first_and_pages_give_each_upload_once() {
     // A limit: every upload is counted, so the table also holds the owner's counter and released uploads' tombstones.
     let overrides = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
     let svc = Service::new(&overrides).await;
-    let short_lived =
-        Service::new(&[overrides[0], overrides[1], ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
+    let short_lived = Service::new(&[overrides[0], overrides[1], ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "1")]).await;
     let (user, sub) = fresh_owner("lister");
     let caller = Caller::Principal(sub.clone());
     let file = data(30 * KIB, 70);
@@ -74,8 +73,9 @@ async fn every_state_is_listed_newest_first_and_pages_give_each_upload_once() {
     svc.complete(&user, &complete, &md5_hex(&file)).await.assert_status(200);
     expected.push((complete.clone(), "complete"));
     tick().await;
-    let parallel =
-        svc.open(&user, json!({"mode": "parallel", "size": 12 << 20, "chunk_size": 4 << 20, "filename": "p.bin"})).await;
+    let parallel = svc
+        .open(&user, json!({"mode": "parallel", "size": 12 << 20, "chunk_size": 4 << 20, "filename": "p.bin"}))
+        .await;
     parallel.assert_status(200);
     // A parallel chunk writes a part item beside the record: it must not be listed.
     let parallel = parallel.upload_id();
@@ -130,9 +130,13 @@ async fn every_state_is_listed_newest_first_and_pages_give_each_upload_once() {
     assert!(in_progress["key"].as_str().is_some_and(|k| k.contains(&uploading)), "{in_progress}");
     assert!(in_progress["content_type"].is_string(), "{in_progress}");
     // The lanes' progress is the status's to tell (it reads the parts held): no offset here.
-    assert_eq!(by_id(&parallel)["mode"], "parallel");
-    assert!(by_id(&parallel).get("offset").is_none());
-    assert_eq!(by_id(&direct)["mode"], "direct");
+    let (lane, status) = (by_id(&parallel), svc.status(&user, &parallel).await);
+    for field in ["mode", "part_size", "chunk_size", "expires", "size"] {
+        assert_eq!(lane[field], status.body[field], "{field}: {lane} vs {status:?}");
+    }
+    assert!(lane.get("offset").is_none() && lane.get("chunks_held").is_none(), "{lane}");
+    let (lane, status) = (by_id(&direct), svc.status(&user, &direct).await);
+    assert_eq!((&lane["mode"], &lane["part_size"]), (&status.body["mode"], &status.body["part_size"]), "{lane}");
 
     // Pages of 2 follow each other without a gap or a repeat, and the last one says it is.
     let (paged, pages) = list_all(&svc, &user, 2).await;
@@ -232,7 +236,11 @@ async fn malformed_limits_and_cursors_are_refused() {
         assert!(reply.detail().contains(says), "{query}: {reply:?}");
     }
     let wrong = svc
-        .send(Service::request(&user, lambda_http::http::Method::PUT, "/upload").body(bytes::Bytes::new()).expect("request"))
+        .send(
+            Service::request(&user, lambda_http::http::Method::PUT, "/upload")
+                .body(bytes::Bytes::new())
+                .expect("request"),
+        )
         .await;
     wrong.assert_status(405);
     assert_eq!(wrong.headers["allow"], "GET, POST");

@@ -32,7 +32,8 @@ impl Cursor {
     }
 
     pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let malformed = || ApiError::BadRequest("cursor is not one this service gave (pass next_cursor as given)".into());
+        let malformed =
+            || ApiError::BadRequest("cursor is not one this service gave (pass next_cursor as given)".into());
         let bytes = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(text).map_err(|_| malformed())?;
         let text = String::from_utf8(bytes).map_err(|_| malformed())?;
         let (created, upload_id) = text.split_once('.').ok_or_else(malformed)?;

@@ -97,10 +97,7 @@ impl Table {
     }
 
     /// The items of these keys (at most [`BATCH`]) that exist, read consistently, in no particular order.
-    pub(super) async fn items(
-        &self,
-        keys: Vec<String>,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, ApiError> {
+    pub(super) async fn items(&self, keys: Vec<String>) -> Result<Vec<HashMap<String, AttributeValue>>, ApiError> {
         let mut keys: Vec<HashMap<String, AttributeValue>> =
             keys.into_iter().map(|k| HashMap::from([(attr::UPLOAD_ID.to_string(), s(&k))])).collect();
         let mut found = Vec::new();

@@ -25,14 +25,13 @@ pub struct Listing {
 impl Listing {
     /// From the query string's `limit` and `cursor`, as given (or absent).
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ApiError> {
-        let limit = match limit {
-            None => DEFAULT_PAGE,
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
-        };
+        let limit =
+            match limit {
+                None => DEFAULT_PAGE,
+                Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                    ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}"))
+                })?,
+            };
         Ok(Listing { limit, cursor: cursor.map(Cursor::parse).transpose()? })
     }
 }

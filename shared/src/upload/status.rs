@@ -12,7 +12,7 @@ use crate::secret::Caller;
 use crate::store::{CompleteFailure, Status, UploadRecord};
 
 /// What is said of an unfinished upload, by its status and in the listing: the sequential mode's offset, the other
-/// modes' grid being the status's to add (it reads what is held).
+/// modes' grid (what they hold of it is the status's to add: it reads the part items or S3).
 pub(super) fn progress_json(record: &UploadRecord) -> Value {
     let mut answer = json!({
         "upload_id": record.upload_id,
@@ -22,8 +22,13 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
         "filename": record.filename,
         "size": record.total,
     });
-    if record.mode == Mode::Sequential {
-        answer["offset"] = json!(record.offset);
+    match record.mode {
+        Mode::Sequential => answer["offset"] = json!(record.offset),
+        Mode::Parallel => {
+            answer["part_size"] = json!(record.part_size);
+            answer["chunk_size"] = json!(record.chunk_size);
+        }
+        Mode::Direct => answer["part_size"] = json!(record.part_size),
     }
     answer
 }
@@ -42,15 +47,10 @@ impl App {
                     Mode::Sequential => {}
                     Mode::Parallel => {
                         let (parts, chunks) = self.parallel_holdings(&record).await?;
-                        answer["part_size"] = json!(record.part_size);
-                        answer["chunk_size"] = json!(record.chunk_size);
                         answer["parts_held"] = json!(ranges(parts));
                         answer["chunks_held"] = json!(ranges(chunks));
                     }
-                    Mode::Direct => {
-                        answer["part_size"] = json!(record.part_size);
-                        answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?));
-                    }
+                    Mode::Direct => answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?)),
                 }
                 Ok(answer)
             }
