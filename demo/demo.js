@@ -273,8 +273,7 @@ function scheduleUnfinished(delay = 0) {
 }
 
 /**
- * `GET /upload`, newest first, a few pages at most: the uploads still taking bytes, but for those the queue is
- * working on. Anonymous callers have no listing (their uploads are bound to secrets), so the panel stays hidden.
+ * `GET /upload`, newest first, a few pages at most: the uploads still taking bytes, but for those in the queue. Anonymous callers have no listing (their uploads are bound to secrets), so the panel stays hidden.
  */
 async function loadUnfinished() {
   const token = tokenInput.value.trim();
@@ -292,9 +291,8 @@ async function loadUnfinished() {
     cursor = body.next_cursor;
     if (!cursor) break;
   }
-  const queued = new Set(
-    entries.filter((e) => e.upload && !['paused', 'error'].includes(stateOf(e))).map((e) => e.upload.uploadId),
-  );
+  // A paused or failed row offers its own Resume and Retry.
+  const queued = new Set(entries.filter((e) => e.upload?.uploadId).map((e) => e.upload.uploadId));
   renderUnfinished(listed.filter((u) => u.status === 'uploading' && !queued.has(u.upload_id)));
 }
 
