@@ -393,6 +393,29 @@ def test_events_function_publishes_to_its_bus_only(t):
     assert remove["dynamodb"]["OldImage"]["status"]["S"] == ["uploading", "completing"], remove
 
 
+def test_listing_queries_only_the_owners_index(t):
+    """GET /upload queries the by_owner index (shared/src/store/listing.rs), as the emulators make it
+    (emulators/create_resources.py); the chunk function may query that index and nothing else."""
+    table = t["Resources"]["UploadsTable"]["Properties"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_owner", index
+    assert index["KeySchema"] == [{"AttributeName": "owner", "KeyType": "HASH"},
+                                  {"AttributeName": "created_at_ms", "KeyType": "RANGE"}], index
+    # Keys only: a chunk's commit changes no key, so it writes nothing to the index.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}, index
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"upload_id": "S", "owner": "S", "created_at_ms": "N"}, types
+    queries = [(name, statement) for name, resource in t["Resources"].items()
+               for policy in resource.get("Properties", {}).get("Policies", []) if isinstance(policy, dict)
+               for statement in policy.get("Statement", [])
+               if "dynamodb:Query" in (statement["Action"] if isinstance(statement["Action"], list)
+                                       else [statement["Action"]])]
+    assert [(name, s["Action"], s["Resource"]) for name, s in queries] == [
+        ("ChunkFunction", "dynamodb:Query", {"Fn::Sub": "${UploadsTable.Arn}/index/by_owner"})], queries
+    api = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    assert "get" in api["/upload"], api["/upload"]
+
+
 def test_throttling_and_reserved_concurrency(t):
     assert_accepted(t, {**ISSUER, "ThrottlingRateLimit": "10", "ThrottlingBurstLimit": "20", "ReservedConcurrency": "5"})
     for name, value in [("ThrottlingRateLimit", "0"), ("ThrottlingBurstLimit", "0"), ("ReservedConcurrency", "0"),

@@ -21,6 +21,22 @@ from botocore.exceptions import ClientError
 
 TTL_ATTRIBUTE = "expires_at"
 STREAM_SPEC = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+# The listing's index (GET /upload): an owner's uploads, newest first. Keys only: the listing reads the records
+# themselves, so a chunk's commit (which changes no key) writes nothing to the index. Counters and tombstones
+# have neither attribute, so they are not in it.
+OWNER_INDEX = {
+    "IndexName": "by_owner",
+    "KeySchema": [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "created_at_ms", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+ATTRIBUTES = [
+    {"AttributeName": "upload_id", "AttributeType": "S"},
+    {"AttributeName": "owner", "AttributeType": "S"},
+    {"AttributeName": "created_at_ms", "AttributeType": "N"},
+]
 # Also read by the Docker init hook (localstack-init/ready.d/create-resources.sh).
 BUCKET_CORS = Path(__file__).resolve().parent / "bucket-cors.json"
 
@@ -82,8 +98,9 @@ def ensure_bucket_cors(s3, bucket):
 def create_table(ddb, table, with_stream):
     kwargs = {
         "TableName": table,
-        "AttributeDefinitions": [{"AttributeName": "upload_id", "AttributeType": "S"}],
+        "AttributeDefinitions": ATTRIBUTES,
         "KeySchema": [{"AttributeName": "upload_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [OWNER_INDEX],
         "BillingMode": "PAY_PER_REQUEST",
     }
     if with_stream:
@@ -130,6 +147,8 @@ def ensure_table(ddb, table):
         except ClientError as err:
             log(f"table {table!r}: could not enable a stream ({err}); continuing")
 
+    ensure_owner_index(ddb, table, desc)
+
     ttl = ddb.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
     if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == TTL_ATTRIBUTE:
         log(f"table {table!r}: TTL on {TTL_ATTRIBUTE!r} already enabled")
@@ -141,11 +160,27 @@ def ensure_table(ddb, table):
         log(f"table {table!r}: TTL enabled on {TTL_ATTRIBUTE!r}")
 
 
+def ensure_owner_index(ddb, table, desc):
+    """Adds the listing's index to a table made before it existed, and waits until it can be queried."""
+    name = OWNER_INDEX["IndexName"]
+    if any(i.get("IndexName") == name for i in desc.get("GlobalSecondaryIndexes", [])):
+        log(f"table {table!r}: index {name!r} already exists")
+    else:
+        ddb.update_table(
+            TableName=table,
+            AttributeDefinitions=ATTRIBUTES,
+            GlobalSecondaryIndexUpdates=[{"Create": OWNER_INDEX}],
+        )
+        log(f"table {table!r}: index {name!r} created")
+    wait_active(ddb, table)
+
+
 def wait_active(ddb, table, timeout=30.0):
     deadline = time.monotonic() + timeout
     while True:
         desc = ddb.describe_table(TableName=table)["Table"]
-        if desc.get("TableStatus") == "ACTIVE":
+        indexes = desc.get("GlobalSecondaryIndexes", [])
+        if desc.get("TableStatus") == "ACTIVE" and all(i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in indexes):
             return desc
         if time.monotonic() > deadline:
             raise TimeoutError(f"table {table!r} still {desc.get('TableStatus')} after {timeout}s")

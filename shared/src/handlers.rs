@@ -34,6 +34,8 @@ pub enum Route {
     Open,
     /// `POST /upload/{upload_id}/parts`: a direct upload's part URLs.
     Parts,
+    /// `GET /upload`: the caller's uploads.
+    List,
 }
 
 impl Route {
@@ -45,6 +47,7 @@ impl Route {
             Route::Abort => "abort",
             Route::Open => "open",
             Route::Parts => "parts",
+            Route::List => "list",
         }
     }
 }
@@ -73,24 +76,31 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
     };
     match (req.method(), target) {
         (&Method::POST, Target::Uploads) => Ok((Route::Chunk, None)),
+        (&Method::GET, Target::Uploads) => Ok((Route::List, None)),
         (&Method::POST, Target::Complete) => Ok((Route::Complete, None)),
         (&Method::POST, Target::Create) => Ok((Route::Open, None)),
         (&Method::POST, Target::Parts(id)) => Ok((Route::Parts, Some(id))),
         (&Method::GET, Target::Upload(id)) => Ok((Route::Status, Some(id))),
         (&Method::DELETE, Target::Upload(id)) => Ok((Route::Abort, Some(id))),
         (_, Target::Upload(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
+        (_, Target::Uploads) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         (_, _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
     }
 }
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
+    serve(
+        app,
+        req,
+        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List],
+    )
+    .await
 }
 
-/// The chunk function: chunks, status, abort, and opening and presigning parallel and direct uploads.
+/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
+    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List]).await
 }
 
 /// The complete function.
@@ -266,6 +276,11 @@ async fn dispatch(
             };
             (Some(id), result)
         }
+        // Reads only. An anonymous caller is refused by the listing whatever secret it sent: none lists uploads.
+        Route::List => match request::listing(&req) {
+            Ok(listing) => (None, by(deadline, Late::Retry, app.list(&Caller::creating(principal), listing)).await),
+            Err(e) => (None, Err(e)),
+        },
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
             let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {

@@ -247,6 +247,12 @@ impl Service {
         self.send(request.expect("request")).await
     }
 
+    /// `GET /upload` with this query string (`""` for none).
+    pub async fn list(&self, user: &User, query: &str) -> Reply {
+        let uri = if query.is_empty() { "/upload".to_string() } else { format!("/upload?{query}") };
+        self.send(Self::request(user, Method::GET, &uri).body(Bytes::new()).expect("request")).await
+    }
+
     pub async fn abort(&self, user: &User, upload_id: &str) -> Reply {
         let request = Self::request(user, Method::DELETE, &format!("/upload/{upload_id}")).body(Bytes::new());
         self.send(request.expect("request")).await
@@ -477,25 +483,32 @@ pub fn removal_of(item: &Item, sequence: u64, by_ttl: bool) -> Value {
 /// For tests whose uploads are counted against per-owner limits: moto serves a transaction by deep-copying the whole
 /// table, which on the table the rest of the suite has filled takes seconds and trips the SDK's time limits.
 pub async fn own_table() -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType,
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    // The listing's index, as emulators/create_resources.py and template.yaml make it.
+    let by_owner = GlobalSecondaryIndex::builder()
+        .index_name(shared::store::listing::OWNER_INDEX)
+        .key_schema(key("owner", KeyType::Hash).expect("key"))
+        .key_schema(key("created_at_ms", KeyType::Range).expect("key"))
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .expect("index");
     let name = format!("uploads-{}", shared::protocol::new_upload_id());
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     aws_sdk_dynamodb::Client::new(&sdk)
         .create_table()
         .table_name(&name)
-        .attribute_definitions(
-            aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                .attribute_name("upload_id")
-                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                .attribute_name("upload_id")
-                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
+        .attribute_definitions(attribute("upload_id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("owner", ScalarAttributeType::S))
+        .attribute_definitions(attribute("created_at_ms", ScalarAttributeType::N))
+        .key_schema(key("upload_id", KeyType::Hash).expect("key"))
+        .global_secondary_indexes(by_owner)
         .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
         .send()
         .await

@@ -1,7 +1,7 @@
 //! The upload operations, one module each. Sequential mode (django-chunked-upload's): [`create`] (an upload's first
 //! chunk) and [`append`] (every later chunk). Parallel and direct modes: [`open`] (creating the upload on its grid),
 //! [`parallel`] (a chunk, and the upload of the part it fills) and [`direct`] (presigned part URLs). Every mode:
-//! [`complete`], [`status`] and [`abort`]. They know the protocol's rules and the commit discipline of
+//! [`complete`], [`status`] and [`abort`]; and [`list`], an owner's uploads. They know the protocol's rules and the commit discipline of
 //! `docs/design.md`, and reach storage only through `store`.
 
 mod abort;
@@ -9,11 +9,13 @@ mod append;
 mod complete;
 mod create;
 mod direct;
+mod list;
 mod open;
 mod parallel;
 mod status;
 
 pub use complete::Declared;
+pub use list::Listing;
 pub use open::Opening;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
