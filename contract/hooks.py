@@ -64,6 +64,8 @@ _PENDING: dict[int, tuple[str | None, bytes, int]] = {}
 _LANES: dict[str, dict] = {}
 # id(case) -> (upload_id, chunk index) for a parallel chunk this hook shaped
 _PENDING_CHUNK: dict[int, tuple[str, int]] = {}
+# id(case) of the positive POSTs this hook may have shaped
+_SHAPED: set[int] = set()
 MIB = 1024 * 1024
 PARALLEL_CHUNK = 256 * 1024
 # Half of the lanes' files fit one chunk, so that even a short sequence of steps (open, chunk, complete) completes one.
@@ -301,10 +303,12 @@ def _ensure_uploads_to_list() -> None:
 def before_call(context, case, kwargs):
     _PENDING.pop(id(case), None)  # left by a request that never got an answer
     _PENDING_CHUNK.pop(id(case), None)
+    _SHAPED.discard(id(case))
     if case.method.upper() == "GET" and case.path == "/upload":
         _ensure_uploads_to_list()
     if not _is_positive(case) or case.method.upper() != "POST":
         return
+    _SHAPED.add(id(case))
     if case.path == "/upload":
         upload_id, places = _upload_id_of(case)
         lane = _lane(upload_id)
@@ -404,6 +408,10 @@ def filter_failure(context, failure, case, response):
         with _LOCK:
             upload = _UPLOADS.get(_sent_upload_id(case))
             return upload is not None and upload["state"] != "aborted"
+    if kind == "AcceptedNegativeData" and id(case) in _SHAPED:
+        # Seen here as positive and shaped into a valid request (a chunk retargeted to a parallel upload, say),
+        # yet judged by its generation's negative mark: what was sent was not what the check judges.
+        return False
     if kind == "MissingHeaderNotRejected" and failure.header_name.lower() == "authorization":
         try:
             body = response.json()
