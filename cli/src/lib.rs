@@ -6,7 +6,6 @@
 //! with backoff and jitter.
 
 pub mod api;
-pub mod checksum;
 pub mod error;
 pub mod source;
 pub mod state;

@@ -8,8 +8,8 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::checksum::Crc64;
 use crate::error::{Error, Result};
+use wire::Crc64;
 
 /// What tells one version of a file from another without reading it: its size and modification time (and inode,
 /// where there is one). A resumed upload whose file no longer has it starts over.

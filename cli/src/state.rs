@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checksum::Crc64;
 use crate::error::{Error, Result};
 use crate::source::Identity;
+use wire::Crc64;
 
 /// Which upload a state file is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,23 +30,7 @@ pub struct Header {
     pub secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Sequential,
-    Parallel,
-    Direct,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Sequential => "sequential",
-            Mode::Parallel => "parallel",
-            Mode::Direct => "direct",
-        }
-    }
-}
+pub use wire::Mode;
 
 /// A state file read back: its header and the pieces accepted, by index (from 0).
 pub struct Saved {

@@ -4,29 +4,7 @@
 use crate::error::ApiError;
 use crate::protocol::{ContentRange, MIB, PLANNED_MAX_PARTS};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// django-chunked-upload's protocol: chunks in order, MD5 at completion.
-    Sequential,
-    /// Chunks through the API on a grid, in any order and concurrently; the chunk that fills a part uploads it.
-    Parallel,
-    /// Parts PUT straight to S3 with presigned URLs.
-    Direct,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Sequential => "sequential",
-            Mode::Parallel => "parallel",
-            Mode::Direct => "direct",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Mode::Sequential, Mode::Parallel, Mode::Direct].into_iter().find(|m| m.as_str() == s)
-    }
-}
+pub use wire::Mode;
 
 /// A file of `total` bytes cut into parts of `part_size` (the last may be shorter), each of `chunks_per_part` chunks
 /// (parallel mode; 1 in direct mode, where a part is sent whole).

@@ -8,7 +8,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 
-use crate::checksum::Crc64;
+use crate::checksum::{self, Crc64};
 use crate::error::ApiError;
 use crate::grid::Mode;
 use crate::protocol::ContentRange;
@@ -132,7 +132,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
     let range = header(&req, "content-range")?
         .ok_or_else(|| ApiError::BadRequest("Missing Content-Range header".into()))
         .and_then(ContentRange::parse)?;
-    let crc64 = header(&req, CRC64_HEADER)?.map(|c| Crc64::parse(c, "X-Checksum-CRC64NVME")).transpose()?;
+    let crc64 = header(&req, CRC64_HEADER)?.map(|c| checksum::parse(c, "X-Checksum-CRC64NVME")).transpose()?;
     let mut fields = Fields::from_query_and_header(&req, &["upload_id", "filename"])?;
     let media = media_type(&req)?;
     let content_type = header(&req, "content-type")?.unwrap_or_default().to_string();
@@ -321,7 +321,7 @@ pub fn part_urls(req: Request) -> Result<WantedParts, ApiError> {
             let entry = entry.as_object().ok_or_else(bad)?;
             let number = number_field(entry, "number")?.and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?;
             let crc = text_field(entry, "crc64nvme")?.ok_or_else(bad)?;
-            Ok((number, Crc64::parse(&crc, "crc64nvme")?))
+            Ok((number, checksum::parse(&crc, "crc64nvme")?))
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(WantedParts { parts, secret })

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Run, unexpected};
-use crate::checksum::Crc64;
 use crate::error::{Error, Result};
+use wire::Crc64;
 
 /// Sends every part not in `held` (indexes from 0: part numbers less one); every part's CRC, by index.
 pub(super) async fn send(run: &Run<'_>, held: &HashSet<u64>) -> Result<Vec<(u64, Crc64)>> {

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::checksum::Crc64;
 use crate::error::{Error, Result};
 use crate::source::Source;
 use crate::state::{Header, Journal, Mode, StateDir};
+use wire::Crc64;
 
 /// Relayed chunks by default: the service's default, well under API Gateway's payload limit.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
@@ -237,7 +237,7 @@ impl Run<'_> {
             Mode::Direct => direct::send(self, &held).await?,
             _ => parallel::send(self, &held).await?,
         };
-        let whole = crate::checksum::whole_crc(crcs.into_iter().map(|(i, crc)| (crc, self.span(i).1)))
+        let whole = Crc64::concat(crcs.into_iter().map(|(i, crc)| (crc, self.span(i).1)))
             .ok_or_else(|| unexpected("a file of no pieces"))?;
         self.complete(("crc64nvme", &whole.to_base64())).await
     }

@@ -7,8 +7,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::Run;
 use crate::api::ChunkTarget;
-use crate::checksum::Crc64;
 use crate::error::{Error, Result};
+use wire::Crc64;
 
 /// Sends every chunk not in `held`; every chunk's CRC, by index.
 pub(super) async fn send(run: &Run<'_>, held: &HashSet<u64>) -> Result<Vec<(u64, Crc64)>> {

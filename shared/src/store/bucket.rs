@@ -247,7 +247,7 @@ impl Bucket {
                         number: number as u32,
                         etag: etag.to_string(),
                         size: part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
-                        crc64: part.checksum_crc64_nvme().and_then(|c| Crc64::parse(c, "ChecksumCRC64NVME").ok()),
+                        crc64: part.checksum_crc64_nvme().and_then(Crc64::from_base64),
                     });
                 }
             }

@@ -2,8 +2,8 @@
 
 pub mod bucket;
 pub mod ledger;
-pub mod marker;
 pub mod listing;
+pub mod marker;
 pub mod parts;
 pub mod quota;
 pub mod record;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::now_ms;
 use crate::app::App;
-use crate::checksum::Crc64;
+use crate::checksum::{self, Crc64};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
 use crate::md5state;
@@ -33,7 +33,7 @@ impl App {
     pub async fn complete(&self, caller: &Caller, upload_id: &str, declared: Declared<'_>) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
-        let crc = declared.crc64.map(|c| Crc64::parse(c, "crc64nvme")).transpose()?;
+        let crc = declared.crc64.map(|c| checksum::parse(c, "crc64nvme")).transpose()?;
         let started = Instant::now();
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
