@@ -6,6 +6,7 @@
 //! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
 //!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
+//! - [`hook`]: the optional completion hook (a Lambda function; a command or a local URL on the local server);
 //! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod grid;
 pub mod handlers;
+pub mod hook;
 pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
