@@ -2,6 +2,7 @@
 //! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...); or the
 //! function binaries themselves under an emulated Lambda Runtime API ([`lambda_runtime`]).
 
+pub mod lambda_invoke;
 pub mod lambda_runtime;
 pub mod proxy;
 
@@ -130,6 +131,7 @@ impl Service {
             "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
         );
         let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let lambda = lambda_client(&sdk, &overrides);
         // LocalStack may pause before streaming a freshly completed object; the checks wait for it.
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
@@ -137,7 +139,10 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service { app: App::new(config, &sdk), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let service_s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.s3_path_style).build();
+        let app = App::with_clients(config, aws_sdk_s3::Client::from_conf(service_s3), dynamodb.clone(), &lambda);
+        Service { app, s3, dynamodb }
     }
 
     /// The service with its S3 and DynamoDB calls going through counting, fault-injecting proxies. The SDK's own
@@ -154,7 +159,8 @@ impl Service {
         let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
         );
-        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client);
+        let lambda = aws_sdk_lambda::Client::new(&sdk);
+        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, &lambda);
         (svc, s3, dynamodb)
     }
 
@@ -448,6 +454,16 @@ impl Service {
         }
         record
     }
+}
+
+/// The service's Lambda client: to `AWS_ENDPOINT_URL_LAMBDA` in `overrides` if there is one (an emulated Lambda,
+/// [`lambda_invoke`]), as a function process given that variable would be.
+fn lambda_client(sdk: &aws_config::SdkConfig, overrides: &HashMap<String, String>) -> aws_sdk_lambda::Client {
+    let mut config = aws_sdk_lambda::config::Builder::from(sdk);
+    if let Some(endpoint) = overrides.get("AWS_ENDPOINT_URL_LAMBDA") {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_lambda::Client::from_conf(config.build())
 }
 
 /// A new, empty uploads table on the emulator (the same key as the shared one), named for `CHUNKED_UPLOAD_TABLE`.

@@ -53,12 +53,11 @@ pub(super) fn check_function(text: &str) -> Result<(), String> {
 }
 
 impl LambdaHook {
-    /// `client` with the hook's time limits: no attempt, nor its retries, outlasts `timeout`.
-    pub(super) fn new(client: &Client, function: &str, timeout: Duration) -> Self {
-        let timeouts = aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .operation_timeout(timeout)
-            .build();
+    /// `client` with a connect timeout; the whole call, retries included, is bounded by the hook's timeout
+    /// (`CompletionHook::call`), as every kind of hook is.
+    pub(super) fn new(client: &Client, function: &str) -> Self {
+        let timeouts =
+            aws_sdk_lambda::config::timeout::TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build();
         let client = Client::from_conf(client.config().to_builder().timeout_config(timeouts).build());
         LambdaHook { client, function: function.to_string() }
     }

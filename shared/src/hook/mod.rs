@@ -193,7 +193,7 @@ impl CompletionHook {
     /// The hook `spec` names, called within `timeout`; a Lambda function through `client`.
     pub fn new(spec: &HookSpec, timeout: Duration, client: &aws_sdk_lambda::Client) -> Self {
         let target = match spec {
-            HookSpec::Lambda(function) => Target::Lambda(lambda::LambdaHook::new(client, function, timeout)),
+            HookSpec::Lambda(function) => Target::Lambda(lambda::LambdaHook::new(client, function)),
             #[cfg(feature = "local")]
             HookSpec::Command(command) => Target::Command(command.clone()),
             #[cfg(feature = "local")]
