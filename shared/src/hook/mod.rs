@@ -82,6 +82,18 @@ impl HookSpec {
     }
 }
 
+impl std::fmt::Display for HookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookSpec::Lambda(function) => write!(f, "Lambda function {function}"),
+            #[cfg(feature = "local")]
+            HookSpec::Command(command) => write!(f, "command `{command}`"),
+            #[cfg(feature = "local")]
+            HookSpec::Url(address) => write!(f, "POST {address}"),
+        }
+    }
+}
+
 /// The event a hook gets for a completed upload: its result and who completed it.
 pub fn event(result: &Value, caller: &Caller) -> Value {
     let caller = match caller {
