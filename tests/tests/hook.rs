@@ -227,6 +227,49 @@ async fn the_local_servers_command_hook_goes_through_the_same_handler() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A development hook server on a loopback port: `POST /attach` answers who it attached, any other path 500.
+async fn url_hook() -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let path = req.uri().path().to_string();
+                let event: Value =
+                    serde_json::from_slice(&req.into_body().collect().await?.to_bytes()).unwrap_or_default();
+                let mut response = hyper::Response::new(Full::new(Bytes::from(
+                    json!({"posted": event["upload_id"], "by": event["caller"]["sub"]}).to_string(),
+                )));
+                if path != "/attach" {
+                    *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                Ok::<_, hyper::Error>(response)
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn the_local_servers_url_hook_goes_through_the_same_handler() {
+    let server = url_hook().await;
+    let user = User::named("hook-url");
+    let file = data(20 * KIB, 96);
+    let svc = Service::new(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", &format!("{server}/attach"))]).await;
+    let (id, done) = upload_and_complete(&svc, &user, &file).await;
+    assert_eq!(done.assert_status(200).body["data"], json!({"posted": id, "by": "hook-url"}));
+
+    let svc = Service::new(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", &format!("{server}/broken"))]).await;
+    let (_, done) = upload_and_complete(&svc, &user, &file).await;
+    assert_eq!(done.assert_status(200).body["status"], "complete");
+    let said = done.body["hook"]["detail"].as_str().unwrap_or_default();
+    assert!(said.contains("answered HTTP 500"), "{:?}", done.body);
+}
+
 /// The complete request of `user` for an upload, as API Gateway hands it to the complete function.
 fn complete_event(sub: &str, id: &str, file: &[u8]) -> Vec<u8> {
     let request = http::Request::post("/upload/complete")
