@@ -197,8 +197,9 @@ enum Target {
     Lambda(lambda::LambdaHook),
     #[cfg(feature = "local")]
     Command(String),
+    /// Boxed: the HTTP client is large, and only the local server has one.
     #[cfg(feature = "local")]
-    Url(url::UrlHook),
+    Url(Box<url::UrlHook>),
 }
 
 impl CompletionHook {
@@ -209,7 +210,7 @@ impl CompletionHook {
             #[cfg(feature = "local")]
             HookSpec::Command(command) => Target::Command(command.clone()),
             #[cfg(feature = "local")]
-            HookSpec::Url(address) => Target::Url(url::UrlHook::new(address)),
+            HookSpec::Url(address) => Target::Url(Box::new(url::UrlHook::new(address))),
         };
         CompletionHook { target, timeout }
     }
