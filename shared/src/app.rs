@@ -56,13 +56,18 @@ impl App {
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
-        let s3 = aws_sdk_s3::Client::from_conf(s3);
-        Self::with_clients(config, s3, aws_sdk_dynamodb::Client::new(sdk), &aws_sdk_lambda::Client::new(sdk))
+        Self::with_lambda(config, sdk, &aws_sdk_lambda::Client::new(sdk))
     }
 
-    /// With clients configured by the caller (the tests route them through a proxy, or to an emulated Lambda); the
-    /// service's time limits replace theirs. The Lambda client is used only by a completion hook that names a
+    /// As [`App::new`], with the completion hook's Lambda client configured by the caller (the tests point it at an
+    /// emulated Lambda).
+    pub fn with_lambda(config: Config, sdk: &SdkConfig, lambda: &aws_sdk_lambda::Client) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
+        Self::with_clients(config, aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::new(sdk), lambda)
+    }
+
+    /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
+    /// replace theirs. The Lambda client is used only by a completion hook that names a
     /// function.
     pub fn with_clients(
         config: Config,

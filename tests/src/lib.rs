@@ -139,10 +139,7 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let service_s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.s3_path_style).build();
-        let app = App::with_clients(config, aws_sdk_s3::Client::from_conf(service_s3), dynamodb.clone(), &lambda);
-        Service { app, s3, dynamodb }
+        Service { app: App::with_lambda(config, &sdk, &lambda), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
     }
 
     /// The service with its S3 and DynamoDB calls going through counting, fault-injecting proxies. The SDK's own

@@ -306,3 +306,21 @@ async fn the_complete_function_invokes_its_hook_and_refuses_local_ones() {
         }
     }
 }
+
+#[tokio::test]
+async fn concurrent_repeated_completes_answer_the_same_data() {
+    let (svc, lambda) = hooked(&[("EXAMPLE_HOOK_FAIL", "1")], &[]).await;
+    let user = User::named("hook-concurrent");
+    let file = data(10 * KIB, 97);
+    let (id, done) = upload_and_complete(&svc, &user, &file).await;
+    assert_eq!(done.assert_status(200).body["hook"]["status"], "failed");
+    lambda.deploy(HOOK, hook_process(&[]).await);
+    // Both may call the hook (it is idempotent); whichever stores its answer first, both answer what is kept.
+    let (a, b) = tokio::join!(completed_again(&svc, &user, &id, &file), completed_again(&svc, &user, &id, &file));
+    let expected = attachment(&id, &done.body["key"], file.len(), "hook-concurrent");
+    assert_eq!((&a.body["data"], &b.body["data"]), (&expected, &expected), "{:?} {:?}", a.body, b.body);
+    let calls = lambda.events().len();
+    assert!((2..=3).contains(&calls), "{calls} calls");
+    let kept = svc.record(&id).await.expect("record").hook;
+    assert!(matches!(kept, Some(shared::hook::HookOutcome::Answered(_))), "{kept:?}");
+}
