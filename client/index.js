@@ -38,6 +38,7 @@ const DEFAULTS = {
   mode: 'auto',
   parallel: 4,
   directThreshold: 16 * 1024 * 1024,
+  upload: null,
 };
 
 // Thrown inside a run to drop the upload and start a new one: it is gone on the server, or (`abandon`: it is still
@@ -336,9 +337,14 @@ export class ChunkedUpload extends EventTarget {
     }
   }
 
-  /** Picks up the upload id and MD5 state a previous page saved for this file. */
+  /**
+   * Picks up the upload id and MD5 state a previous page saved for this file; or the upload the `upload` option names
+   * (one of `GET /upload`'s), with what was saved for it if anything.
+   */
   async #restore() {
-    const saved = this.#storage.get(this.#storageKey);
+    const stored = this.#storage.get(this.#storageKey);
+    const listed = listedState(this.#options.upload);
+    const saved = listed !== null && stored?.uploadId !== listed.uploadId ? listed : stored;
     if (!saved?.uploadId) return;
     if (
       (saved.mode ?? 'sequential') !== 'sequential' &&
@@ -986,6 +992,14 @@ function defaultStorage() {
   } catch {
     return null; // storage disabled (privacy settings, sandboxed frames)
   }
+}
+
+/** What the client saves of an upload, for one `GET /upload` listed (its id, mode and grid); null for none. */
+function listedState(upload) {
+  if (typeof upload?.upload_id !== 'string') return null;
+  const mode = upload.mode ?? 'sequential';
+  const pieceSize = mode === 'parallel' ? upload.chunk_size : upload.part_size;
+  return { uploadId: upload.upload_id, mode, expires: upload.expires, grid: mode === 'sequential' ? null : { pieceSize } };
 }
 
 /**

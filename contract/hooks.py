@@ -27,6 +27,9 @@ two false alarms of schemathesis' checks:
      - a complete for either gets the whole file's CRC64NVME and no `md5` (which those modes refuse), except when
        the generated MD5 starts with `0` or `1` (kept as generated: the refusal and mismatch paths).
    Every decision depends only on the generated data and earlier answers, so a fixed seed gives the same run.
+   The listing (GET /upload) lists the run's user's uploads: before its first call, if the run has made none yet
+   (the examples phase reaches it first), the hook starts one upload and completes another through the API
+   (CONTRACT_BASE_URL and CONTRACT_TOKEN, set by contract/run), so the answers carry both shapes.
 
 2. `filter_failure` drops two kinds of false alarm, narrowly:
      - the service answers a request without credentials with 403 (django-chunked-upload's status, README
@@ -41,6 +44,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import random
 import threading
 import urllib.request
@@ -264,10 +269,40 @@ def _shape_lane_complete(case, lane: dict) -> None:
     case.body["crc64nvme"] = lane["crc64nvme"]
 
 
+def _api(method: str, path: str, data: bytes = b"", headers: dict | None = None) -> dict:
+    request = urllib.request.Request(os.environ["CONTRACT_BASE_URL"] + path, data=data or None, method=method)
+    request.add_header("Authorization", f"Bearer {os.environ['CONTRACT_TOKEN']}")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _ensure_uploads_to_list() -> None:
+    """One upload in progress and one complete, made through the API, unless the run already has uploads."""
+    with _LOCK:
+        if _UPLOADS:
+            return
+    raw = {"Content-Type": "application/octet-stream"}
+    for data, total in ((b"listed, unfinished", 19), (b"listed, complete", 16)):
+        answer = _api("POST", "/upload?filename=listed.txt", data,
+                      {**raw, "Content-Range": f"bytes 0-{len(data) - 1}/{total}"})
+        state = "uploading"
+        if total == len(data):
+            _api("POST", "/upload/complete", json.dumps({"upload_id": answer["upload_id"],
+                                                         "md5": hashlib.md5(data).hexdigest()}).encode(),
+                 {"Content-Type": "application/json"})
+            state = "complete"
+        with _LOCK:
+            _UPLOADS[answer["upload_id"]] = {"data": data, "total": total, "state": state}
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     _PENDING.pop(id(case), None)  # left by a request that never got an answer
     _PENDING_CHUNK.pop(id(case), None)
+    if case.method.upper() == "GET" and case.path == "/upload":
+        _ensure_uploads_to_list()
     if not _is_positive(case) or case.method.upper() != "POST":
         return
     if case.path == "/upload":

@@ -46,10 +46,30 @@ const FINISHED_STATES = ['complete', 'canceled'];
 const entries = [];
 let nextId = 1;
 let pumpScheduled = false;
+/** The caller's unfinished uploads, as `GET /upload` last listed them; the one whose file is being chosen. */
+let unfinished = [];
+let resuming = null;
+let unfinishedTimer = null;
 
 tokenInput.value = developmentToken('demo-user');
 showIdentity();
 tokenInput.addEventListener('input', showIdentity);
+tokenInput.addEventListener('input', () => scheduleUnfinished(400));
+$('endpoint-input').addEventListener('change', () => scheduleUnfinished());
+$('unfinished-refresh').addEventListener('click', () => scheduleUnfinished());
+$('unfinished').addEventListener('click', (event) => {
+  const button = event.target.closest('[data-resume]');
+  if (!button) return;
+  resuming = unfinished.find((u) => u.upload_id === button.closest('li').dataset.uploadId) ?? null;
+  // Chosen in a picker of its own, so the file goes to this upload rather than a new one.
+  if (resuming) $('resume-input').click();
+});
+$('resume-input').addEventListener('change', () => {
+  const [file] = $('resume-input').files;
+  $('resume-input').value = '';
+  if (file && resuming) resumeWith(resuming, file);
+});
+scheduleUnfinished();
 
 fileInput.addEventListener('change', () => {
   addFiles(fileInput.files);
@@ -99,8 +119,29 @@ function addFiles(files) {
   schedulePump();
 }
 
-function add(file) {
-  const requestedMode = document.querySelector('input[name="mode"]:checked').value;
+/** `file` for a listed upload: it goes on where the server stands, if it is that upload's size. */
+function resumeWith(upload, file) {
+  const message = $('unfinished-message');
+  if (file.size !== upload.size) {
+    message.textContent = `${file.name} is ${formatBytes(file.size)}, not the ${formatBytes(upload.size)} of ${upload.filename}: choose the same file.`;
+    message.hidden = false;
+    announce(message.textContent);
+    return;
+  }
+  message.hidden = true;
+  resuming = null;
+  const existing = entries.find((e) => sameFile(e.file, file) && !FINISHED_STATES.includes(stateOf(e)));
+  if (existing) {
+    addFiles([file]); // already in the queue: that one goes on
+    return;
+  }
+  add(file, upload);
+  schedulePump();
+  scheduleUnfinished();
+}
+
+function add(file, listed = null) {
+  const requestedMode = listed?.mode ?? document.querySelector('input[name="mode"]:checked').value;
   const entry = { file, upload: null, requestedMode, waiting: false, progress: null, resultUrl: null, row: null };
   entry.row = newRow(file);
   entries.push(entry);
@@ -113,6 +154,7 @@ function add(file) {
       chunkSize: Number($('chunk-size-select').value),
       mode: requestedMode,
       parallel: numberSetting('parallel-input'),
+      upload: listed,
     });
   } catch (error) {
     render(entry);
@@ -128,7 +170,10 @@ function add(file) {
     }
     if (state === 'canceled') setMessage(entry, 'Canceled: nothing of it is kept on the server.');
     if (ACTIVE_STATES.includes(state)) setMessage(entry, '');
-    else schedulePump();
+    else {
+      schedulePump();
+      scheduleUnfinished();
+    }
   });
   on('progress', (detail) => {
     entry.progress = detail;
@@ -217,6 +262,59 @@ function remove(entry) {
 function stateOf(entry) {
   if (entry.upload === null) return 'error';
   return entry.waiting ? 'queued' : entry.upload.state === 'idle' ? 'queued' : entry.upload.state;
+}
+
+// ------------------------------------------------------------------------------------------------ unfinished uploads
+
+/** Lists the caller's unfinished uploads again, after `delay` ms (the last call wins). */
+function scheduleUnfinished(delay = 0) {
+  clearTimeout(unfinishedTimer);
+  unfinishedTimer = setTimeout(() => loadUnfinished().catch(() => renderUnfinished([])), delay);
+}
+
+/**
+ * `GET /upload`, newest first, a few pages at most: the uploads still taking bytes, but for those in the queue. Anonymous callers have no listing (their uploads are bound to secrets), so the panel stays hidden.
+ */
+async function loadUnfinished() {
+  const token = tokenInput.value.trim();
+  if (token === '') return renderUnfinished([]);
+  const endpoint = $('endpoint-input').value.trim().replace(/\/+$/, '') || window.location.origin;
+  const listed = [];
+  let cursor = null;
+  for (let page = 0; page < 5; page++) {
+    const query = new URLSearchParams({ limit: '100', ...(cursor ? { cursor } : {}) });
+    const headers = { Authorization: /\s/.test(token) ? token : `Bearer ${token}` };
+    const response = await fetch(`${endpoint}/upload?${query}`, { headers });
+    if (!response.ok) return renderUnfinished([]);
+    const body = await response.json();
+    listed.push(...body.uploads);
+    cursor = body.next_cursor;
+    if (!cursor) break;
+  }
+  // A paused or failed row offers its own Resume and Retry.
+  const queued = new Set(entries.filter((e) => e.upload?.uploadId).map((e) => e.upload.uploadId));
+  renderUnfinished(listed.filter((u) => u.status === 'uploading' && !queued.has(u.upload_id)));
+}
+
+function renderUnfinished(uploads) {
+  unfinished = uploads;
+  const list = $('unfinished');
+  list.replaceChildren(
+    ...uploads.map((upload) => {
+      const item = $('unfinished-template').content.firstElementChild.cloneNode(true);
+      item.dataset.uploadId = upload.upload_id;
+      item.querySelector('.unfinished-name').textContent = upload.filename;
+      // The lanes' progress is in their status; the listing tells the sequential mode's offset.
+      const received = upload.offset === undefined ? '' : `${formatBytes(upload.offset)} of `;
+      const expires = new Date(upload.expires).toLocaleString('en');
+      item.querySelector('.unfinished-detail').textContent =
+        `${received}${formatBytes(upload.size)} · ${MODE_LABELS[upload.mode] ?? upload.mode} · expires ${expires}`;
+      item.querySelector('[data-resume]').setAttribute('aria-label', `Resume ${upload.filename}`);
+      return item;
+    }),
+  );
+  $('unfinished-summary').textContent = `${uploads.length} unfinished`;
+  $('unfinished-panel').hidden = uploads.length === 0;
 }
 
 // ------------------------------------------------------------------------------------------------ showing it

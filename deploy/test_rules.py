@@ -11,6 +11,7 @@ Run by deploy/check with the deploy venv's Python (it needs samtranslator's YAML
 forms such as !Ref and !Not). Usage: deploy/test_rules.py [TEMPLATE]
 """
 
+import json
 import math
 import re
 import sys
@@ -356,6 +357,65 @@ def test_chunk_function_s3_grants_are_what_it_calls(t):
                   "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketMultipartUploads"}, s3
 
 
+def test_events_function_publishes_to_its_bus_only(t):
+    """The events function's grants are its bus, the stream, the marker items and its failure queue; its stream
+    filters pass the changes it publishes."""
+    for name in ["default", "uploads", "aws.partner/example.com/123/bus"]:
+        assert_accepted(t, {**ISSUER, "EventBusName": name})
+    # An ARN would make the grant's ARN wrong: the bus is named, the ARN built.
+    for name in ["", "arn:aws:events:us-east-1:123456789012:event-bus/uploads", "a bus"]:
+        assert_refused(t, {**ISSUER, "EventBusName": name}, "EventBusName")
+    function = t["Resources"]["EventsFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["CHUNKED_UPLOAD_EVENT_BUS"] == {"Ref": "EventBusName"}
+    role = t["Resources"]["EventsFunctionRole"]["Properties"]
+    statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    actions = {sid: set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+               for sid, s in statements.items()}
+    assert actions == {
+        "ReadTableStream": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                            "dynamodb:ListStreams"},
+        "PublishToTheBus": {"events:PutEvents"},
+        "EventMarkers": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "ReportFailedBatches": {"sqs:SendMessage"},
+    }, actions
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    assert statements["PublishToTheBus"]["Resource"] == {"Fn::Sub": bus}, statements["PublishToTheBus"]
+    assert statements["EventMarkers"]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["event/*"]}}, statements["EventMarkers"]
+    assert t["Resources"]["UploadsTable"]["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    stream = function["Events"]["TableStream"]["Properties"]
+    assert stream["FunctionResponseTypes"] == ["ReportBatchItemFailures"], stream
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["EventsFailureQueue", "Arn"]}
+    patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    modify, remove = patterns
+    assert modify["eventName"] == ["MODIFY"] and modify["dynamodb"]["NewImage"]["status"]["S"] == ["complete", "aborted"]
+    assert remove["eventName"] == ["REMOVE"] and remove["userIdentity"]["principalId"] == ["dynamodb.amazonaws.com"]
+    assert remove["dynamodb"]["OldImage"]["status"]["S"] == ["uploading", "completing"], remove
+
+
+def test_listing_queries_only_the_owners_index(t):
+    """GET /upload queries the by_owner index (shared/src/store/listing.rs), as the emulators make it
+    (emulators/create_resources.py); the chunk function may query that index and nothing else."""
+    table = t["Resources"]["UploadsTable"]["Properties"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_owner", index
+    assert index["KeySchema"] == [{"AttributeName": "owner", "KeyType": "HASH"},
+                                  {"AttributeName": "created_at_ms", "KeyType": "RANGE"}], index
+    # Keys only: a chunk's commit changes no key, so it writes nothing to the index.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}, index
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"upload_id": "S", "owner": "S", "created_at_ms": "N"}, types
+    queries = [(name, statement) for name, resource in t["Resources"].items()
+               for policy in resource.get("Properties", {}).get("Policies", []) if isinstance(policy, dict)
+               for statement in policy.get("Statement", [])
+               if "dynamodb:Query" in (statement["Action"] if isinstance(statement["Action"], list)
+                                       else [statement["Action"]])]
+    assert [(name, s["Action"], s["Resource"]) for name, s in queries] == [
+        ("ChunkFunction", "dynamodb:Query", {"Fn::Sub": "${UploadsTable.Arn}/index/by_owner"})], queries
+    api = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    assert "get" in api["/upload"], api["/upload"]
+
+
 def test_throttling_and_reserved_concurrency(t):
     assert_accepted(t, {**ISSUER, "ThrottlingRateLimit": "10", "ThrottlingBurstLimit": "20", "ReservedConcurrency": "5"})
     for name, value in [("ThrottlingRateLimit", "0"), ("ThrottlingBurstLimit", "0"), ("ReservedConcurrency", "0"),
@@ -421,6 +481,70 @@ def test_the_completion_hook_is_granted_exactly_its_function(t):
     assert int(t["Parameters"]["CompletionHookTimeoutSecs"]["MaxValue"]) + 4 < deadline
     for secs in ["0", "21"]:
         assert_refused(t, {**ISSUER, "CompletionHookTimeoutSecs": secs}, "CompletionHookTimeoutSecs")
+
+
+def test_every_function_keeps_its_logs_for_the_retention(t):
+    functions = [n for n, r in t["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+    groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]
+              for r in t["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"}
+    for name in functions:
+        group = groups.get(f"/aws/lambda/${{{name}}}")
+        assert group, f"{name} has no log group of its own: Lambda would create one that keeps logs forever"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, (name, group)
+    assert len(groups) == len(functions), sorted(groups)
+    assert_accepted(t, {**ISSUER, "LogRetentionDays": "7"})
+    assert_refused(t, {**ISSUER, "LogRetentionDays": "8"}, "LogRetentionDays")
+
+
+def alarms(t):
+    return {n: r["Properties"] for n, r in t["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_failure_queue_is_alarmed(t):
+    """A stream batch a function gave up on lands on its OnFailure queue: one message there raises an alarm."""
+    queues = []
+    for resource in t["Resources"].values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            destination = event["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            if destination:
+                queues.append(destination["Fn::GetAtt"][0])
+    assert queues, "no failure queue found"
+    watched = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a for a in alarms(t).values()
+               if a["Namespace"] == "AWS/SQS"}
+    for queue in queues:
+        alarm = watched.get(queue)
+        assert alarm, f"{queue} has no alarm"
+        assert alarm["Dimensions"][0] == {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+            "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold"), alarm
+
+
+def test_the_apis_5xx_are_alarmed(t):
+    (alarm,) = [a for a in alarms(t).values() if a["Namespace"] == "AWS/ApiGateway"]
+    assert alarm["MetricName"] == "5xx" and alarm["Statistic"] == "Sum", alarm
+    assert {"Name": "ApiId", "Value": {"Ref": "HttpApi"}} in alarm["Dimensions"], alarm
+    assert alarm["Threshold"] == {"Ref": "ApiServerErrorThreshold"}, alarm
+    assert_refused(t, {**ISSUER, "ApiServerErrorThreshold": "0"}, "ApiServerErrorThreshold")
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(t):
+    topic = "arn:aws:sns:eu-west-1:123456789012:uploads-oncall"
+    assert_accepted(t, {**ISSUER, "AlarmTopicArn": topic})
+    assert_refused(t, {**ISSUER, "AlarmTopicArn": "uploads-oncall"}, "AlarmTopicArn")
+    for values, expected in [(ISSUER, False), ({**ISSUER, "AlarmTopicArn": topic}, True)]:
+        v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
+        for name, alarm in alarms(t).items():
+            for actions in ("AlarmActions", "OKActions"):
+                condition, then, otherwise = alarm[actions]["Fn::If"]
+                assert v.condition(condition) == expected, (name, values)
+                assert v.eval(then) == [topic] if expected else otherwise == {"Ref": "AWS::NoValue"}, (name, actions)
+
+
+def test_metrics_namespace(t):
+    assert environment(t, ISSUER)["CHUNKED_UPLOAD_METRICS_NAMESPACE"] == "ChunkedUpload"
+    assert_accepted(t, {**ISSUER, "MetricsNamespace": "Team/Uploads"})
+    for bad in ["AWS/Lambda", "", "semi;colon"]:
+        assert_refused(t, {**ISSUER, "MetricsNamespace": bad}, "MetricsNamespace")
 
 
 def test_unknown_functions_fail_loudly(t):

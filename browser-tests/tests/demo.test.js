@@ -180,6 +180,55 @@ describe('demo page', () => {
     },
   );
 
+  test(
+    'an unfinished upload listed on the page resumes with the same file, without any state saved in the browser',
+    { timeout: TEST_TIMEOUT_MS },
+    async (t) => {
+      const file = await randomFile(t, 'listed.bin', 20 * MIB);
+      const page = await openDemo(t);
+      const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
+      const secondChunk = page.waitForResponse(
+        async (response) => isChunkRequest(response.request()) && (await chunkStart(response.request())) === 4 * MIB,
+        { timeout: WAIT_MS },
+      );
+      await page.setInputFiles('#file-input', file.path);
+      const { upload_id: uploadId } = await (await secondChunk).json();
+      await chunks.held();
+      // As another browser would: nothing saved, so only the server's listing knows the upload.
+      await page.evaluate(() => localStorage.clear());
+      await page.reload();
+      chunks.passAll();
+      assert.deepEqual(await savedStates(page), []);
+
+      const listed = page.locator(`.unfinished-upload[data-upload-id="${uploadId}"]`);
+      await listed.waitFor({ timeout: WAIT_MS });
+      assert.match(await listed.textContent(), /listed\.bin/);
+      assert.match(await listed.textContent(), /8\.0 MiB of 20\.0 MiB · Sequential/);
+      await screenshot(page, 'demo-unfinished-listed.png');
+
+      const chunkStarts = [];
+      page.on('request', async (request) => isChunkRequest(request) && chunkStarts.push(await chunkStart(request)));
+      // Another file first: refused, the upload waits for the right one.
+      const other = await randomFile(t, 'other.bin', 3 * MIB);
+      let chooser = page.waitForEvent('filechooser', { timeout: WAIT_MS });
+      await listed.getByRole('button', { name: 'Resume listed.bin' }).click();
+      await (await chooser).setFiles(other.path);
+      assert.match(await page.locator('#unfinished-message').textContent(), /not the 20\.0 MiB of listed\.bin/);
+      assert.equal(await page.locator('.upload').count(), 0);
+
+      chooser = page.waitForEvent('filechooser', { timeout: WAIT_MS });
+      await listed.getByRole('button', { name: 'Resume listed.bin' }).click();
+      await (await chooser).setFiles(file.path);
+      await reaches(page, file.name, 'complete');
+      assert.equal(chunkStarts[0], 8 * MIB, 'it went on at the server offset');
+      assert.ok(!chunkStarts.includes(0), 'nothing was sent from zero again');
+      const key = await assertStored(page, file);
+      assert.equal(key.split('/')[1], uploadId, 'the same upload');
+      // Complete now: no longer listed as unfinished.
+      await listed.waitFor({ state: 'detached', timeout: WAIT_MS });
+    },
+  );
+
   for (const mode of ['Parallel', 'Direct']) {
     test(`${mode} mode picked on the demo page: the row shows it with its requests in flight`, {
       timeout: TEST_TIMEOUT_MS,

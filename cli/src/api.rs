@@ -167,6 +167,16 @@ impl Api {
         self.send(self.bare(reqwest::Method::GET, &format!("/upload/{upload_id}"), secret)).await
     }
 
+    /// `GET /upload`: a page of the caller's uploads, newest first, after `cursor` (a page's `next_cursor`).
+    pub async fn list(&self, limit: usize, cursor: Option<&str>) -> Result<Answer> {
+        let mut path = format!("/upload?limit={limit}");
+        if let Some(cursor) = cursor {
+            // The service's cursors are base64url: nothing to escape.
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        self.send(self.bare(reqwest::Method::GET, &path, None)).await
+    }
+
     /// `DELETE /upload/{id}`.
     pub async fn abort(&self, upload_id: &str, secret: Option<&str>) -> Result<Answer> {
         self.send(self.bare(reqwest::Method::DELETE, &format!("/upload/{upload_id}"), secret)).await

@@ -73,6 +73,12 @@ enum Command {
         #[arg(long, env = "CHUNKED_UPLOAD_SECRET", hide_env_values = true)]
         secret: Option<String>,
     },
+    /// List your uploads, newest first: in progress, complete, and expired or aborted ones the server still holds.
+    Ls {
+        /// At most this many uploads (default: all, page after page).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
     /// Abort an upload: the server drops what it holds.
     Abort {
         upload_id: String,
@@ -132,6 +138,7 @@ async fn run(cli: Cli) -> Result<u8> {
             print_value(&status, cli.json);
             Ok(0)
         }
+        Command::Ls { limit } => ls(&api, limit, cli.json).await,
         Command::Abort { upload_id, secret } => {
             let answer = api.abort(&upload_id, secret.as_deref()).await?.ok()?;
             print_value(&answer, cli.json);
@@ -165,6 +172,60 @@ async fn put(api: &Api, files: &[PathBuf], options: &Options, quiet: bool, json:
         }
     }
     Ok(exit_code)
+}
+
+/// The server's largest page.
+const MAX_PAGE: usize = 100;
+
+/// Lists the caller's uploads, following the server's cursors until `limit` or the last page: a table, or one JSON
+/// object per upload (`--json`).
+async fn ls(api: &Api, limit: Option<u64>, json: bool) -> Result<u8> {
+    let mut left = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let mut cursor: Option<String> = None;
+    let mut rows = Vec::new();
+    while left > 0 {
+        let page = api.list(left.min(MAX_PAGE), cursor.as_deref()).await?.ok()?;
+        let uploads = page["uploads"].as_array().cloned().unwrap_or_default();
+        left = left.saturating_sub(uploads.len());
+        for upload in uploads {
+            if json {
+                println!("{upload}");
+            } else {
+                rows.push(upload);
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    if !json {
+        print!("{}", upload_table(&rows));
+    }
+    Ok(0)
+}
+
+/// The uploads as an aligned table: id, status, mode, bytes received of the size, creation time, file name.
+fn upload_table(uploads: &[Value]) -> String {
+    let text = |u: &Value, name: &str| u[name].as_str().unwrap_or("-").to_string();
+    let received = |u: &Value| match (u["offset"].as_u64(), u["size"].as_u64()) {
+        (Some(offset), Some(size)) => format!("{offset}/{size}"),
+        // The lanes' progress is in their status (the parts held).
+        (None, Some(size)) => format!("?/{size}"),
+        _ => "-".to_string(),
+    };
+    let mut rows = vec![["UPLOAD ID", "STATUS", "MODE", "RECEIVED", "CREATED", "FILENAME"].map(String::from)];
+    rows.extend(uploads.iter().map(|u| {
+        [text(u, "upload_id"), text(u, "status"), text(u, "mode"), received(u), text(u, "created"), text(u, "filename")]
+    }));
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, &w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn token(cli: &Cli) -> Result<Option<String>> {

@@ -87,25 +87,40 @@ async fn serve(
     let origin = req.headers().get("origin").cloned();
     let mut response = match site.answer(req.method(), req.uri().path()).await {
         Some(response) => response,
-        None => call_api(&app, req).await,
+        None => call_api(app, req).await,
     };
     site.add_cors(origin.as_ref(), response.headers_mut());
     Ok(response)
 }
 
-async fn call_api(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn call_api(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     // One byte over API Gateway's limit is enough to know the request is too large.
     let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return too_large(),
     };
-    invoke(&|r| handlers::handle(app, r), Request::from_parts(parts, body)).await.map(Full::new)
+    let request = Request::from_parts(parts, body);
+    // A task of its own, so it runs to its end when the client goes away, as a Lambda invocation does: hyper drops a
+    // connection's futures, which would leave a cut completion holding its lease until it runs out.
+    let handled = tokio::spawn(async move { invoke(&|r| handlers::handle(&app, r), request).await });
+    match handled.await {
+        Ok(response) => response.map(Full::new),
+        Err(e) => {
+            eprintln!("a request's handler failed: {e}");
+            gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
 }
 
 fn too_large() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(br#"{"message":"Request Entity Too Large"}"#)));
-    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+}
+
+/// An answer of API Gateway's own, in its shape.
+fn gateway_error(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!(r#"{{"message":"{message}"}}"#))));
+    *response.status_mut() = status;
     response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
     response
 }

@@ -7,12 +7,17 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
 use crate::hook::CompletionHook;
+use crate::metrics::Metrics;
 use crate::store::{Bucket, Table};
 
 pub struct App {
     pub config: Config,
     pub table: Table,
     pub bucket: Bucket,
+    /// Lines on stdout; the tests read them from a sink of their own.
+    pub metrics: Metrics,
+    /// EventBridge, for the events function (`events`); the other functions build it and never call it.
+    pub eventbridge: aws_sdk_eventbridge::Client,
     /// `CHUNKED_UPLOAD_COMPLETION_HOOK`, if set.
     pub hook: Option<CompletionHook>,
 }
@@ -63,22 +68,32 @@ impl App {
     /// emulated Lambda).
     pub fn with_lambda(config: Config, sdk: &SdkConfig, lambda: &aws_sdk_lambda::Client) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
-        Self::with_clients(config, aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::new(sdk), lambda)
+        Self::with_clients(
+            config,
+            aws_sdk_s3::Client::from_conf(s3),
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_eventbridge::Client::new(sdk),
+            lambda,
+        )
     }
 
     /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
-    /// replace theirs. The Lambda client is used only by a completion hook that names a
-    /// function.
+    /// replace theirs. The Lambda client is used only by a completion hook that names a function.
     pub fn with_clients(
         config: Config,
         s3: aws_sdk_s3::Client,
         dynamodb: aws_sdk_dynamodb::Client,
+        eventbridge: aws_sdk_eventbridge::Client,
         lambda: &aws_sdk_lambda::Client,
     ) -> Self {
         let (s3_timeouts, dynamodb_timeouts) = sdk_timeouts(config.request_timeout);
         let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().timeout_config(s3_timeouts).build());
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            dynamodb.config().to_builder().timeout_config(dynamodb_timeouts).build(),
+            dynamodb.config().to_builder().timeout_config(dynamodb_timeouts.clone()).build(),
+        );
+        // PutEvents of one small entry answers in milliseconds, as DynamoDB does.
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+            eventbridge.config().to_builder().timeout_config(dynamodb_timeouts).build(),
         );
         let hook = config
             .completion_hook
@@ -88,6 +103,8 @@ impl App {
             hook,
             table: Table::new(dynamodb, config.table.clone()),
             bucket: Bucket::new(s3, config.bucket.clone()),
+            metrics: Metrics::to_stdout(config.metrics_namespace.clone()),
+            eventbridge,
             config,
         }
     }

@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::lambda;
+use crate::metrics::Metric;
 use crate::store::quota::is_upload_key;
 use crate::store::record::attr;
 use crate::store::{Status, UploadRecord};
@@ -28,19 +30,7 @@ pub enum Outcome {
 
 /// Handles a batch; a record that fails is reported so Lambda retries from it (`ReportBatchItemFailures`).
 pub async fn handle_stream(app: &App, event: Event) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    for record in &event.records {
-        match cleanup(app, record).await {
-            Ok(outcome) => tracing::info!(?outcome, by_ttl = is_ttl_removal(record), "stream record"),
-            Err(e) => {
-                tracing::warn!(error = %e, sequence_number = record.change.sequence_number, "cleanup failed");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-            }
-        }
-    }
-    response
+    lambda::each_record(&event, |record| cleanup(app, record)).await
 }
 
 /// Cleans up after one stream record. Idempotent: a duplicate delivery finds nothing left and succeeds.
@@ -71,11 +61,7 @@ pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiErro
         return Ok(Outcome::KeptComplete);
     }
     app.discard(&upload).await?;
+    app.metrics.emit(Metric::Discarded);
     tracing::info!(upload_id = %upload.upload_id, status = upload.status.as_str(), "discarded an unfinished upload");
     Ok(Outcome::Discarded)
-}
-
-/// TTL deletions are made by the DynamoDB service itself.
-fn is_ttl_removal(record: &EventRecord) -> bool {
-    record.user_identity.as_ref().is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
 }

@@ -64,6 +64,10 @@ pub struct Config {
     /// `CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS`: how long a direct upload's part URL is valid (never past the upload's
     /// expiry). Short: a URL is a bearer credential for one part's bytes.
     pub presign_expiry: Duration,
+    /// `CHUNKED_UPLOAD_METRICS_NAMESPACE`: the CloudWatch namespace of the metric lines (`metrics`); `off`: none.
+    pub metrics_namespace: Option<String>,
+    /// `CHUNKED_UPLOAD_EVENT_BUS`: the EventBridge bus (name or ARN) the events function publishes to.
+    pub event_bus: String,
     /// `CHUNKED_UPLOAD_COMPLETION_HOOK`: what is called when an upload completes (`hook`); unset: nothing.
     pub completion_hook: Option<HookSpec>,
     /// `CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS`: how long the hook may take, below the request timeout (and never
@@ -200,6 +204,22 @@ impl Config {
         };
         // An hour at most: a URL signed with a function's temporary credentials stops working when they expire.
         let presign_expiry = Duration::from_secs(number("CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS", 900, 60, 3600)?);
+        let metrics_namespace = match get("CHUNKED_UPLOAD_METRICS_NAMESPACE") {
+            Some(off) if off.trim().eq_ignore_ascii_case("off") => None,
+            Some(ns) if !valid_namespace(ns.trim()) => {
+                return Err(ConfigError {
+                    var: "CHUNKED_UPLOAD_METRICS_NAMESPACE",
+                    reason: format!(
+                        "{ns:?} is not a CloudWatch namespace (1 to 255 of letters, digits and . - _ / # : or space, \
+                         not beginning with AWS/)"
+                    ),
+                });
+            }
+            Some(ns) => Some(ns.trim().to_string()),
+            None => Some("ChunkedUpload".to_string()),
+        };
+        let event_bus =
+            get("CHUNKED_UPLOAD_EVENT_BUS").map(|b| b.trim().to_string()).unwrap_or_else(|| "default".into());
         let completion_hook = get("CHUNKED_UPLOAD_COMPLETION_HOOK")
             .map(|text| HookSpec::parse(&text))
             .transpose()
@@ -238,6 +258,8 @@ impl Config {
             buffer_expiration_days,
             trusted_content_types,
             presign_expiry,
+            metrics_namespace,
+            event_bus,
             completion_hook,
             completion_hook_timeout,
         })
@@ -254,6 +276,13 @@ impl Config {
     pub fn lease_ms(&self) -> u64 {
         (self.request_timeout + LEASE_MARGIN).as_millis() as u64
     }
+}
+
+/// CloudWatch's rule for namespaces; `AWS/` is AWS's own.
+fn valid_namespace(ns: &str) -> bool {
+    (1..=255).contains(&ns.len())
+        && !ns.starts_with("AWS/")
+        && ns.chars().all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c))
 }
 
 #[cfg(test)]
@@ -286,9 +315,21 @@ mod tests {
         assert_eq!(c.lease_ms(), 35_000);
         assert_eq!(c.buffer_expiration_days, None);
         assert!(c.trusted_content_types.is_empty());
+        assert_eq!(c.event_bus, "default");
         assert_eq!(c.completion_hook, None);
         assert_eq!(c.completion_hook_timeout, Duration::from_secs(5));
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
+        assert_eq!(c.metrics_namespace.as_deref(), Some("ChunkedUpload"));
+    }
+
+    #[test]
+    fn metrics_namespace() {
+        let ns = |v: &str| config(&[("CHUNKED_UPLOAD_METRICS_NAMESPACE", v)]).map(|c| c.metrics_namespace);
+        assert_eq!(ns("Team/Uploads").unwrap().as_deref(), Some("Team/Uploads"));
+        assert_eq!(ns("OFF").unwrap(), None);
+        for bad in ["AWS/Lambda", "a\u{e9}", "semi;colon"] {
+            assert_eq!(ns(bad).unwrap_err().var, "CHUNKED_UPLOAD_METRICS_NAMESPACE", "{bad}");
+        }
     }
 
     #[test]
@@ -329,8 +370,10 @@ mod tests {
             ("CHUNKED_UPLOAD_EXPIRATION_DELTA", "2"),
             ("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS", "3"),
             ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", " Text/HTML,image/svg+xml, "),
+            ("CHUNKED_UPLOAD_EVENT_BUS", " uploads "),
         ])
         .unwrap();
+        assert_eq!(c.event_bus, "uploads");
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(
             c.trusted_content_types,

@@ -16,6 +16,9 @@ pub enum ApiError {
     AlreadyComplete { result: Value },
     #[error("Authentication credentials were not provided")]
     Unauthenticated,
+    /// The caller is known but may not do this (an anonymous caller's listing).
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown, malformed, or someone else's upload: indistinguishable on purpose.
     #[error("Upload not found")]
     NotFound,
@@ -54,7 +57,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::OffsetMismatch { .. } | ApiError::AlreadyComplete { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Unauthenticated => StatusCode::FORBIDDEN,
+            ApiError::Unauthenticated | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Expired => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::error::{ApiError, json_response};
+use crate::metrics::Metric;
 use crate::request;
 use crate::secret::{self, Caller};
 use crate::upload::{Declared, now_ms};
@@ -33,6 +34,8 @@ pub enum Route {
     Open,
     /// `POST /upload/{upload_id}/parts`: a direct upload's part URLs.
     Parts,
+    /// `GET /upload`: the caller's uploads.
+    List,
 }
 
 impl Route {
@@ -44,6 +47,7 @@ impl Route {
             Route::Abort => "abort",
             Route::Open => "open",
             Route::Parts => "parts",
+            Route::List => "list",
         }
     }
 }
@@ -72,24 +76,31 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
     };
     match (req.method(), target) {
         (&Method::POST, Target::Uploads) => Ok((Route::Chunk, None)),
+        (&Method::GET, Target::Uploads) => Ok((Route::List, None)),
         (&Method::POST, Target::Complete) => Ok((Route::Complete, None)),
         (&Method::POST, Target::Create) => Ok((Route::Open, None)),
         (&Method::POST, Target::Parts(id)) => Ok((Route::Parts, Some(id))),
         (&Method::GET, Target::Upload(id)) => Ok((Route::Status, Some(id))),
         (&Method::DELETE, Target::Upload(id)) => Ok((Route::Abort, Some(id))),
         (_, Target::Upload(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
+        (_, Target::Uploads) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         (_, _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
     }
 }
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
+    serve(
+        app,
+        req,
+        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List],
+    )
+    .await
 }
 
-/// The chunk function: chunks, status, abort, and opening and presigning parallel and direct uploads.
+/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts]).await
+    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List]).await
 }
 
 /// The complete function.
@@ -101,8 +112,8 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     let principal = request::principal(&req);
     let (route, path_id) = match route_of(&req) {
         Ok((route, id)) if routes.contains(&route) => (route, id),
-        Ok(_) => return ApiError::NotFound.to_response(),
-        Err(e) => return e.to_response(),
+        Ok(_) => return unrouted(app, ApiError::NotFound),
+        Err(e) => return unrouted(app, e),
     };
     let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
     let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
@@ -115,6 +126,10 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(body) => with_secret_header(json_response(StatusCode::OK, body), body),
         Err(e) => e.to_response(),
     };
+    let status = response.status().as_u16();
+    if status >= 400 {
+        app.metrics.emit(Metric::Refused { route: route.name(), status });
+    }
     let body = result.unwrap_or_else(|e| e.body());
     let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_deref());
     let offset = body.get("offset").and_then(Value::as_u64);
@@ -123,11 +138,18 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         route = route.name(),
         upload_id,
         principal = principal.as_deref(),
-        status = response.status().as_u16(),
+        status,
         offset,
         detail,
         "request"
     );
+    response
+}
+
+/// The answer to a request no route of this function serves.
+fn unrouted(app: &App, e: ApiError) -> Response<Body> {
+    let response = e.to_response();
+    app.metrics.emit(Metric::Refused { route: "none", status: response.status().as_u16() });
     response
 }
 
@@ -255,6 +277,11 @@ async fn dispatch(
             };
             (Some(id), result)
         }
+        // Reads only. An anonymous caller is refused by the listing whatever secret it sent: none lists uploads.
+        Route::List => match request::listing(&req) {
+            Ok(listing) => (None, by(deadline, Late::Retry, app.list(&Caller::creating(principal), listing)).await),
+            Err(e) => (None, Err(e)),
+        },
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
             let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {

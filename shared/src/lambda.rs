@@ -13,6 +13,8 @@ use std::future::Future;
 use std::ops::Range;
 use std::task::{Context, Poll};
 
+use aws_lambda_events::event::dynamodb;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use bytes::Bytes;
 use lambda_runtime::tower::Service;
 use lambda_runtime::tower::layer::layer_fn;
@@ -198,6 +200,41 @@ where
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     }))
     .await
+}
+
+/// Handles each record of a DynamoDB stream batch with `handle`; a record that fails is reported so Lambda retries
+/// from it (`ReportBatchItemFailures`). The records after it are handled still: each handler is idempotent, so their
+/// redelivery does no harm.
+pub async fn each_record<'a, T, H, F>(event: &'a dynamodb::Event, handle: H) -> DynamoDbEventResponse
+where
+    T: std::fmt::Debug,
+    H: Fn(&'a dynamodb::EventRecord) -> F,
+    F: Future<Output = Result<T, ApiError>>,
+{
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        let sequence_number = &record.change.sequence_number;
+        // Boxed: the handler's future nested in the runtime's is deeper than rustc computes layouts of.
+        match Box::pin(handle(record)).await {
+            Ok(outcome) => tracing::info!(?outcome, by_ttl = is_ttl_removal(record), sequence_number, "stream record"),
+            Err(e) => {
+                tracing::warn!(error = %e, sequence_number, "stream record failed");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence_number.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    response
+}
+
+/// TTL deletions are made by the DynamoDB service itself.
+pub fn is_ttl_removal(record: &dynamodb::EventRecord) -> bool {
+    record.event_name == "REMOVE"
+        && record
+            .user_identity
+            .as_ref()
+            .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
 }
 
 /// A chunk's event, body and part are buffers of several MiB. glibc maps blocks that big afresh and unmaps them on

@@ -6,6 +6,7 @@
 //! - [`request`] and [`handlers`]: HTTP decoding and entry points; [`cleanup`]: the stream consumer;
 //!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
+//!   [`metrics`]: CloudWatch embedded-metric-format lines;
 //! - [`hook`]: the optional completion hook (a Lambda function; a command or a local URL on the local server);
 //! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
@@ -14,6 +15,7 @@ pub mod checksum;
 pub mod cleanup;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod grid;
 pub mod handlers;
 pub mod hook;
@@ -21,6 +23,7 @@ pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;
 pub mod md5state;
+pub mod metrics;
 pub mod protocol;
 pub mod request;
 pub mod secret;

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::grid::Mode;
 use crate::protocol::ContentRange;
 use crate::secret::{self, UploadSecret};
-use crate::upload::{Chunk, Opening};
+use crate::upload::{Chunk, Listing, Opening};
 
 /// The header that carries a chunk's CRC64NVME, in S3's form (base64 of its 8 big-endian bytes).
 pub const CRC64_HEADER: &str = "x-checksum-crc64nvme";
@@ -274,6 +274,12 @@ fn number_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<O
             .map(Some)
             .ok_or_else(|| ApiError::BadRequest(format!("Field {name:?} must be a whole number of at least 0"))),
     }
+}
+
+/// `GET /upload`: which page of the caller's uploads, from the query string's `limit` and `cursor`.
+pub fn listing(req: &Request) -> Result<Listing, ApiError> {
+    let mut fields = Fields::from_query_and_header(req, &["limit", "cursor"])?;
+    Listing::parse(fields.take("limit").as_deref(), fields.take("cursor").as_deref())
 }
 
 /// `POST /upload/create`: the upload a client opens in parallel or direct mode.

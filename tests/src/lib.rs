@@ -23,6 +23,9 @@ use shared::{ApiError, App, Config, handlers, local};
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
 
+/// A DynamoDB item as the SDK gives it.
+pub type Item = HashMap<String, AttributeValue>;
+
 /// The service under test, with the settings of the environment plus `overrides`.
 pub struct Service {
     pub app: App,
@@ -156,8 +159,9 @@ impl Service {
         let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
         );
+        let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
         let lambda = aws_sdk_lambda::Client::new(&sdk);
-        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, &lambda);
+        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, eventbridge, &lambda);
         (svc, s3, dynamodb)
     }
 
@@ -244,6 +248,12 @@ impl Service {
     pub async fn status(&self, user: &User, upload_id: &str) -> Reply {
         let request = Self::request(user, Method::GET, &format!("/upload/{upload_id}")).body(Bytes::new());
         self.send(request.expect("request")).await
+    }
+
+    /// `GET /upload` with this query string (`""` for none).
+    pub async fn list(&self, user: &User, query: &str) -> Reply {
+        let uri = if query.is_empty() { "/upload".to_string() } else { format!("/upload?{query}") };
+        self.send(Self::request(user, Method::GET, &uri).body(Bytes::new()).expect("request")).await
     }
 
     pub async fn abort(&self, user: &User, upload_id: &str) -> Reply {
@@ -407,7 +417,7 @@ impl Service {
     }
 
     /// The DynamoDB item of an upload as stored, if any.
-    pub async fn raw_item(&self, upload_id: &str) -> Option<HashMap<String, AttributeValue>> {
+    pub async fn raw_item(&self, upload_id: &str) -> Option<Item> {
         let out = self
             .dynamodb
             .get_item()
@@ -428,28 +438,7 @@ impl Service {
     /// DynamoDB service itself) or by a user's DeleteItem (no `userIdentity`).
     pub async fn removal(&self, upload_id: &str, sequence: u64, by_ttl: bool) -> Value {
         let item = self.raw_item(upload_id).await.unwrap_or_else(|| panic!("no item for {upload_id}"));
-        let image = serde_json::to_value(serde_dynamo::Item::from(item)).expect("old image");
-        let mut record = json!({
-            "eventID": format!("{sequence:x}"),
-            "eventName": "REMOVE",
-            "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb",
-            "awsRegion": "us-east-1",
-            "dynamodb": {
-                "ApproximateCreationDateTime": 1_795_888_582,
-                "Keys": {"upload_id": {"S": upload_id}},
-                "OldImage": image,
-                "SequenceNumber": sequence.to_string(),
-                "SizeBytes": 512,
-                "StreamViewType": "OLD_IMAGE"
-            },
-            "eventSourceARN":
-                "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
-        });
-        if by_ttl {
-            record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-        }
-        record
+        removal_of(&item, sequence, by_ttl)
     }
 }
 
@@ -463,29 +452,76 @@ fn lambda_client(sdk: &aws_config::SdkConfig, overrides: &HashMap<String, String
     aws_sdk_lambda::Client::from_conf(config.build())
 }
 
+/// A stream record (`NEW_AND_OLD_IMAGES`) as DynamoDB sends it, of an item's change from `old` to `new` (a MODIFY),
+/// or of its removal (a REMOVE, without `new`).
+pub fn stream_record(sequence: u64, old: &Item, new: Option<&Item>) -> Value {
+    let image = |item: &Item| serde_json::to_value(serde_dynamo::Item::from(item.clone())).expect("an image");
+    let key = HashMap::from([("upload_id".to_string(), old["upload_id"].clone())]);
+    let name = if new.is_some() { "MODIFY" } else { "REMOVE" };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut change = json!({
+        "ApproximateCreationDateTime": now.as_secs(),
+        "Keys": image(&key),
+        "SequenceNumber": sequence.to_string(),
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "OldImage": image(old)
+    });
+    if let Some(new) = new {
+        change["NewImage"] = image(new);
+    }
+    json!({
+        "eventID": format!("{sequence:x}"),
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN":
+            "arn:aws:dynamodb:us-east-1:123456789012:table/chunked-uploads/stream/2026-11-28T00:00:00.000"
+    })
+}
+
+/// The stream record of `item`'s removal: by TTL (the DynamoDB service itself) or by a user's DeleteItem (no
+/// `userIdentity`).
+pub fn removal_of(item: &Item, sequence: u64, by_ttl: bool) -> Value {
+    let mut record = stream_record(sequence, item, None);
+    if by_ttl {
+        record["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    record
+}
+
 /// A new, empty uploads table on the emulator (the same key as the shared one), named for `CHUNKED_UPLOAD_TABLE`.
 /// For tests whose uploads are counted against per-owner limits: moto serves a transaction by deep-copying the whole
 /// table, which on the table the rest of the suite has filled takes seconds and trips the SDK's time limits.
 pub async fn own_table() -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType,
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    // The listing's index, as emulators/create_resources.py and template.yaml make it.
+    let by_owner = GlobalSecondaryIndex::builder()
+        .index_name(shared::store::listing::OWNER_INDEX)
+        .key_schema(key("owner", KeyType::Hash).expect("key"))
+        .key_schema(key("created_at_ms", KeyType::Range).expect("key"))
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .expect("index");
     let name = format!("uploads-{}", shared::protocol::new_upload_id());
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     aws_sdk_dynamodb::Client::new(&sdk)
         .create_table()
         .table_name(&name)
-        .attribute_definitions(
-            aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                .attribute_name("upload_id")
-                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                .attribute_name("upload_id")
-                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
+        .attribute_definitions(attribute("upload_id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("owner", ScalarAttributeType::S))
+        .attribute_definitions(attribute("created_at_ms", ScalarAttributeType::N))
+        .key_schema(key("upload_id", KeyType::Hash).expect("key"))
+        .global_secondary_indexes(by_owner)
         .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
         .send()
         .await

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use integration_tests::lambda_runtime::build_functions;
-use integration_tests::{MIB, Service, data, service_env};
+use integration_tests::{KIB, MIB, Service, User, data, service_env};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -66,8 +66,14 @@ impl Setup {
         path
     }
 
-    /// The tool with this setup's endpoint, state directory and token (unless `token` says otherwise).
+    /// The tool with this setup's endpoint, state directory and token (unless `token` says otherwise), printing
+    /// JSON.
     fn command(&self, token: Option<&str>, args: &[&str]) -> Command {
+        self.text_command(token, &[&["--json"], args].concat())
+    }
+
+    /// The tool, printing text.
+    fn text_command(&self, token: Option<&str>, args: &[&str]) -> Command {
         let mut command = Command::new(&binaries()["chunked-upload"]);
         command
             .env_clear()
@@ -75,7 +81,6 @@ impl Setup {
             .env("CHUNKED_UPLOAD_ENDPOINT", &self.endpoint)
             .env("CHUNKED_UPLOAD_STATE_DIR", self.dir.join("state"))
             .env("CHUNKED_UPLOAD_TOKEN", token.unwrap_or(&self.token))
-            .arg("--json")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -264,4 +269,42 @@ async fn a_file_changed_between_runs_is_started_over_and_never_mixed() {
         assert!(run.stderr.contains("the file changed since the interrupted upload"), "{}", run.stderr);
         setup.assert_stored(run.result(), &bytes[..bytes.len() - 1]).await;
     }
+}
+
+#[tokio::test]
+async fn ls_lists_the_callers_uploads_newest_first_across_pages() {
+    // An owner of its own: the listing holds this test's uploads only.
+    let name = format!("ls-{}", shared::protocol::new_upload_id());
+    let setup = Setup::start(&name).await;
+    let user = User::named(&format!("cli-{name}")); // the sub of the setup's token
+    let done = setup.put(&setup.file("done.bin", &data(3 * KIB, 80)), &["--mode", "sequential"]).await;
+    let done = done.result()["upload_id"].as_str().expect("upload_id").to_string();
+    // More than a page of the server's (100) unfinished ones, so ls follows the cursor.
+    let file = data(20 * KIB, 81);
+    let mut unfinished = Vec::new();
+    for _ in 0..102 {
+        unfinished.push(setup.svc.start_upload(&user, &file, 10 * KIB).await);
+    }
+    let expected: Vec<String> = unfinished.iter().rev().cloned().chain([done.clone()]).collect();
+
+    let all = setup.run(None, &["ls"]).await;
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let listed: Vec<String> = all.lines.iter().map(|u| u["upload_id"].as_str().expect("upload_id").into()).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(all.lines.last().expect("done")["status"], "complete");
+    assert!(all.lines.iter().take(102).all(|u| u["status"] == "uploading" && u["offset"] == 10 * KIB));
+
+    let some = setup.run(None, &["ls", "--limit", "3"]).await;
+    let listed: Vec<&str> = some.lines.iter().map(|u| u["upload_id"].as_str().expect("upload_id")).collect();
+    assert_eq!(listed, expected[..3].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(setup.run(None, &["ls", "--limit", "0"]).await.code, 2, "a usage error");
+
+    // On a terminal or not, without --json: a table, a header and a row an upload.
+    let output = setup.text_command(None, &["ls", "--limit", "2"]).output().await.expect("run");
+    let table = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].starts_with("UPLOAD ID") && rows[0].contains("STATUS"), "{table}");
+    assert!(rows[1].starts_with(&expected[0]) && rows[1].contains("uploading"), "{table}");
+    assert!(rows[1].contains(&format!("{}/{}", 10 * KIB, 20 * KIB)), "{table}");
 }

@@ -2,6 +2,8 @@
 
 pub mod bucket;
 pub mod ledger;
+pub mod listing;
+pub mod marker;
 pub mod parts;
 pub mod quota;
 pub mod record;
@@ -10,6 +12,7 @@ pub mod table;
 
 pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Presigned};
 pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
+pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;
 pub use record::{Completed, Status, UploadRecord};

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::Table;
@@ -22,8 +22,7 @@ use crate::error::ApiError;
 
 const CRC: &str = "crc";
 const ETAG: &str = "etag";
-/// BatchGetItem's most keys a call.
-const BATCH: usize = 100;
+use super::table::BATCH;
 const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A parallel chunk, recorded: its CRC64NVME and the nonce that names its buffered object.
@@ -179,38 +178,14 @@ impl Table {
 
     async fn part_batch(&self, upload_id: &str, numbers: &[u32]) -> Result<Vec<(u32, PartItem)>, ApiError> {
         let by_key: HashMap<String, u32> = numbers.iter().map(|&n| (part_key(upload_id, n), n)).collect();
-        let mut keys: Vec<HashMap<String, AttributeValue>> = by_key
-            .keys()
-            .map(|k| HashMap::from([(attr::UPLOAD_ID.to_string(), AttributeValue::S(k.clone()))]))
-            .collect();
         let mut found = Vec::new();
-        // DynamoDB may leave keys unprocessed (throttling, the 16 MB answer limit): asked again, a bounded number
-        // of times before the request is answered 503.
-        for _ in 0..8 {
-            if keys.is_empty() {
-                return Ok(found);
+        for item in self.items(by_key.keys().cloned().collect()).await? {
+            let number = item.get(attr::UPLOAD_ID).and_then(|v| v.as_s().ok()).and_then(|k| by_key.get(k));
+            if let Some(&number) = number {
+                found.push((number, PartItem::from_item(&item)?));
             }
-            let wanted = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut keys)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| ApiError::Unavailable(format!("BatchGetItem: {e}")))?;
-            let out = self
-                .client()
-                .batch_get_item()
-                .request_items(self.name(), wanted)
-                .send()
-                .await
-                .map_err(|e| unavailable("BatchGetItem", &e))?;
-            for item in out.responses.and_then(|mut r| r.remove(self.name())).unwrap_or_default() {
-                let number = item.get(attr::UPLOAD_ID).and_then(|v| v.as_s().ok()).and_then(|k| by_key.get(k));
-                if let Some(&number) = number {
-                    found.push((number, PartItem::from_item(&item)?));
-                }
-            }
-            keys = out.unprocessed_keys.and_then(|mut u| u.remove(self.name())).map(|k| k.keys).unwrap_or_default();
         }
-        Err(ApiError::Unavailable("BatchGetItem left keys unprocessed".into()))
+        Ok(found)
     }
 }
 

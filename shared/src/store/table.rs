@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::bucket::Finished;
 use super::ledger::{BufferChain, PartLedger};
@@ -16,6 +16,9 @@ use crate::error::ApiError;
 use crate::hook::HookOutcome;
 use crate::protocol::ContentRange;
 use crate::secret::Caller;
+
+/// BatchGetItem's most keys a call.
+pub(super) const BATCH: usize = 100;
 
 #[derive(Clone)]
 pub struct Table {
@@ -92,6 +95,35 @@ impl Table {
             .await
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item.as_ref().map(UploadRecord::from_item).transpose()
+    }
+
+    /// The items of these keys (at most [`BATCH`]) that exist, read consistently, in no particular order.
+    pub(super) async fn items(&self, keys: Vec<String>) -> Result<Vec<HashMap<String, AttributeValue>>, ApiError> {
+        let mut keys: Vec<HashMap<String, AttributeValue>> =
+            keys.into_iter().map(|k| HashMap::from([(attr::UPLOAD_ID.to_string(), s(&k))])).collect();
+        let mut found = Vec::new();
+        // DynamoDB may leave keys unprocessed (throttling, the 16 MB answer limit): asked again, a bounded number
+        // of times before the request is answered 503.
+        for _ in 0..8 {
+            if keys.is_empty() {
+                return Ok(found);
+            }
+            let wanted = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| ApiError::Unavailable(format!("BatchGetItem: {e}")))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.name, wanted)
+                .send()
+                .await
+                .map_err(|e| unavailable("BatchGetItem", &e))?;
+            found.extend(out.responses.and_then(|mut r| r.remove(&self.name)).unwrap_or_default());
+            keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.name)).map(|k| k.keys).unwrap_or_default();
+        }
+        Err(ApiError::Unavailable("BatchGetItem left keys unprocessed".into()))
     }
 
     /// Stores a new upload; fails only if the id exists, which a fresh random id never does.

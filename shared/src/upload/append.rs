@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::md5state;
+use crate::metrics::{Metric, Metrics, Race};
 use crate::protocol::{ContentRange, S3_MAX_PARTS};
 use crate::secret::Caller;
 use crate::store::bucket::{PartSource, Piece};
@@ -28,6 +29,15 @@ pub(super) struct Staged {
     pub joined: Vec<String>,
     /// This request's own buffered chunk, if it buffered one.
     pub own_buffer: Option<String>,
+}
+
+/// A part number taken for this request's flush: counted as burned when dropped before the chunk commits.
+struct PartNumberTaken<'a>(&'a Metrics);
+
+impl Drop for PartNumberTaken<'_> {
+    fn drop(&mut self) {
+        self.0.emit(Metric::PartNumberBurned);
+    }
 }
 
 impl App {
@@ -53,6 +63,9 @@ impl App {
                 (record, None)
             }
         };
+        // However this request ends from here (refused, failed, or dropped at its deadline), a part number it took
+        // is burned unless its chunk commits.
+        let taken = part_number.map(|_| PartNumberTaken(&self.metrics));
         super::check_chunk_size(&range, record.part_size, self.config.min_chunk_bytes)?;
         if let Some(number) = part_number
             && (number > S3_MAX_PARTS || !record.parts.has_room_for(number))
@@ -82,6 +95,7 @@ impl App {
             })
             .await?;
         if !committed {
+            self.metrics.emit(Metric::RaceLost { race: Race::SequentialCommit });
             let lost = ApiError::Conflict("Another request changed this upload; ask for its status".into());
             let refusal = self.refusal(upload_id, caller, &range, now, lost).await;
             // While the upload goes on, this request's own buffered chunk is left for the next flush or the
@@ -96,6 +110,8 @@ impl App {
         // goes on at the next invocation, or is lost with the sandbox; leftovers are removed by completion's
         // delete_prefix, or by the bucket's lifecycle rule.
         tokio::spawn(self.delete_quietly(staged.joined));
+        // Committed: the part number is used, not burned.
+        std::mem::forget(taken);
         Ok(Accepted {
             upload_id: record.upload_id,
             offset: range.end_exclusive(),
@@ -165,7 +181,7 @@ impl App {
                 let length = chain.iter().map(|l| l.size).sum::<u64>() + range.chunk_len();
                 let pieces = chain.iter().map(|l| Piece::Buffered(l.key.clone())).chain([Piece::InHand(data)]);
                 let part = PartSource { pieces: pieces.collect(), length, crc: part_crc };
-                let etag = self.bucket.upload_part(&record.key, multipart_id, number, part).await?;
+                let etag = self.flush_part(record, multipart_id, number, part).await?;
                 staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
                     ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
                 })?;

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
 use crate::hook::{self, HookOutcome};
 use crate::md5state;
+use crate::metrics::{Metric, Race};
 use crate::protocol;
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
@@ -42,6 +43,7 @@ impl App {
         protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
         let crc = declared.crc64.map(|c| Crc64::parse(c, "crc64nvme")).transpose()?;
+        let started = Instant::now();
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         match record.status {
@@ -88,6 +90,7 @@ impl App {
                 return Err(ApiError::AlreadyComplete { result: self.answer(r, caller, deadline).await });
             }
             Written::Lost(Some(r)) if r.status == Status::Completing => {
+                self.metrics.emit(Metric::RaceLost { race: Race::Completion });
                 return Err(ApiError::Conflict("Another request is completing this upload; retry shortly".into()));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
@@ -114,6 +117,8 @@ impl App {
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {
                     tracing::warn!(upload_id, error = %e, "could not delete leftover buffered chunks");
                 }
+                let millis = started.elapsed().as_millis() as u64;
+                self.metrics.emit(Metric::Completed { mode: record.mode, bytes: record.total, millis });
                 Ok(self.answer(record, caller, deadline).await)
             }
             // Our claim ran out and another request finished the same bytes: the same result.

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::grid::Mode;
+use crate::metrics::Metric;
 use crate::protocol;
 use crate::secret::Caller;
 
@@ -66,6 +67,7 @@ impl App {
             })
             .collect();
         let parts: Vec<Value> = stream::iter(signing).buffered(IN_FLIGHT).try_collect().await?;
+        self.metrics.emit(Metric::PartUrlsIssued { count: parts.len() as u64 });
         Ok(json!({
             "upload_id": upload_id,
             "parts": parts,

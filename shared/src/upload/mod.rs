@@ -1,7 +1,7 @@
 //! The upload operations, one module each. Sequential mode (django-chunked-upload's): [`create`] (an upload's first
 //! chunk) and [`append`] (every later chunk). Parallel and direct modes: [`open`] (creating the upload on its grid),
 //! [`parallel`] (a chunk, and the upload of the part it fills) and [`direct`] (presigned part URLs). Every mode:
-//! [`complete`], [`status`] and [`abort`]. They know the protocol's rules and the commit discipline of
+//! [`complete`], [`status`] and [`abort`]; and [`list`], an owner's uploads. They know the protocol's rules and the commit discipline of
 //! `docs/design.md`, and reach storage only through `store`.
 
 mod abort;
@@ -9,14 +9,16 @@ mod append;
 mod complete;
 mod create;
 mod direct;
+mod list;
 mod open;
 mod parallel;
 mod status;
 
 pub use complete::Declared;
+pub use list::Listing;
 pub use open::Opening;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -25,6 +27,7 @@ use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::grid::Mode;
+use crate::metrics::Metric;
 use crate::protocol::{self, ContentRange, MAX_BUFFERED_CHUNKS};
 use crate::secret::{Caller, UploadSecret};
 
@@ -32,6 +35,7 @@ use crate::secret::{Caller, UploadSecret};
 const SMALL_FILE_CHUNKS: u64 = 100;
 use crate::md5state;
 use crate::protocol::{ObjectKey, sanitize_filename, stored_content_type};
+use crate::store::bucket::PartSource;
 use crate::store::record::buffer_prefix_of;
 use crate::store::{BufferChain, PartLedger, Status, UploadRecord};
 
@@ -101,8 +105,12 @@ impl App {
         if chunk.crc64.is_some_and(|declared| declared != crc) {
             return Err(ApiError::BadRequest("The chunk's bytes do not match its X-Checksum-CRC64NVME".into()));
         }
+        let bytes = range.chunk_len();
+        let accepted = |mode| self.metrics.emit(Metric::ChunkAccepted { mode, bytes });
         let Some(id) = chunk.upload_id.clone() else {
-            return Ok(self.create(caller, chunk, crc).await?.to_json());
+            let created = self.create(caller, chunk, crc).await?.to_json();
+            accepted(Mode::Sequential);
+            return Ok(created);
         };
         protocol::validate_upload_id(&id)?;
         // Only parallel chunks must carry a checksum; the record says which mode the upload is in. Sequential
@@ -110,10 +118,28 @@ impl App {
         if chunk.crc64.is_some() {
             let record = self.owned(&id, caller).await?;
             if record.mode == Mode::Parallel {
-                return self.accept_parallel(caller, record, &chunk.range, chunk.data, crc).await;
+                let taken = self.accept_parallel(caller, record, &chunk.range, chunk.data, crc).await?;
+                accepted(Mode::Parallel);
+                return Ok(taken);
             }
         }
-        Ok(self.append(caller, &id, chunk.range, chunk.data, crc).await?.to_json())
+        let appended = self.append(caller, &id, chunk.range, chunk.data, crc).await?.to_json();
+        accepted(Mode::Sequential);
+        Ok(appended)
+    }
+
+    /// Uploads a part gathered from chunks (both relayed modes), timed for the `FlushLatency` metric.
+    async fn flush_part(
+        &self,
+        record: &UploadRecord,
+        multipart_id: &str,
+        number: u32,
+        part: PartSource,
+    ) -> Result<String, ApiError> {
+        let started = Instant::now();
+        let etag = self.bucket.upload_part(&record.key, multipart_id, number, part).await?;
+        self.metrics.emit(Metric::PartFlushed { mode: record.mode, millis: started.elapsed().as_millis() as u64 });
+        Ok(etag)
     }
 
     /// A new upload's record and its object's key, with nothing received yet, in sequential mode: the modes' own

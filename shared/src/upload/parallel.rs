@@ -11,6 +11,7 @@ use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::metrics::{Metric, Race};
 use crate::protocol::ContentRange;
 use crate::secret::Caller;
 use crate::store::bucket::{PartSource, Piece};
@@ -39,6 +40,7 @@ impl App {
             Ok(SlotWritten::Won(part)) => part,
             Ok(SlotWritten::Held(part)) => {
                 // Our bytes are not referenced: the slot names another request's buffer.
+                self.metrics.emit(Metric::RaceLost { race: Race::ParallelSlot });
                 self.delete_quietly(vec![own]).await;
                 match part.slots.get(&at.slot) {
                     Some(held) if held.crc64 == crc => part,
@@ -99,7 +101,7 @@ impl App {
         });
         let length = slots.iter().map(|(index, _)| grid.chunk_len(*index)).sum();
         let part = PartSource { pieces: pieces.collect(), length, crc };
-        let etag = match self.bucket.upload_part(&record.key, multipart_id, number, part).await {
+        let etag = match self.flush_part(record, multipart_id, number, part).await {
             Ok(etag) => etag,
             // A buffered chunk is gone: another request uploaded the part and removed them.
             Err(ApiError::Conflict(_)) if self.is_flushed(record, number).await? => return Ok(()),

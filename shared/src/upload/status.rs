@@ -11,6 +11,28 @@ use crate::protocol;
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Status, UploadRecord};
 
+/// What is said of an unfinished upload, by its status and in the listing: the sequential mode's offset, the other
+/// modes' grid (what they hold of it is the status's to add: it reads the part items or S3).
+pub(super) fn progress_json(record: &UploadRecord) -> Value {
+    let mut answer = json!({
+        "upload_id": record.upload_id,
+        "mode": record.mode.as_str(),
+        "expires": iso8601(record.expires_at_ms),
+        "status": record.status.as_str(),
+        "filename": record.filename,
+        "size": record.total,
+    });
+    match record.mode {
+        Mode::Sequential => answer["offset"] = json!(record.offset),
+        Mode::Parallel => {
+            answer["part_size"] = json!(record.part_size);
+            answer["chunk_size"] = json!(record.chunk_size);
+        }
+        Mode::Direct => answer["part_size"] = json!(record.part_size),
+    }
+    answer
+}
+
 impl App {
     pub async fn status(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
@@ -20,27 +42,15 @@ impl App {
             Status::Aborted => Err(ApiError::NotFound),
             Status::Uploading if record.is_expired(now_ms()) => Err(ApiError::Expired),
             Status::Uploading | Status::Completing => {
-                let mut answer = json!({
-                    "upload_id": record.upload_id,
-                    "mode": record.mode.as_str(),
-                    "expires": iso8601(record.expires_at_ms),
-                    "status": record.status.as_str(),
-                    "filename": record.filename,
-                    "size": record.total,
-                });
+                let mut answer = progress_json(&record);
                 match record.mode {
-                    Mode::Sequential => answer["offset"] = json!(record.offset),
+                    Mode::Sequential => {}
                     Mode::Parallel => {
                         let (parts, chunks) = self.parallel_holdings(&record).await?;
-                        answer["part_size"] = json!(record.part_size);
-                        answer["chunk_size"] = json!(record.chunk_size);
                         answer["parts_held"] = json!(ranges(parts));
                         answer["chunks_held"] = json!(ranges(chunks));
                     }
-                    Mode::Direct => {
-                        answer["part_size"] = json!(record.part_size);
-                        answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?));
-                    }
+                    Mode::Direct => answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?)),
                 }
                 Ok(answer)
             }
