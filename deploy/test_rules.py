@@ -451,6 +451,38 @@ def test_time_limits_nest(t):
     assert api_functions == 2, api_functions
 
 
+def test_the_completion_hook_is_granted_exactly_its_function(t):
+    """The complete function gets the hook's ARN and may invoke that function only, and nothing without a hook."""
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:attach-upload"
+    complete = t["Resources"]["CompleteFunction"]["Properties"]
+    for values, hooked in [(ISSUER, False), ({**ISSUER, "CompletionHookArn": arn}, True),
+                           ({**ISSUER, "CompletionHookArn": f"{arn}:live"}, True)]:
+        assert_accepted(t, values)
+        v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
+        env = {var: v.eval(expr) for var, expr in complete["Environment"]["Variables"].items()}
+        assert env["CHUNKED_UPLOAD_COMPLETION_HOOK"] == values.get("CompletionHookArn", ""), env
+        granted = []
+        for policy in complete["Policies"]:
+            if "Fn::If" in policy:
+                name, then, otherwise = policy["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, policy
+                policy = then if v.condition(name) else None
+            for statement in (policy or {}).get("Statement", []):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(a.startswith("lambda:") for a in actions):
+                    granted.append((actions, v.eval(statement["Resource"])))
+        assert granted == ([(["lambda:InvokeFunction"], values["CompletionHookArn"])] if hooked else []), granted
+    # Never a wildcard, a name without an account, or a local kind (which the functions refuse anyway).
+    for bad in ["*", "arn:aws:lambda:eu-west-1:123456789012:function:*", "attach-upload", "cmd:./attach.sh",
+                "http://127.0.0.1:9000/hook", f"{arn} "]:
+        assert_refused(t, {**ISSUER, "CompletionHookArn": bad}, "CompletionHookArn")
+    # The hook's timeout leaves the request's deadline room for the completion and for keeping the answer.
+    deadline = int(environment(t, ISSUER)["CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS"])
+    assert int(t["Parameters"]["CompletionHookTimeoutSecs"]["MaxValue"]) + 4 < deadline
+    for secs in ["0", "21"]:
+        assert_refused(t, {**ISSUER, "CompletionHookTimeoutSecs": secs}, "CompletionHookTimeoutSecs")
+
+
 def test_every_function_keeps_its_logs_for_the_retention(t):
     functions = [n for n, r in t["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
     groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]

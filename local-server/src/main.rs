@@ -1,7 +1,8 @@
 //! The local API server: the service's routes on 127.0.0.1, each request passed through an emulated API Gateway to
 //! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated. It also
 //! serves the demo page (`/`, `/demo/…`) and the browser client (`/client/…`), and answers CORS as the template's
-//! HTTP API does.
+//! HTTP API does. `CHUNKED_UPLOAD_COMPLETION_HOOK` may name a command (`cmd:...`) or a local URL (`http://...`) as
+//! well as a Lambda function: hooks can be developed without deploying one.
 
 mod site;
 
@@ -135,6 +136,10 @@ fn print_banner(app: &App, port: u16) {
     println!("  bucket: {}   table: {}", app.config.bucket, app.config.table);
     if app.config.require_auth {
         println!("  auth: DEVELOPMENT ONLY, bearer tokens are decoded without verification");
+    }
+    if let Some(hook) = &app.config.completion_hook {
+        let timeout = app.config.completion_hook_timeout.as_secs();
+        println!("  completion hook (CHUNKED_UPLOAD_COMPLETION_HOOK): {hook}, within {timeout} s");
     }
     println!("Try it (one chunk of 12 bytes, then complete with its MD5):");
     println!(

@@ -6,6 +6,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
+use crate::hook::CompletionHook;
 use crate::metrics::Metrics;
 use crate::store::{Bucket, Table};
 
@@ -17,13 +18,15 @@ pub struct App {
     pub metrics: Metrics,
     /// EventBridge, for the events function (`events`); the other functions build it and never call it.
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// `CHUNKED_UPLOAD_COMPLETION_HOOK`, if set.
+    pub hook: Option<CompletionHook>,
 }
 
 /// A TCP and TLS handshake with a regional endpoint takes milliseconds; this covers one lost SYN (resent after 1 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// DynamoDB answers in milliseconds, whole items included: an attempt unanswered after this has hung, and the SDK
 /// retries it while the request still has time.
-const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The SDK's time limits for S3 and DynamoDB calls, from the request timeout (`request`). No call outlives the
 /// request: past it the handler answers anyway (and the cleanup function, which has no request, is bounded too).
@@ -58,22 +61,30 @@ impl App {
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        Self::with_lambda(config, sdk, &aws_sdk_lambda::Client::new(sdk))
+    }
+
+    /// As [`App::new`], with the completion hook's Lambda client configured by the caller (the tests point it at an
+    /// emulated Lambda).
+    pub fn with_lambda(config: Config, sdk: &SdkConfig, lambda: &aws_sdk_lambda::Client) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
         Self::with_clients(
             config,
             aws_sdk_s3::Client::from_conf(s3),
             aws_sdk_dynamodb::Client::new(sdk),
             aws_sdk_eventbridge::Client::new(sdk),
+            lambda,
         )
     }
 
     /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
-    /// replace theirs.
+    /// replace theirs. The Lambda client is used only by a completion hook that names a function.
     pub fn with_clients(
         config: Config,
         s3: aws_sdk_s3::Client,
         dynamodb: aws_sdk_dynamodb::Client,
         eventbridge: aws_sdk_eventbridge::Client,
+        lambda: &aws_sdk_lambda::Client,
     ) -> Self {
         let (s3_timeouts, dynamodb_timeouts) = sdk_timeouts(config.request_timeout);
         let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().timeout_config(s3_timeouts).build());
@@ -84,7 +95,12 @@ impl App {
         let eventbridge = aws_sdk_eventbridge::Client::from_conf(
             eventbridge.config().to_builder().timeout_config(dynamodb_timeouts).build(),
         );
+        let hook = config
+            .completion_hook
+            .as_ref()
+            .map(|spec| CompletionHook::new(spec, config.completion_hook_timeout, lambda));
         App {
+            hook,
             table: Table::new(dynamodb, config.table.clone()),
             bucket: Bucket::new(s3, config.bucket.clone()),
             metrics: Metrics::to_stdout(config.metrics_namespace.clone()),

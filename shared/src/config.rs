@@ -3,6 +3,7 @@
 use std::env;
 use std::time::Duration;
 
+use crate::hook::{self, HookSpec};
 use crate::protocol::{KeyTemplate, MAX_PART_SIZE, MIB, MIN_PART_SIZE, MediaType, S3_MAX_OBJECT_SIZE};
 use crate::store::Limits;
 
@@ -67,6 +68,11 @@ pub struct Config {
     pub metrics_namespace: Option<String>,
     /// `CHUNKED_UPLOAD_EVENT_BUS`: the EventBridge bus (name or ARN) the events function publishes to.
     pub event_bus: String,
+    /// `CHUNKED_UPLOAD_COMPLETION_HOOK`: what is called when an upload completes (`hook`); unset: nothing.
+    pub completion_hook: Option<HookSpec>,
+    /// `CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS`: how long the hook may take, below the request timeout (and never
+    /// past the request's deadline).
+    pub completion_hook_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +220,24 @@ impl Config {
         };
         let event_bus =
             get("CHUNKED_UPLOAD_EVENT_BUS").map(|b| b.trim().to_string()).unwrap_or_else(|| "default".into());
+        let completion_hook = get("CHUNKED_UPLOAD_COMPLETION_HOOK")
+            .map(|text| HookSpec::parse(&text))
+            .transpose()
+            .map_err(|reason| ConfigError { var: "CHUNKED_UPLOAD_COMPLETION_HOOK", reason })?;
+        let default_timeout = hook::DEFAULT_TIMEOUT.as_secs();
+        let completion_hook_timeout =
+            Duration::from_secs(number("CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS", default_timeout, 1, 900)?);
+        // The hook runs inside the complete request, which must still record its answer before its deadline.
+        if completion_hook.is_some() && completion_hook_timeout >= request_timeout {
+            return Err(ConfigError {
+                var: "CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS",
+                reason: format!(
+                    "{} s must be below CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS ({} s)",
+                    completion_hook_timeout.as_secs(),
+                    request_timeout.as_secs()
+                ),
+            });
+        }
         Ok(Config {
             bucket,
             table,
@@ -236,6 +260,8 @@ impl Config {
             presign_expiry,
             metrics_namespace,
             event_bus,
+            completion_hook,
+            completion_hook_timeout,
         })
     }
 
@@ -290,6 +316,8 @@ mod tests {
         assert_eq!(c.buffer_expiration_days, None);
         assert!(c.trusted_content_types.is_empty());
         assert_eq!(c.event_bus, "default");
+        assert_eq!(c.completion_hook, None);
+        assert_eq!(c.completion_hook_timeout, Duration::from_secs(5));
         assert!(config(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:4566")]).unwrap().s3_path_style);
         assert_eq!(c.metrics_namespace.as_deref(), Some("ChunkedUpload"));
     }
@@ -324,6 +352,8 @@ mod tests {
             ("CHUNKED_UPLOAD_KEY_TEMPLATE", "buffer/{upload_id}"),
             ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", "image/png, html"),
             ("CHUNKED_UPLOAD_TRUSTED_CONTENT_TYPES", "text/html; charset=utf-8"),
+            ("CHUNKED_UPLOAD_COMPLETION_HOOK", "not a function"),
+            ("CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");
@@ -352,6 +382,26 @@ mod tests {
         assert_eq!(c.size_limit(), 1000);
         assert!(!c.require_auth);
         assert_eq!(c.expiration_delta_secs, 2);
+    }
+
+    #[test]
+    fn the_hook_answers_within_the_request() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:attach";
+        let c =
+            config(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", arn), ("CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS", "3")])
+                .unwrap();
+        assert_eq!(c.completion_hook, Some(HookSpec::Lambda(arn.into())));
+        assert_eq!(c.completion_hook_timeout, Duration::from_secs(3));
+        let err =
+            config(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", arn), ("CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS", "25")])
+                .unwrap_err();
+        assert_eq!(err.var, "CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS");
+        assert!(err.reason.contains("CHUNKED_UPLOAD_REQUEST_TIMEOUT_SECS"), "{err}");
+        // Without a hook, its timeout constrains nothing.
+        assert!(config(&[("CHUNKED_UPLOAD_COMPLETION_HOOK_TIMEOUT_SECS", "60")]).is_ok());
+        // The functions refuse what only the local server can call.
+        let local = config(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", "cmd:./attach.sh")]);
+        assert_eq!(local.is_ok(), cfg!(feature = "local"), "{local:?}");
     }
 
     #[test]

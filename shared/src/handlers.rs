@@ -251,7 +251,8 @@ async fn dispatch(
                 let result = match Caller::naming(principal, fields.secret) {
                     Ok(caller) => {
                         let declared = Declared { md5: fields.md5.as_deref(), crc64: fields.crc64.as_deref() };
-                        by(deadline, Late::MayHaveLanded, app.complete(&caller, &fields.upload_id, declared)).await
+                        let completing = app.complete(&caller, &fields.upload_id, declared, deadline);
+                        by(deadline, Late::MayHaveLanded, completing).await
                     }
                     Err(e) => Err(e),
                 };

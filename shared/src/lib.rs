@@ -7,6 +7,7 @@
 //!   [`lambda`]: the AWS Lambda glue;
 //!   [`local`]: API Gateway emulation for the local server and the tests (feature `local`, never in a function);
 //!   [`metrics`]: CloudWatch embedded-metric-format lines;
+//! - [`hook`]: the optional completion hook (a Lambda function; a command or a local URL on the local server);
 //! - [`secret`]: who may use an upload (the authenticated owner, or the holder of an anonymous upload's secret).
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod grid;
 pub mod handlers;
+pub mod hook;
 pub mod lambda;
 #[cfg(feature = "local")]
 pub mod local;

@@ -187,6 +187,12 @@ impl FunctionProcess {
 
     /// Invokes the function with `event` (JSON) and returns its response, as Lambda's synchronous invoke does.
     pub async fn invoke(&self, event: impl Into<Bytes>) -> Result<Value, InvokeError> {
+        let response = self.invoke_raw(event).await?;
+        serde_json::from_slice(&response).map_err(|e| InvokeError::NotJson(e.to_string()))
+    }
+
+    /// As [`Self::invoke`], the response as the function sent it.
+    pub async fn invoke_raw(&self, event: impl Into<Bytes>) -> Result<Bytes, InvokeError> {
         let _turn = self.turn.lock().await;
         if let Some(status) = self.exit_status() {
             return Err(InvokeError::Exited(status));
@@ -199,8 +205,7 @@ impl FunctionProcess {
         let outcome = self.until_failure(answered).await;
         lock(&self.api.pending).remove(&request_id);
         // Never a receive error: the sender is dropped unsent only by the `remove` above, after the wait.
-        let response = outcome?.unwrap_or(Err(InvokeError::Timeout))?;
-        serde_json::from_slice(&response).map_err(|e| InvokeError::NotJson(e.to_string()))
+        outcome?.unwrap_or(Err(InvokeError::Timeout))
     }
 
     /// Runs `work` until it ends, or the process ends, or the runtime reports an init error, or [`TIMEOUT`] passes

@@ -2,10 +2,12 @@
 //! `make test` exports (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, `CHUNKED_UPLOAD_BUCKET`, ...); or the
 //! function binaries themselves under an emulated Lambda Runtime API ([`lambda_runtime`]).
 
+pub mod lambda_invoke;
 pub mod lambda_runtime;
 pub mod proxy;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -133,6 +135,7 @@ impl Service {
             "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
         );
         let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let lambda = lambda_client(&sdk, &overrides);
         // LocalStack may pause before streaming a freshly completed object; the checks wait for it.
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
@@ -140,7 +143,7 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service { app: App::new(config, &sdk), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
+        Service { app: App::with_lambda(config, &sdk, &lambda), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
     }
 
     /// The service with its S3 and DynamoDB calls going through counting, fault-injecting proxies. The SDK's own
@@ -158,12 +161,24 @@ impl Service {
             aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
         );
         let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
-        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, eventbridge);
+        let lambda = aws_sdk_lambda::Client::new(&sdk);
+        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, eventbridge, &lambda);
         (svc, s3, dynamodb)
     }
 
     pub async fn default() -> Self {
         Self::new(&[]).await
+    }
+
+    /// From now on, the service's metric lines go to the returned buffer instead of stdout.
+    pub fn collect_metrics(&mut self) -> Arc<Mutex<Vec<String>>> {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        self.app.metrics = shared::metrics::Metrics::to_sink(
+            Some(METRICS_NAMESPACE.into()),
+            Arc::new(move |line: &str| sink.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_string())),
+        );
+        lines
     }
 
     /// One HTTP request through the emulated API Gateway.
@@ -439,6 +454,16 @@ impl Service {
     }
 }
 
+/// The service's Lambda client: to `AWS_ENDPOINT_URL_LAMBDA` in `overrides` if there is one (an emulated Lambda,
+/// [`lambda_invoke`]), as a function process given that variable would be.
+fn lambda_client(sdk: &aws_config::SdkConfig, overrides: &HashMap<String, String>) -> aws_sdk_lambda::Client {
+    let mut config = aws_sdk_lambda::config::Builder::from(sdk);
+    if let Some(endpoint) = overrides.get("AWS_ENDPOINT_URL_LAMBDA") {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_lambda::Client::from_conf(config.build())
+}
+
 /// A stream record (`NEW_AND_OLD_IMAGES`) as DynamoDB sends it, of an item's change from `old` to `new` (a MODIFY),
 /// or of its removal (a REMOVE, without `new`).
 pub fn stream_record(sequence: u64, old: &Item, new: Option<&Item>) -> Value {
@@ -578,6 +603,37 @@ pub async fn put_presigned(part: &Value, body: &[u8]) -> u16 {
     }
     let request = request.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
     client.request(request).await.expect("S3 answers").status().as_u16()
+}
+
+/// The namespace of the lines [`Service::collect_metrics`] collects.
+pub const METRICS_NAMESPACE: &str = "ChunkedUploadTest";
+
+/// Every metric line collected so far, each checked to be an EMF document of [`METRICS_NAMESPACE`] whose declared
+/// metrics and dimensions are all present, with a timestamp of now.
+pub fn emitted_metrics(lines: &Mutex<Vec<String>>) -> Vec<Value> {
+    let lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
+    lines
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("every metric line is JSON");
+            let meta = &value["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(meta["Namespace"], METRICS_NAMESPACE, "{line}");
+            let now = shared::upload::now_ms();
+            assert!(value["_aws"]["Timestamp"].as_u64().is_some_and(|t| t.abs_diff(now) < 600_000), "{line}");
+            for dimension in meta["Dimensions"][0].as_array().expect("a dimension set") {
+                assert!(value[dimension.as_str().expect("name")].is_string(), "{line}");
+            }
+            for metric in meta["Metrics"].as_array().expect("metrics") {
+                assert!(value[metric["Name"].as_str().expect("name")].is_u64(), "{line}");
+            }
+            value
+        })
+        .collect()
+}
+
+/// The sum of metric `name` over the lines whose dimensions include `dimensions`.
+pub fn total(lines: &[Value], name: &str, dimensions: &[(&str, &str)]) -> u64 {
+    lines.iter().filter(|l| dimensions.iter().all(|(k, v)| l[*k] == *v)).filter_map(|l| l[name].as_u64()).sum()
 }
 
 pub fn md5_hex(data: &[u8]) -> String {

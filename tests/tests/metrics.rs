@@ -1,52 +1,21 @@
 //! Metrics: the embedded-metric-format lines the operations emit, read from the service's own sink while real
 //! uploads run against the emulators.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use integration_tests::{Encoding, KIB, MIB, Service, User, crc64, data, md5_hex, put_presigned};
+use integration_tests::{
+    Encoding, KIB, MIB, Service, User, crc64, data, emitted_metrics, md5_hex, put_presigned, total,
+};
 use lambda_http::http::Method;
-use serde_json::{Value, json};
-use shared::metrics::Metrics;
+use serde_json::json;
 use shared::upload::now_ms;
 
 /// The service with its metric lines collected.
 async fn watched() -> (Service, Arc<Mutex<Vec<String>>>) {
     let mut svc = Service::default().await;
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    svc.app.metrics = Metrics::to_sink(
-        Some("ChunkedUploadTest".into()),
-        Arc::new(move |line: &str| sink.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_string())),
-    );
+    let lines = svc.collect_metrics();
     (svc, lines)
-}
-
-/// Every line so far, each checked to be an EMF document of our namespace whose declared metrics and dimensions are
-/// all present.
-fn emitted(lines: &Mutex<Vec<String>>) -> Vec<Value> {
-    let lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
-    lines
-        .iter()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).expect("every metric line is JSON");
-            let meta = &value["_aws"]["CloudWatchMetrics"][0];
-            assert_eq!(meta["Namespace"], "ChunkedUploadTest", "{line}");
-            assert!(value["_aws"]["Timestamp"].as_u64().is_some_and(|t| t.abs_diff(now_ms()) < 600_000), "{line}");
-            for dimension in meta["Dimensions"][0].as_array().expect("a dimension set") {
-                assert!(value[dimension.as_str().expect("name")].is_string(), "{line}");
-            }
-            for metric in meta["Metrics"].as_array().expect("metrics") {
-                assert!(value[metric["Name"].as_str().expect("name")].is_u64(), "{line}");
-            }
-            value
-        })
-        .collect()
-}
-
-/// The sum of metric `name` over the lines whose dimensions include `dimensions`.
-fn total(lines: &[Value], name: &str, dimensions: &[(&str, &str)]) -> u64 {
-    lines.iter().filter(|l| dimensions.iter().all(|(k, v)| l[*k] == *v)).filter_map(|l| l[name].as_u64()).sum()
 }
 
 #[tokio::test]
@@ -77,7 +46,7 @@ async fn a_sequential_upload_counts_its_chunks_parts_refusals_and_completion() {
         svc.send(Service::request(&user, Method::GET, "/nowhere").body(Bytes::new()).expect("request")).await;
     unrouted.assert_status(404);
 
-    let lines = emitted(&lines);
+    let lines = emitted_metrics(&lines);
     let sequential = [("Mode", "sequential")];
     let record = svc.record(&id).await.expect("record");
     assert_eq!(total(&lines, "ChunksAccepted", &sequential), 4, "4 MiB, up to the part's end, then two more");
@@ -131,7 +100,7 @@ async fn lost_races_and_the_lanes_are_counted() {
     }
     svc.complete_crc(&user, &direct_id, &crc64(&whole)).await.assert_status(200);
 
-    let lines = emitted(&lines);
+    let lines = emitted_metrics(&lines);
     let parallel = [("Mode", "parallel")];
     assert_eq!(total(&lines, "ChunksAccepted", &parallel), 7);
     assert_eq!(total(&lines, "BytesAccepted", &parallel), (file.len() + chunk) as u64);

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::ledger::{BufferChain, PartLedger};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
+use crate::hook::{HookAnswer, HookFailure, HookOutcome};
 use crate::secret::SecretHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,8 @@ pub struct UploadRecord {
     /// The parallel mode's chunk size (its grid: `grid::Grid`); the direct mode's is its part size; 0 in sequential
     /// mode, whose chunks may have any size.
     pub chunk_size: u64,
+    /// What the completion hook said, once it was called: its answer, or why it gave none (called again then).
+    pub hook: Option<HookOutcome>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -117,6 +120,10 @@ pub mod attr {
     pub const MODE: &str = "mode";
     pub const CHUNK_SIZE: &str = "chunk_size";
     pub const CRC64: &str = "crc64nvme";
+    /// The completion hook's answer, as JSON text (`hook::HookAnswer`).
+    pub const HOOK_DATA: &str = "hook_data";
+    /// Why the completion hook gave no answer; removed when it answers.
+    pub const HOOK_ERROR: &str = "hook_error";
 }
 
 impl UploadRecord {
@@ -173,6 +180,15 @@ impl UploadRecord {
         if self.mode != Mode::Sequential {
             item.insert(attr::MODE.into(), s(self.mode.as_str()));
             item.insert(attr::CHUNK_SIZE.into(), n(self.chunk_size));
+        }
+        match &self.hook {
+            Some(HookOutcome::Answered(answer)) => {
+                item.insert(attr::HOOK_DATA.into(), s(answer.text()));
+            }
+            Some(HookOutcome::Failed(failure)) => {
+                item.insert(attr::HOOK_ERROR.into(), s(failure.detail()));
+            }
+            None => {}
         }
         item
     }
@@ -235,6 +251,13 @@ impl UploadRecord {
                 Some(_) => Mode::parse(&s(attr::MODE)?).ok_or_else(|| damaged(attr::MODE))?,
             },
             chunk_size: item.get(attr::CHUNK_SIZE).map(|_| n(attr::CHUNK_SIZE)).transpose()?.unwrap_or_default(),
+            hook: match (item.get(attr::HOOK_DATA), item.get(attr::HOOK_ERROR)) {
+                (Some(_), _) => Some(HookOutcome::Answered(
+                    HookAnswer::parse(s(attr::HOOK_DATA)?.as_bytes()).map_err(|_| damaged(attr::HOOK_DATA))?,
+                )),
+                (None, Some(_)) => Some(HookOutcome::Failed(HookFailure::new(s(attr::HOOK_ERROR)?))),
+                (None, None) => None,
+            },
         })
     }
 }
@@ -306,6 +329,7 @@ mod tests {
             counted: false,
             mode: Mode::Sequential,
             chunk_size: 0,
+            hook: None,
         }
     }
 
@@ -326,6 +350,11 @@ mod tests {
         assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
         let parallel = UploadRecord { mode: Mode::Parallel, chunk_size: 4 << 20, ..record() };
         assert_eq!(UploadRecord::from_item(&parallel.to_item()).unwrap(), parallel);
+        let answered = HookOutcome::Answered(HookAnswer::parse(br#"{"attachment_id": 7}"#).unwrap());
+        let hooked = UploadRecord { hook: Some(answered), ..done.clone() };
+        assert_eq!(UploadRecord::from_item(&hooked.to_item()).unwrap(), hooked);
+        let failed = UploadRecord { hook: Some(HookOutcome::Failed(HookFailure::new("timed out"))), ..done };
+        assert_eq!(UploadRecord::from_item(&failed.to_item()).unwrap(), failed);
     }
 
     #[test]

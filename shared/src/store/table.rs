@@ -13,6 +13,7 @@ use super::ledger::{BufferChain, PartLedger};
 use super::record::{Status, UploadRecord, attr, blob};
 use super::{ambiguous, unavailable};
 use crate::error::ApiError;
+use crate::hook::HookOutcome;
 use crate::protocol::ContentRange;
 use crate::secret::Caller;
 
@@ -284,6 +285,26 @@ impl Table {
             .expression_attribute_values(":md5", s(md5))
             .expression_attribute_values(":etag", s(&finished.etag))
             .expression_attribute_values(":crc", s(&finished.crc64));
+        conditional(request).await
+    }
+
+    /// Records what the completion hook said for a completed upload, unless an answer is kept already (another
+    /// request's call answered first): an answer replaces an earlier failure, a failure is kept until an answer.
+    pub async fn set_hook_outcome(&self, upload_id: &str, outcome: &HookOutcome) -> Result<Written, ApiError> {
+        let request = match outcome {
+            HookOutcome::Answered(answer) => self
+                .update(upload_id)
+                .update_expression("SET #hook_data = :hook REMOVE #hook_error")
+                .expression_attribute_values(":hook", s(answer.text())),
+            HookOutcome::Failed(failure) => self
+                .update(upload_id)
+                .update_expression("SET #hook_error = :hook")
+                .expression_attribute_values(":hook", s(failure.detail())),
+        };
+        let request = request
+            .condition_expression("#status = :complete AND attribute_not_exists(#hook_data)")
+            .set_expression_attribute_names(Some(names(&[attr::STATUS, attr::HOOK_DATA, attr::HOOK_ERROR])))
+            .expression_attribute_values(":complete", s(Status::Complete.as_str()));
         conditional(request).await
     }
 

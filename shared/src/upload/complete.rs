@@ -1,16 +1,18 @@
 //! Completion, in every mode: check what the client declares, take the completion lease, prove S3's parts are the
-//! accepted ones, complete with the whole file's CRC64NVME (S3 refuses a mismatch itself), record.
+//! accepted ones, complete with the whole file's CRC64NVME (S3 refuses a mismatch itself), record; then call the
+//! completion hook, if there is one, until it answers (`hook`).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::now_ms;
-use crate::app::App;
+use crate::app::{App, DYNAMODB_ATTEMPT_TIMEOUT};
 use crate::checksum::{self, Crc64};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
+use crate::hook::{self, HookOutcome};
 use crate::md5state;
 use crate::metrics::{Metric, Race};
 use crate::protocol;
@@ -30,7 +32,14 @@ fn mismatch() -> ApiError {
 }
 
 impl App {
-    pub async fn complete(&self, caller: &Caller, upload_id: &str, declared: Declared<'_>) -> Result<Value, ApiError> {
+    /// Completes the upload, and answers its result; `deadline` is the request's, which the hook's call keeps to.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        declared: Declared<'_>,
+        deadline: Instant,
+    ) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
         let crc = declared.crc64.map(|c| checksum::parse(c, "crc64nvme")).transpose()?;
@@ -39,7 +48,7 @@ impl App {
         let now = now_ms();
         match record.status {
             Status::Complete => {
-                return Err(ApiError::AlreadyComplete { result: self.result_json(&record) });
+                return Err(ApiError::AlreadyComplete { result: self.answer(record, caller, deadline).await });
             }
             Status::Aborted => return Err(ApiError::NotFound),
             // A completion under way was started in time; only an upload still taking chunks expires.
@@ -78,7 +87,7 @@ impl App {
         let record = match self.table.claim_completion(upload_id, caller, now, stale_before, keep_until).await? {
             Written::Won(record) => record,
             Written::Lost(Some(r)) if r.status == Status::Complete => {
-                return Err(ApiError::AlreadyComplete { result: self.result_json(&r) });
+                return Err(ApiError::AlreadyComplete { result: self.answer(r, caller, deadline).await });
             }
             Written::Lost(Some(r)) if r.status == Status::Completing => {
                 self.metrics.emit(Metric::RaceLost { race: Race::Completion });
@@ -110,12 +119,46 @@ impl App {
                 }
                 let millis = started.elapsed().as_millis() as u64;
                 self.metrics.emit(Metric::Completed { mode: record.mode, bytes: record.total, millis });
-                Ok(self.result_json(&record))
+                Ok(self.answer(record, caller, deadline).await)
             }
             // Our claim ran out and another request finished the same bytes: the same result.
-            Written::Lost(Some(current)) if current.status == Status::Complete => Ok(self.result_json(&current)),
+            Written::Lost(Some(current)) if current.status == Status::Complete => {
+                Ok(self.answer(current, caller, deadline).await)
+            }
             Written::Lost(_) => Err(ApiError::Conflict("The completion was interrupted; retry".into())),
         }
+    }
+
+    /// A completed upload's answer: its result, with the hook's answer. A hook that has not answered yet (never
+    /// called, or failed) is called now; what it says is kept, unless another request's call answered first, whose
+    /// answer everybody gets then. The completion stands whatever the hook does.
+    async fn answer(&self, record: UploadRecord, caller: &Caller, deadline: Instant) -> Value {
+        let Some(hook) = &self.hook else { return self.result_json(&record) };
+        if let Some(HookOutcome::Answered(_)) = record.hook {
+            return self.result_json(&record);
+        }
+        let upload_id = record.upload_id.as_str();
+        // Leaves the request a DynamoDB attempt's time to keep what the hook said.
+        let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(DYNAMODB_ATTEMPT_TIMEOUT);
+        let outcome = match hook.call(&hook::event(&self.plain_result(&record), caller), left).await {
+            Ok(answer) => HookOutcome::Answered(answer),
+            Err(failure) => {
+                tracing::warn!(upload_id, error = %failure, "completion hook failed");
+                self.metrics.emit(Metric::HookFailed);
+                HookOutcome::Failed(failure)
+            }
+        };
+        let kept = match self.table.set_hook_outcome(upload_id, &outcome).await {
+            Ok(Written::Won(kept)) => Some(kept),
+            Ok(Written::Lost(Some(current))) if matches!(current.hook, Some(HookOutcome::Answered(_))) => Some(current),
+            // The record is gone (its TTL), or keeping failed: a later complete calls the hook again.
+            Ok(Written::Lost(_)) => None,
+            Err(e) => {
+                tracing::warn!(upload_id, error = %e, "could not keep what the completion hook said");
+                None
+            }
+        };
+        self.result_json(&kept.unwrap_or(UploadRecord { hook: Some(outcome), ..record }))
     }
 
     /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record (the

@@ -60,7 +60,9 @@ impl App {
     /// past its expiry, until TTL removes it), both with when it was created, its content type and key.
     fn listed_json(&self, record: &UploadRecord, now_ms: u64) -> Value {
         let mut item = match record.status {
-            Status::Complete => self.result_json(record),
+            // Without the completion hook's answer: up to 16 KiB each, it is the complete response's and the
+            // status's to repeat, not every page's.
+            Status::Complete => self.plain_result(record),
             _ => progress_json(record),
         };
         if record.status == Status::Uploading && record.is_expired(now_ms) {

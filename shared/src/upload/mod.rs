@@ -182,6 +182,7 @@ impl App {
             counted: self.config.limits.any(),
             mode: Mode::Sequential,
             chunk_size: 0,
+            hook: None,
         };
         (record, key)
     }
@@ -289,7 +290,18 @@ impl App {
         Ok(())
     }
 
+    /// A completed upload's result: what complete answers, and repeats. With what the completion hook said, if it
+    /// was called: its answer as `data`, or `"hook": {"status": "failed", ...}`.
     fn result_json(&self, record: &UploadRecord) -> Value {
+        let mut result = self.plain_result(record);
+        if let Some(outcome) = &record.hook {
+            outcome.add_to(&mut result);
+        }
+        result
+    }
+
+    /// The result without the hook's outcome: what the hook is told.
+    fn plain_result(&self, record: &UploadRecord) -> Value {
         let (md5, etag, crc64) =
             record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str(), c.crc64.as_str())).unwrap_or_default();
         json!({
