@@ -17,7 +17,7 @@ use integration_tests::{MIB, Reply, api_gateway_event, data, service_env};
 use lambda_http::http;
 use serde_json::json;
 
-const FUNCTIONS: [&str; 3] = ["chunk", "complete", "cleanup"];
+const FUNCTIONS: [&str; 4] = ["chunk", "complete", "cleanup", "events"];
 const RUNS: usize = 5;
 const FILE: usize = 64 * MIB;
 const CHUNK: usize = 4 * MIB;
