@@ -395,7 +395,7 @@ async fn unknown_routes_and_methods() {
     let get = |path: &str, method: Method| Service::request(&alice(), method, path).body(Bytes::new()).expect("req");
     svc.send(get("/nothing", Method::GET)).await.assert_status(404);
     for (path, method, allow) in [
-        ("/upload", Method::GET, "POST"),
+        ("/upload", Method::PUT, "GET, POST"),
         ("/upload/complete", Method::GET, "POST"),
         ("/upload/0123456789abcdef0123456789abcdef", Method::PUT, "GET, DELETE"),
     ] {
