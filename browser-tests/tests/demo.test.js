@@ -142,6 +142,20 @@ describe('demo page', () => {
     assert.deepEqual(await savedStates(page), [], 'a completed upload leaves nothing to resume');
   });
 
+  /** Starts `file` on the page and holds its third chunk once two have reached the server; returns the upload's id
+   * and the interception, whose `passAll` lets chunks through again. */
+  async function startHeldAtThirdChunk(page, file) {
+    const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
+    const secondChunk = page.waitForResponse(
+      async (response) => isChunkRequest(response.request()) && (await chunkStart(response.request())) === 4 * MIB,
+      { timeout: WAIT_MS },
+    );
+    await page.setInputFiles('#file-input', file.path);
+    const { upload_id: uploadId } = await (await secondChunk).json();
+    await chunks.held();
+    return { uploadId, chunks };
+  }
+
   test(
     'after a reload mid-upload, picking the same file again resumes at the server offset',
     { timeout: TEST_TIMEOUT_MS },
@@ -149,14 +163,7 @@ describe('demo page', () => {
       const file = await randomFile(t, 'reloaded.bin', 20 * MIB);
       const page = await openDemo(t);
       // Two chunks reach the server; the page goes away while the third is in flight.
-      const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
-      const secondChunk = page.waitForResponse(
-        async (response) => isChunkRequest(response.request()) && (await chunkStart(response.request())) === 4 * MIB,
-        { timeout: WAIT_MS },
-      );
-      await page.setInputFiles('#file-input', file.path);
-      const { upload_id: uploadId } = await (await secondChunk).json();
-      await chunks.held();
+      const { uploadId, chunks } = await startHeldAtThirdChunk(page, file);
       await page.reload();
       chunks.passAll();
       await page.getByRole('radio', { name: /^Sequential/ }).check();
@@ -186,14 +193,7 @@ describe('demo page', () => {
     async (t) => {
       const file = await randomFile(t, 'listed.bin', 20 * MIB);
       const page = await openDemo(t);
-      const chunks = await interceptChunks(page, (n) => (n <= 2 ? 'pass' : 'hold'));
-      const secondChunk = page.waitForResponse(
-        async (response) => isChunkRequest(response.request()) && (await chunkStart(response.request())) === 4 * MIB,
-        { timeout: WAIT_MS },
-      );
-      await page.setInputFiles('#file-input', file.path);
-      const { upload_id: uploadId } = await (await secondChunk).json();
-      await chunks.held();
+      const { uploadId, chunks } = await startHeldAtThirdChunk(page, file);
       // As another browser would: nothing saved, so only the server's listing knows the upload.
       await page.evaluate(() => localStorage.clear());
       await page.reload();
