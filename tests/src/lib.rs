@@ -126,8 +126,11 @@ pub enum Encoding {
 
 impl Service {
     pub async fn new(overrides: &[(&str, &str)]) -> Self {
-        let overrides: HashMap<String, String> =
+        let mut overrides: HashMap<String, String> =
             overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // Metric lines would go to the test's stdout, past the test harness's capture: a test that reads them
+        // collects them (`collect_metrics`).
+        overrides.entry("CHUNKED_UPLOAD_METRICS_NAMESPACE".into()).or_insert_with(|| "off".into());
         let config = Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| std::env::var(name).ok()))
             .unwrap_or_else(|e| panic!("{e}: run the tests with `make test`, which starts the emulators"));
         assert!(
