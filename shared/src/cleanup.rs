@@ -2,19 +2,14 @@
 //! the bytes of an upload that never completed are removed from S3. A completed upload's object is the user's and is
 //! never touched.
 
-use std::collections::HashMap;
-
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::lambda;
 use crate::metrics::Metric;
-use crate::store::quota::is_upload_key;
-use crate::store::record::attr;
-use crate::store::{Status, UploadRecord};
+use crate::store::Status;
 use crate::upload::now_ms;
 
 /// What became of one stream record.
@@ -38,22 +33,10 @@ pub async fn cleanup(app: &App, record: &EventRecord) -> Result<Outcome, ApiErro
     if record.event_name != "REMOVE" {
         return Ok(Outcome::Ignored);
     }
-    let item: HashMap<String, AttributeValue> = record.change.old_image.clone().into();
-    if item.is_empty() {
-        tracing::warn!("REMOVE record without an old image: the stream must be OLD_IMAGE or NEW_AND_OLD_IMAGES");
+    // Not an upload (an owner's counters, a tombstone, a marker: nothing in S3 to clean up), or a damaged record
+    // (retrying cannot repair it; the lifecycle rules remove what it pointed at).
+    let Some(upload) = lambda::upload_in(&record.change.old_image, "OldImage") else {
         return Ok(Outcome::Ignored);
-    }
-    if !item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_some_and(|k| is_upload_key(k)) {
-        // An owner's counters or a tombstone (see `store::quota`): nothing in S3 to clean up.
-        return Ok(Outcome::Ignored);
-    }
-    let upload = match UploadRecord::from_item(&item) {
-        Ok(upload) => upload,
-        Err(e) => {
-            // Retrying cannot repair it; the lifecycle rules remove what it pointed at.
-            tracing::error!(error = %e, "a removed item is not an upload record");
-            return Ok(Outcome::Ignored);
-        }
     };
     // Released already at completion or abort, unless that failed; a second release does nothing.
     app.table.release(&upload, now_ms() / 1000).await?;

@@ -11,11 +11,8 @@
 //! PutEvents has succeeded and checked before publishing. The one window: a consumer that dies between PutEvents
 //! and the marker publishes again on the retry, with the same `event_id`, so consumers can drop the repeat.
 
-use std::collections::HashMap;
-
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_eventbridge::primitives::DateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::{Value, json};
@@ -24,8 +21,6 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::lambda;
 use crate::metrics::Metric;
-use crate::store::quota::is_upload_key;
-use crate::store::record::attr;
 use crate::store::{Status, UploadRecord};
 use crate::upload::{iso8601, now_ms};
 
@@ -77,8 +72,8 @@ impl UploadEvent {
     pub fn of(record: &EventRecord) -> Option<Self> {
         let (kind, upload) = match record.event_name.as_str() {
             "MODIFY" => {
-                let new = upload_in(&record.change.new_image, "NewImage")?;
-                let old = upload_in(&record.change.old_image, "OldImage")?;
+                let new = lambda::upload_in(&record.change.new_image, "NewImage")?;
+                let old = lambda::upload_in(&record.change.old_image, "OldImage")?;
                 match (old.status, new.status) {
                     (Status::Complete, _) | (Status::Aborted, Status::Aborted) => return None,
                     (_, Status::Complete) => (Kind::Completed, new),
@@ -89,7 +84,7 @@ impl UploadEvent {
             // Only TTL's removals: the service deletes a record itself after an abort (published when it was
             // marked aborted) and for an upload nothing was ever accepted for.
             "REMOVE" if lambda::is_ttl_removal(record) => {
-                let old = upload_in(&record.change.old_image, "OldImage")?;
+                let old = lambda::upload_in(&record.change.old_image, "OldImage")?;
                 match old.status {
                     Status::Uploading | Status::Completing => (Kind::Expired, old),
                     Status::Complete | Status::Aborted => return None,
@@ -156,23 +151,6 @@ impl UploadEvent {
     fn marker_key(&self) -> String {
         format!("event/{}", self.event_id())
     }
-}
-
-/// The upload record in a stream record's image; `None` for other items (counters, tombstones, markers) and for
-/// what cannot be one.
-fn upload_in(image: &serde_dynamo::Item, which: &str) -> Option<UploadRecord> {
-    let item: HashMap<String, AttributeValue> = image.clone().into();
-    if item.is_empty() {
-        tracing::error!(image = which, "stream record without its image: the stream must be NEW_AND_OLD_IMAGES");
-        return None;
-    }
-    if !item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_some_and(|k| is_upload_key(k)) {
-        return None;
-    }
-    UploadRecord::from_item(&item)
-        // Retrying cannot repair it.
-        .inspect_err(|e| tracing::error!(error = %e, image = which, "a changed item is not an upload record"))
-        .ok()
 }
 
 /// What became of one stream record.

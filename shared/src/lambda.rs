@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use aws_lambda_events::event::dynamodb;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use lambda_runtime::tower::Service;
 use lambda_runtime::tower::layer::layer_fn;
@@ -30,6 +31,9 @@ use serde::Serialize;
 use tracing_subscriber::filter::Targets;
 
 use crate::error::ApiError;
+use crate::store::UploadRecord;
+use crate::store::quota::is_upload_key;
+use crate::store::record::attr;
 
 pub use lambda_http::Error;
 
@@ -226,6 +230,23 @@ where
         }
     }
     response
+}
+
+/// The upload record in a stream record's image, for the cleanup and events functions; `None` for other items
+/// (counters, tombstones, markers) and for what cannot be one.
+pub fn upload_in(image: &serde_dynamo::Item, which: &str) -> Option<UploadRecord> {
+    let item: HashMap<String, AttributeValue> = image.clone().into();
+    if item.is_empty() {
+        tracing::error!(image = which, "stream record without its image: the stream must be NEW_AND_OLD_IMAGES");
+        return None;
+    }
+    if !item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_some_and(|k| is_upload_key(k)) {
+        return None;
+    }
+    UploadRecord::from_item(&item)
+        // Retrying cannot repair it.
+        .inspect_err(|e| tracing::error!(error = %e, image = which, "a stream item is not an upload record"))
+        .ok()
 }
 
 /// TTL deletions are made by the DynamoDB service itself.
