@@ -6,20 +6,17 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
-use crate::lambda_runtime::{FunctionProcess, InvokeError, TIMEOUT};
+use crate::lambda_runtime::{FunctionProcess, InvokeError, TIMEOUT, json_reply, lock, serve};
 
 #[derive(Default)]
 struct Functions {
@@ -47,7 +44,7 @@ impl InvokeEndpoint {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the Lambda endpoint");
         let url = format!("http://{}", listener.local_addr().expect("its address"));
         let functions = Arc::new(Functions::default());
-        let server = tokio::spawn(serve(listener, functions.clone()));
+        let server = tokio::spawn(serve(listener, functions.clone(), invoke));
         InvokeEndpoint { url, functions, server }
     }
 
@@ -64,22 +61,6 @@ impl InvokeEndpoint {
     /// The events invoked so far.
     pub fn events(&self) -> Vec<Value> {
         lock(&self.functions.events).clone()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-async fn serve(listener: TcpListener, functions: Arc<Functions>) {
-    let mut connections = JoinSet::new();
-    while let Ok((stream, _)) = listener.accept().await {
-        while connections.try_join_next().is_some() {}
-        let functions = functions.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req| invoke(req, functions.clone()));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
     }
 }
 
@@ -137,10 +118,8 @@ async fn invoke(req: Request<Incoming>, functions: Arc<Functions>) -> Result<Res
 
 /// An error of the Lambda service itself, in its REST-JSON form.
 fn error(status: StatusCode, kind: &'static str, message: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(json!({"Type": "User", "message": message}).to_string())));
-    *response.status_mut() = status;
+    let mut response = json_reply(status, &json!({"Type": "User", "message": message}));
     response.headers_mut().insert("x-amzn-errortype", hyper::header::HeaderValue::from_static(kind));
-    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 

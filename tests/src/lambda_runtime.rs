@@ -158,7 +158,7 @@ impl FunctionProcess {
         let (exit_tx, exited) = watch::channel(None);
         let reaper = reaped.clone();
         std::thread::spawn(move || reap(pid, &reaper, &exit_tx));
-        let server = tokio::spawn(serve(listener, api.clone()));
+        let server = tokio::spawn(serve(listener, api.clone(), route));
         Ok(FunctionProcess {
             pid,
             api,
@@ -264,7 +264,7 @@ impl FunctionProcess {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -296,14 +296,20 @@ fn reap(pid: libc::pid_t, reaped: &Mutex<Option<(ExitStatus, u64)>>, exited: &wa
     exited.send_replace(Some(status));
 }
 
-/// Serves the Runtime API until aborted; aborting also ends every connection (they live in the join set).
-async fn serve(listener: TcpListener, api: Arc<Api>) {
+/// Serves `handle` over `state` until aborted; aborting also ends every connection (they live in the join set). The
+/// Runtime API's server, and the emulated Lambda Invoke API's (`lambda_invoke`).
+pub(crate) async fn serve<S, F, R>(listener: TcpListener, state: Arc<S>, handle: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Arc<S>) -> R + Copy + Send + Sync + 'static,
+    R: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     while let Ok((stream, _)) = listener.accept().await {
         while connections.try_join_next().is_some() {}
-        let api = api.clone();
+        let state = state.clone();
         connections.spawn(async move {
-            let service = service_fn(move |req| route(req, api.clone()));
+            let service = service_fn(move |req| handle(req, state.clone()));
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
@@ -388,7 +394,7 @@ impl Api {
     }
 }
 
-fn json_reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
