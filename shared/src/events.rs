@@ -18,11 +18,11 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::lambda;
 use crate::metrics::Metric;
 use crate::store::{Status, UploadRecord};
-use crate::upload::{iso8601, now_ms};
 
 /// The `source` of every event.
 pub const SOURCE: &str = "chunked-upload";

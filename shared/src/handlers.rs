@@ -10,11 +10,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::clock::now_ms;
 use crate::error::{ApiError, json_response};
 use crate::metrics::Metric;
+use crate::protocol::UploadId;
 use crate::request;
 use crate::secret::{self, Caller};
-use crate::upload::{Declared, now_ms};
+use crate::upload::Declared;
 
 /// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
 const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_secs(1);
@@ -120,7 +122,7 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
     let (upload_id, result) = match authenticated(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
         Ok(principal) => Box::pin(dispatch(app, req, route, principal, path_id, deadline)).await,
-        Err(e) => (path_id, Err(e)),
+        Err(e) => (path_id.and_then(|id| UploadId::parse(&id).ok()), Err(e)),
     };
     let response = match &result {
         Ok(body) => with_secret_header(json_response(StatusCode::OK, body), body),
@@ -131,7 +133,7 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         app.metrics.emit(Metric::Refused { route: route.name(), status });
     }
     let body = result.unwrap_or_else(|e| e.body());
-    let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_deref());
+    let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_ref().map(UploadId::as_str));
     let offset = body.get("offset").and_then(Value::as_u64);
     let detail = body.get("detail").and_then(Value::as_str);
     tracing::info!(
@@ -225,7 +227,12 @@ async fn dispatch(
     principal: Option<String>,
     path_id: Option<String>,
     deadline: Instant,
-) -> (Option<String>, Result<Value, ApiError>) {
+) -> (Option<UploadId>, Result<Value, ApiError>) {
+    // The upload a status, abort or parts request names in its path: an id we could not have issued is unknown.
+    let path_id = match path_id.as_deref().map(UploadId::parse).transpose() {
+        Ok(id) => id,
+        Err(e) => return (None, Err(e)),
+    };
     match route {
         Route::Chunk => match request::chunk(req, &app.config.field_name).await {
             Ok((chunk, _)) if chunk.data.len() as u64 > app.config.max_chunk_bytes => (

@@ -13,6 +13,7 @@
 pub mod app;
 pub mod checksum;
 pub mod cleanup;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;

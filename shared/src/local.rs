@@ -22,8 +22,8 @@ use lambda_http::http::{self, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::lambda;
-use crate::upload::now_ms;
 
 /// Lambda's limit on a synchronous invocation's request payload.
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;

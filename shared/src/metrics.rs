@@ -189,7 +189,7 @@ impl Metrics {
 
     pub fn emit(&self, metric: Metric) {
         if let Some(namespace) = &self.namespace {
-            (self.sink)(&metric.line(namespace, crate::upload::now_ms()).to_string());
+            (self.sink)(&metric.line(namespace, crate::clock::now_ms()).to_string());
         }
     }
 }

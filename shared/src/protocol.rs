@@ -62,19 +62,43 @@ impl ContentRange {
     }
 }
 
-/// Upload ids are 32 lowercase hex digits (a v4 UUID without dashes), as django-chunked-upload's.
-pub fn new_upload_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 const UPLOAD_ID_LEN: usize = 32;
 
-pub fn validate_upload_id(id: &str) -> Result<(), ApiError> {
-    if id.len() == UPLOAD_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Ok(())
-    } else {
-        // Unknown to us by construction: same answer as an id that was never issued.
-        Err(ApiError::NotFound)
+/// An upload's id: 32 lowercase hex digits (a v4 UUID without dashes), as django-chunked-upload's. Made only by
+/// [`UploadId::new`] or [`UploadId::parse`], so an id in hand is safe to put into an S3 key, a DynamoDB key or a log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        UploadId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// An id a client sent. Anything else than an id we could have issued is unknown to us by construction: the same
+    /// answer (404) as an id that was never issued.
+    pub fn parse(id: &str) -> Result<Self, ApiError> {
+        if id.len() == UPLOAD_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(UploadId(id.to_string()))
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for UploadId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -229,12 +253,12 @@ impl KeyTemplate {
     }
 
     /// The key of an upload. The file and owner names are sanitized here (the owner comes from a token).
-    pub fn render(&self, upload_id: &str, filename: &str, owner: &str) -> ObjectKey {
+    pub fn render(&self, upload_id: &UploadId, filename: &str, owner: &str) -> ObjectKey {
         let mut key = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(text) => key.push_str(text),
-                Piece::UploadId => key.push_str(upload_id),
+                Piece::UploadId => key.push_str(upload_id.as_str()),
                 Piece::Filename => key.push_str(&sanitize_filename(filename)),
                 Piece::Owner => key.push_str(&sanitize_filename(owner)),
             }
@@ -365,11 +389,11 @@ mod tests {
 
     #[test]
     fn upload_ids() {
-        let id = new_upload_id();
-        assert!(validate_upload_id(&id).is_ok());
-        assert!(validate_upload_id("../../etc/passwd").is_err());
-        assert!(validate_upload_id(&id.to_uppercase()).is_err());
-        assert!(validate_upload_id("").is_err());
+        let id = UploadId::new();
+        assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
+        assert!(UploadId::parse("../../etc/passwd").is_err());
+        assert!(UploadId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(UploadId::parse("").is_err());
     }
 
     #[test]
@@ -432,11 +456,12 @@ mod tests {
 
     #[test]
     fn keys_never_fall_under_the_buffer_prefix() {
+        let id = UploadId::new();
         for template in TEMPLATES {
             let parsed = KeyTemplate::parse(template, "buffer/").unwrap();
             for filename in HOSTILE_NAMES {
                 for owner in HOSTILE_NAMES {
-                    let key = parsed.render("0123456789abcdef0123456789abcdef", filename, owner);
+                    let key = parsed.render(&id, filename, owner);
                     let key = key.as_str();
                     assert!(!key.starts_with("buffer/"), "{template} {filename:?} {owner:?}: {key}");
                     assert!(!key.split('/').any(|s| s.is_empty() || s == "." || s == ".."), "{key}");
@@ -445,10 +470,10 @@ mod tests {
             }
         }
         let parsed = KeyTemplate::parse("uploads/{owner}/{upload_id}/{filename}", "buffer/").unwrap();
-        assert_eq!(parsed.render("abc", "buffer", "buffer").as_str(), "uploads/buffer/abc/buffer");
+        assert_eq!(parsed.render(&id, "buffer", "buffer").as_str(), format!("uploads/buffer/{id}/buffer"));
         // A name's braces are its own, never a placeholder.
-        assert_eq!(parsed.render("abc", "{owner}", "../x").as_str(), "uploads/x/abc/{owner}");
-        assert_eq!(parsed.render("abc", "", "").as_str(), "uploads/upload/abc/upload");
+        assert_eq!(parsed.render(&id, "{owner}", "../x").as_str(), format!("uploads/x/{id}/{{owner}}"));
+        assert_eq!(parsed.render(&id, "", "").as_str(), format!("uploads/upload/{id}/upload"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::checksum::{self, Crc64};
 use crate::error::ApiError;
 use crate::grid::Mode;
-use crate::protocol::ContentRange;
+use crate::protocol::{ContentRange, UploadId};
 use crate::secret::{self, UploadSecret};
 use crate::upload::{Chunk, Listing, Opening};
 
@@ -165,7 +165,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
         }
     };
     let chunk = Chunk {
-        upload_id: fields.take("upload_id").filter(|id| !id.is_empty()),
+        upload_id: fields.take("upload_id").filter(|id| !id.is_empty()).map(|id| UploadId::parse(&id)).transpose()?,
         range,
         data,
         filename: fields.take("filename").or(file_name),
@@ -178,7 +178,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
 /// The fields of a complete request: `upload_id`, and `md5` or `crc64nvme` (which the mode requires, the operation
 /// says), from a JSON, form-urlencoded or multipart body; and the upload secret, from the header or a body field.
 pub struct CompleteFields {
-    pub upload_id: String,
+    pub upload_id: UploadId,
     pub md5: Option<String>,
     pub crc64: Option<String>,
     pub secret: Option<UploadSecret>,
@@ -231,6 +231,7 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
     }
     let mut given = |name: &str| fields.take(name).filter(|v| !v.trim().is_empty());
     let upload_id = given("upload_id").ok_or_else(|| ApiError::BadRequest("Field \"upload_id\" is required".into()))?;
+    let upload_id = UploadId::parse(&upload_id)?;
     let (md5, crc64) = (given("md5"), given("crc64nvme"));
     if md5.is_none() && crc64.is_none() {
         return Err(ApiError::BadRequest(

@@ -446,7 +446,14 @@ impl Service {
 
     /// The record of an upload, if any.
     pub async fn record(&self, upload_id: &str) -> Option<shared::store::UploadRecord> {
-        self.app.table.get(upload_id).await.expect("GetItem")
+        let id = shared::protocol::UploadId::parse(upload_id).expect("an upload id");
+        self.app.table.get(&id).await.expect("GetItem")
+    }
+
+    /// Removes an upload's record as TTL would (the stream record of it is the test's to deliver: [`Self::removal`]).
+    pub async fn remove_record(&self, upload_id: &str) {
+        let id = shared::protocol::UploadId::parse(upload_id).expect("an upload id");
+        self.app.table.delete(&id).await.expect("TTL deletes the item");
     }
 
     /// The stream record of the item's removal as DynamoDB sends it, made from the item as it is now: by TTL (the
@@ -527,7 +534,7 @@ pub async fn own_table() -> String {
         .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
         .build()
         .expect("index");
-    let name = format!("uploads-{}", shared::protocol::new_upload_id());
+    let name = format!("uploads-{}", shared::protocol::UploadId::new());
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     aws_sdk_dynamodb::Client::new(&sdk)
         .create_table()
@@ -621,7 +628,7 @@ pub fn emitted_metrics(lines: &Mutex<Vec<String>>) -> Vec<Value> {
             let value: Value = serde_json::from_str(line).expect("every metric line is JSON");
             let meta = &value["_aws"]["CloudWatchMetrics"][0];
             assert_eq!(meta["Namespace"], METRICS_NAMESPACE, "{line}");
-            let now = shared::upload::now_ms();
+            let now = shared::clock::now_ms();
             assert!(value["_aws"]["Timestamp"].as_u64().is_some_and(|t| t.abs_diff(now) < 600_000), "{line}");
             for dimension in meta["Dimensions"][0].as_array().expect("a dimension set") {
                 assert!(value[dimension.as_str().expect("name")].is_string(), "{line}");

@@ -274,7 +274,7 @@ async fn a_file_changed_between_runs_is_started_over_and_never_mixed() {
 #[tokio::test]
 async fn ls_lists_the_callers_uploads_newest_first_across_pages() {
     // An owner of its own: the listing holds this test's uploads only.
-    let name = format!("ls-{}", shared::protocol::new_upload_id());
+    let name = format!("ls-{}", shared::protocol::UploadId::new());
     let setup = Setup::start(&name).await;
     let user = User::named(&format!("cli-{name}")); // the sub of the setup's token
     let done = setup.put(&setup.file("done.bin", &data(3 * KIB, 80)), &["--mode", "sequential"]).await;

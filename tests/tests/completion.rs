@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::proxy::Fault;
 use integration_tests::{Encoding, KIB, Service, User, batch, data, md5_hex};
 use shared::cleanup;
-use shared::upload::now_ms;
+use shared::clock::now_ms;
 
 /// Makes the record look as a completer left it that took the lease `age_ms` ago and died.
 async fn lease_taken(svc: &Service, upload_id: &str, age_ms: u64) {
@@ -70,7 +70,7 @@ async fn a_crash_right_after_creating_the_multipart_upload_leaves_nothing_for_th
     let (svc, s3, _dynamodb) = Service::through_proxies(&[]).await;
     let user = User::named("alice");
     let file = data(30 * KIB, 97);
-    let name = format!("crash-{}.bin", shared::protocol::new_upload_id());
+    let name = format!("crash-{}.bin", shared::protocol::UploadId::new());
     s3.arm("CreateMultipartUpload", Fault::HoldAfter);
     let uri = format!("/upload?filename={name}");
     let request = Service::request(&user, lambda_http::http::Method::POST, &uri)
@@ -91,7 +91,7 @@ async fn a_crash_right_after_creating_the_multipart_upload_leaves_nothing_for_th
     assert_eq!((record.offset, record.multipart_id.as_deref()), (0, None));
     // TTL removes the record; the cleanup function finds the multipart upload by its key.
     let removal = svc.removal(&id, 400, true).await;
-    svc.app.table.delete(&id).await.expect("TTL deletes the item");
+    svc.remove_record(&id).await;
     let response = cleanup::handle_stream(&svc.app, batch(vec![removal])).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     assert_eq!(svc.multipart_uploads(key).await, 0);

@@ -13,8 +13,8 @@ use integration_tests::{
 };
 use serde_json::{Value, json};
 use shared::cleanup;
+use shared::clock::{iso8601, now_ms};
 use shared::events::{self, Kind, Outcome};
-use shared::upload::{iso8601, now_ms};
 
 /// A bus of the test's own, with a rule sending every `chunked-upload` event to a queue.
 struct Bus {
@@ -25,7 +25,7 @@ struct Bus {
 
 impl Bus {
     async fn new() -> Self {
-        let name = format!("uploads-{}", shared::protocol::new_upload_id());
+        let name = format!("uploads-{}", shared::protocol::UploadId::new());
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let (eventbridge, sqs) = (aws_sdk_eventbridge::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk));
         eventbridge.create_event_bus().name(&name).send().await.expect("CreateEventBus");
@@ -254,7 +254,7 @@ async fn an_expired_upload_publishes_one_event_and_other_removals_none() {
     // The service's own DeleteItem (of an upload nothing was accepted for) is no expiry.
     deliver(&svc, &[svc.removal(&id, sequence(), false).await]).await;
     let ttl = svc.removal(&id, sequence(), true).await;
-    svc.app.table.delete(&id).await.expect("TTL deletes the item");
+    svc.remove_record(&id).await;
     // Delivered twice: one event.
     let ttl = [ttl];
     deliver(&svc, &ttl).await;

@@ -7,7 +7,7 @@ use shared::cleanup;
 
 /// An owner of its own, so counters start at zero whatever other tests did: the user and its owner name.
 fn fresh_owner() -> (User, String) {
-    let sub = format!("limits-{}", shared::protocol::new_upload_id());
+    let sub = format!("limits-{}", shared::protocol::UploadId::new());
     (User::named(&sub), sub)
 }
 
@@ -41,7 +41,7 @@ async fn uploads_in_progress_are_limited_and_released_by_complete_abort_and_expi
 
     // Expiry: TTL removes the record and the stream delivers its removal, twice; it is released once.
     let removal = svc.removal(&third, 300, true).await;
-    svc.app.table.delete(&third).await.expect("TTL deletes the item");
+    svc.remove_record(&third).await;
     for _ in 0..2 {
         let response = cleanup::handle_stream(&svc.app, batch(vec![removal.clone()])).await;
         assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);

@@ -9,7 +9,7 @@ use integration_tests::{
 };
 use lambda_http::http::Method;
 use serde_json::json;
-use shared::upload::now_ms;
+use shared::clock::now_ms;
 
 /// The service with its metric lines collected.
 async fn watched() -> (Service, Arc<Mutex<Vec<String>>>) {
@@ -83,9 +83,10 @@ async fn lost_races_and_the_lanes_are_counted() {
     let record = svc.record(&id).await.expect("record");
     let caller = shared::secret::Caller::Principal("metrics-lanes".into());
     let now = now_ms();
-    svc.app.table.claim_completion(&id, &caller, now, 0, now / 1000 + 3600).await.expect("claim");
+    let upload = &record.upload_id;
+    svc.app.table.claim_completion(upload, &caller, now, 0, now / 1000 + 3600).await.expect("claim");
     svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(409);
-    svc.app.table.release_completion(&id, now).await.expect("release");
+    svc.app.table.release_completion(upload, now).await.expect("release");
     svc.complete_crc(&user, &id, &crc64(&file)).await.assert_status(200);
 
     let direct = svc.open(&user, json!({"mode": "direct", "size": 12 * MIB, "filename": "d.bin"})).await;

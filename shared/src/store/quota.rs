@@ -18,6 +18,7 @@ use super::record::{UploadRecord, attr};
 use super::table::Table;
 use super::unavailable;
 use crate::error::ApiError;
+use crate::protocol::UploadId;
 
 /// How long a tombstone outlives the record it stands for: longer than a DynamoDB stream keeps a record (24 hours),
 /// so no late or repeated delivery of the record's removal can release it twice.
@@ -44,13 +45,8 @@ pub fn counter_key(owner: &str) -> String {
     format!("owner/{owner}")
 }
 
-fn tombstone_key(upload_id: &str) -> String {
+fn tombstone_key(upload_id: &UploadId) -> String {
     format!("released/{upload_id}")
-}
-
-/// Whether a table item is an upload record rather than a counter or a tombstone.
-pub fn is_upload_key(key: &str) -> bool {
-    !key.contains('/')
 }
 
 fn n(v: u64) -> AttributeValue {

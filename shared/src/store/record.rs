@@ -10,6 +10,7 @@ use super::ledger::{BufferChain, PartLedger};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
+use crate::protocol::UploadId;
 use crate::secret::SecretHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub struct Completed {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadRecord {
-    pub upload_id: String,
+    pub upload_id: UploadId,
     pub owner: String,
     pub filename: String,
     pub content_type: String,
@@ -140,7 +141,7 @@ impl UploadRecord {
         let n = |v: u64| AttributeValue::N(v.to_string());
         let s = |v: &str| AttributeValue::S(v.to_string());
         let mut item = HashMap::from([
-            (attr::UPLOAD_ID.into(), s(&self.upload_id)),
+            (attr::UPLOAD_ID.into(), s(self.upload_id.as_str())),
             (attr::OWNER.into(), s(&self.owner)),
             (attr::FILENAME.into(), s(&self.filename)),
             (attr::CONTENT_TYPE.into(), s(&self.content_type)),
@@ -215,7 +216,7 @@ impl UploadRecord {
             _ => None,
         };
         Ok(UploadRecord {
-            upload_id: s(attr::UPLOAD_ID)?,
+            upload_id: UploadId::parse(&s(attr::UPLOAD_ID)?).map_err(|_| damaged(attr::UPLOAD_ID))?,
             owner: s(attr::OWNER)?,
             filename: s(attr::FILENAME)?,
             content_type: s(attr::CONTENT_TYPE)?,
@@ -267,7 +268,7 @@ pub fn blob(bytes: Vec<u8>) -> AttributeValue {
 }
 
 /// Prefix under which all of an upload's buffered chunks live.
-pub fn buffer_prefix_of(prefix: &str, upload_id: &str) -> String {
+pub fn buffer_prefix_of(prefix: &str, upload_id: &UploadId) -> String {
     format!("{prefix}{upload_id}/")
 }
 
@@ -305,7 +306,7 @@ mod tests {
 
     fn record() -> UploadRecord {
         UploadRecord {
-            upload_id: "a".repeat(32),
+            upload_id: UploadId::parse(&"a".repeat(32)).unwrap(),
             owner: "alice".into(),
             filename: "f.bin".into(),
             content_type: "application/octet-stream".into(),

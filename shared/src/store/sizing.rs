@@ -16,7 +16,7 @@ pub fn record_at(parts: u32, lost: u32, long: bool) -> UploadRecord {
     }
     let filename = if long { "é".repeat(127) } else { "holiday-2026.mov".into() };
     let owner = if long { "o".repeat(128) } else { "3f1c9a52-7d4e-4b8a-9c61-2e5f0d7b8a94".into() };
-    let upload_id = "0123456789abcdef0123456789abcdef".to_string();
+    let upload_id = crate::protocol::UploadId::new();
     let total = 5 * (1u64 << 40);
     UploadRecord {
         key: format!("uploads/{owner}/{upload_id}/{filename}"),

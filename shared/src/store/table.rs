@@ -14,7 +14,7 @@ use super::record::{Status, UploadRecord, attr, blob};
 use super::{ambiguous, unavailable};
 use crate::error::ApiError;
 use crate::hook::HookOutcome;
-use crate::protocol::ContentRange;
+use crate::protocol::{ContentRange, UploadId};
 use crate::secret::Caller;
 
 /// BatchGetItem's most keys a call.
@@ -36,7 +36,7 @@ pub enum Written {
 
 /// What a chunk changes in the record when it commits.
 pub struct ChunkCommit<'a> {
-    pub upload_id: &'a str,
+    pub upload_id: &'a UploadId,
     pub start: u64,
     pub new_offset: u64,
     pub md5_state: Vec<u8>,
@@ -75,21 +75,21 @@ impl Table {
     }
 
     /// An update of one upload's item that returns the item: as it is now, or as it was if the condition failed.
-    fn update(&self, upload_id: &str) -> UpdateItemFluentBuilder {
+    fn update(&self, upload_id: &UploadId) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
-    pub async fn get(&self, upload_id: &str) -> Result<Option<UploadRecord>, ApiError> {
+    pub async fn get(&self, upload_id: &UploadId) -> Result<Option<UploadRecord>, ApiError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -143,7 +143,12 @@ impl Table {
     /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
     /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
     /// only buffers or is refused; the caller checks the record it gets.
-    pub async fn claim(&self, upload_id: &str, caller: &Caller, range: &ContentRange) -> Result<Written, ApiError> {
+    pub async fn claim(
+        &self,
+        upload_id: &UploadId,
+        caller: &Caller,
+        range: &ContentRange,
+    ) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("ADD #last_part_number :one")
@@ -186,7 +191,7 @@ impl Table {
             .client
             .update_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(c.upload_id))
+            .key(attr::UPLOAD_ID, s(c.upload_id.as_str()))
             .update_expression(set)
             .condition_expression("#offset = :start AND #status = :uploading")
             .set_expression_attribute_names(Some(names(&attributes)))
@@ -213,7 +218,7 @@ impl Table {
     /// `keep_until_secs` so the record cannot be removed while the completion runs.
     pub async fn claim_completion(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         caller: &Caller,
         now_ms: u64,
         stale_before_ms: u64,
@@ -242,7 +247,7 @@ impl Table {
     }
 
     /// Gives a completion claim back (S3 failed), so a retry need not wait for the lease to run out.
-    pub async fn release_completion(&self, upload_id: &str, since_ms: u64) -> Result<Written, ApiError> {
+    pub async fn release_completion(&self, upload_id: &UploadId, since_ms: u64) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #status = :uploading REMOVE #completing_since_ms")
@@ -258,7 +263,7 @@ impl Table {
     /// `keep_until_secs` (its own TTL), so a repeated complete answers the same result meanwhile.
     pub async fn mark_complete(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         since_ms: u64,
         md5: &str,
         finished: &Finished,
@@ -290,7 +295,7 @@ impl Table {
 
     /// Records what the completion hook said for a completed upload, unless an answer is kept already (another
     /// request's call answered first): an answer replaces an earlier failure, a failure is kept until an answer.
-    pub async fn set_hook_outcome(&self, upload_id: &str, outcome: &HookOutcome) -> Result<Written, ApiError> {
+    pub async fn set_hook_outcome(&self, upload_id: &UploadId, outcome: &HookOutcome) -> Result<Written, ApiError> {
         let request = match outcome {
             HookOutcome::Answered(answer) => self
                 .update(upload_id)
@@ -309,7 +314,7 @@ impl Table {
     }
 
     /// Records the multipart upload of a parallel or direct upload, created right after its record.
-    pub async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<Written, ApiError> {
+    pub async fn set_multipart(&self, upload_id: &UploadId, multipart_id: &str) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #multipart_id = :multipart_id")
@@ -321,7 +326,7 @@ impl Table {
     }
 
     /// Stops all chunks from being accepted, before the bytes are removed.
-    pub async fn mark_aborted(&self, upload_id: &str, caller: &Caller) -> Result<Written, ApiError> {
+    pub async fn mark_aborted(&self, upload_id: &UploadId, caller: &Caller) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #status = :aborted")
@@ -332,11 +337,11 @@ impl Table {
         conditional(owned_by(request, caller)).await
     }
 
-    pub async fn delete(&self, upload_id: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, upload_id: &UploadId) -> Result<(), ApiError> {
         self.client
             .delete_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .send()
             .await
             .map_err(|e| unavailable("DeleteItem", &e))?;

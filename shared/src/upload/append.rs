@@ -5,13 +5,13 @@
 use bytes::Bytes;
 
 use super::Accepted;
-use super::now_ms;
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::md5state;
 use crate::metrics::{Metric, Metrics, Race};
-use crate::protocol::{ContentRange, S3_MAX_PARTS};
+use crate::protocol::{ContentRange, S3_MAX_PARTS, UploadId};
 use crate::secret::Caller;
 use crate::store::bucket::{PartSource, Piece};
 use crate::store::ledger::find_chain;
@@ -44,7 +44,7 @@ impl App {
     pub(super) async fn append(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         range: ContentRange,
         data: Bytes,
         crc: Crc64,
@@ -124,7 +124,7 @@ impl App {
     /// on: 400 with the offset; aborted: 404), or else `failure` itself.
     async fn refusal(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         caller: &Caller,
         range: &ContentRange,
         now: u64,

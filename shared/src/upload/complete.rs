@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::now_ms;
 use crate::app::{App, DYNAMODB_ATTEMPT_TIMEOUT};
 use crate::checksum::{self, Crc64};
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
 use crate::hook::{self, HookOutcome};
 use crate::md5state;
 use crate::metrics::{Metric, Race};
-use crate::protocol;
+use crate::protocol::{self, UploadId};
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
 
@@ -36,11 +36,10 @@ impl App {
     pub async fn complete(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         declared: Declared<'_>,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
         let crc = declared.crc64.map(|c| checksum::parse(c, "crc64nvme")).transpose()?;
         let started = Instant::now();
@@ -99,7 +98,7 @@ impl App {
             Ok(finished) => finished,
             Err(e) => {
                 if let Err(release) = self.table.release_completion(upload_id, now).await {
-                    tracing::warn!(upload_id, error = %release, "could not release a completion claim");
+                    tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
                 }
                 return Err(e);
             }
@@ -110,12 +109,12 @@ impl App {
             Written::Won(record) => {
                 if let Err(e) = self.table.release(&record, retained_until).await {
                     // The cleanup function releases it when TTL removes the record.
-                    tracing::warn!(upload_id, error = %e, "could not release a completed upload's share of the limits");
+                    tracing::warn!(upload_id = %upload_id, error = %e, "could not release a completed upload's share of the limits");
                 }
                 // Chunks of requests that failed after their S3 write were never referenced; the object is whole
                 // now, so nothing under the buffer prefix is needed any more.
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {
-                    tracing::warn!(upload_id, error = %e, "could not delete leftover buffered chunks");
+                    tracing::warn!(upload_id = %upload_id, error = %e, "could not delete leftover buffered chunks");
                 }
                 let millis = started.elapsed().as_millis() as u64;
                 self.metrics.emit(Metric::Completed { mode: record.mode, bytes: record.total, millis });
@@ -137,13 +136,13 @@ impl App {
         if let Some(HookOutcome::Answered(_)) = record.hook {
             return self.result_json(&record);
         }
-        let upload_id = record.upload_id.as_str();
+        let upload_id = &record.upload_id;
         // Leaves the request a DynamoDB attempt's time to keep what the hook said.
         let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(DYNAMODB_ATTEMPT_TIMEOUT);
         let outcome = match hook.call(&hook::event(&self.plain_result(&record), caller), left).await {
             Ok(answer) => HookOutcome::Answered(answer),
             Err(failure) => {
-                tracing::warn!(upload_id, error = %failure, "completion hook failed");
+                tracing::warn!(upload_id = %upload_id, error = %failure, "completion hook failed");
                 self.metrics.emit(Metric::HookFailed);
                 HookOutcome::Failed(failure)
             }
@@ -154,7 +153,7 @@ impl App {
             // The record is gone (its TTL), or keeping failed: a later complete calls the hook again.
             Ok(Written::Lost(_)) => None,
             Err(e) => {
-                tracing::warn!(upload_id, error = %e, "could not keep what the completion hook said");
+                tracing::warn!(upload_id = %upload_id, error = %e, "could not keep what the completion hook said");
                 None
             }
         };

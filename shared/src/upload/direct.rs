@@ -7,13 +7,13 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::Mode;
 use crate::metrics::Metric;
-use crate::protocol;
+use crate::protocol::UploadId;
 use crate::secret::Caller;
 
 /// Part URLs one request may ask for.
@@ -26,10 +26,9 @@ impl App {
     pub async fn presign_parts(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         wanted: Vec<(u32, Crc64)>,
     ) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
         if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
             return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
         }

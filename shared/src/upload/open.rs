@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::iso8601;
 use crate::app::App;
+use crate::clock::iso8601;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::protocol::{MIB, attachment_disposition};

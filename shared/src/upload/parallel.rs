@@ -7,9 +7,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::metrics::{Metric, Race};
 use crate::protocol::ContentRange;

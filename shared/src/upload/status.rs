@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::{Mode, ranges};
-use crate::protocol;
+use crate::protocol::UploadId;
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Status, UploadRecord};
 
@@ -34,8 +34,7 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
 }
 
 impl App {
-    pub async fn status(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
+    pub async fn status(&self, caller: &Caller, upload_id: &UploadId) -> Result<Value, ApiError> {
         let record = self.owned(upload_id, caller).await?;
         match record.status {
             Status::Complete => Ok(self.result_json(&record)),
