@@ -92,6 +92,10 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
 
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
+    // tus at /files (`crate::tus`), answered in that protocol's own way.
+    if crate::tus::serves(&req) {
+        return crate::tus::serve(app, req).await;
+    }
     serve(
         app,
         req,
@@ -103,6 +107,11 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 /// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
     serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List]).await
+}
+
+/// The tus function: `/files` and `/files/{id}`, every method.
+pub async fn tus_function(app: &App, req: Request) -> Response<Body> {
+    crate::tus::serve(app, req).await
 }
 
 /// The complete function.
@@ -117,8 +126,7 @@ async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
         Ok(_) => return unrouted(app, ApiError::NotFound),
         Err(e) => return unrouted(app, e),
     };
-    let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
-    let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
+    let deadline = deadline(app, &req);
     let (upload_id, result) = match authenticated(app, principal.as_deref()) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
         Ok(principal) => Box::pin(dispatch(app, req, route, principal, path_id, deadline)).await,
@@ -160,7 +168,7 @@ fn unrouted(app: &App, e: ApiError) -> Response<Body> {
 const MAX_PRINCIPAL_BYTES: usize = 128;
 
 /// The principal, or `None` for an anonymous caller where the deployment allows them.
-fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
     match principal {
         Some(p) if p.len() > MAX_PRINCIPAL_BYTES => Err(ApiError::BadRequest(format!(
             "The caller's identity (the token's sub) is over {MAX_PRINCIPAL_BYTES} bytes"
@@ -179,6 +187,12 @@ fn with_secret_header(mut response: Response<Body>, body: &Value) -> Response<Bo
     response
 }
 
+/// When a request must be answered by: the request timeout from now, or sooner for the Lambda invocation's deadline.
+pub(crate) fn deadline(app: &App, req: &Request) -> Instant {
+    let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
+    Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms())
+}
+
 /// How long a request may run: the request timeout, or less when the Lambda invocation's own deadline (ms since the
 /// epoch) comes first.
 fn time_left(request_timeout: Duration, lambda_deadline_ms: Option<u64>, now_ms: u64) -> Duration {
@@ -194,7 +208,7 @@ fn time_left(request_timeout: Duration, lambda_deadline_ms: Option<u64>, now_ms:
 /// What a request answers when its deadline passes before its operation ends. The operation is dropped wherever it
 /// stands, which the commit discipline makes safe: bytes reach S3 before the write that references them.
 #[derive(Clone, Copy)]
-enum Late {
+pub(crate) enum Late {
     /// The accepting write may have been sent (a later chunk's commit, a completion): 503 Ambiguous, ask the status.
     MayHaveLanded,
     /// Nothing the client could refer to was accepted: 503 Unavailable, send it again. Status and abort change
@@ -204,7 +218,7 @@ enum Late {
 }
 
 /// Runs an operation until `deadline`, or answers as `late` says.
-async fn by<T>(
+pub(crate) async fn by<T>(
     deadline: Instant,
     late: Late,
     operation: impl Future<Output = Result<T, ApiError>>,

@@ -29,6 +29,7 @@ pub mod protocol;
 pub mod request;
 pub mod secret;
 pub mod store;
+pub mod tus;
 pub mod upload;
 
 pub use app::App;

@@ -184,9 +184,14 @@ impl Service {
         lines
     }
 
+    /// One HTTP request through the emulated API Gateway, its answer as it comes (tus answers are headers and text).
+    pub async fn send_raw(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        local::invoke(&|r| handlers::handle(&self.app, r), request).await
+    }
+
     /// One HTTP request through the emulated API Gateway.
     pub async fn send(&self, request: http::Request<Bytes>) -> Reply {
-        let response = local::invoke(&|r| handlers::handle(&self.app, r), request).await;
+        let response = self.send_raw(request).await;
         let status = response.status().as_u16();
         let body = serde_json::from_slice(response.body())
             .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {:?}", response.body()));

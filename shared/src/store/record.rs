@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, PartLedger};
+use super::tus::TusRecord;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
@@ -89,6 +90,8 @@ pub struct UploadRecord {
     pub chunk_size: u64,
     /// What the completion hook said, once it was called: its answer, or why it gave none (called again then).
     pub hook: Option<HookOutcome>,
+    /// What a tus upload keeps beyond this (`store::tus`); none for an upload made through `/upload`.
+    pub tus: Option<TusRecord>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -125,6 +128,8 @@ pub mod attr {
     pub const HOOK_DATA: &str = "hook_data";
     /// Why the completion hook gave no answer; removed when it answers.
     pub const HOOK_ERROR: &str = "hook_error";
+    /// A tus upload's metadata, concatenation and deferred length (`store::tus`).
+    pub const TUS: &str = "tus";
 }
 
 impl UploadRecord {
@@ -190,6 +195,9 @@ impl UploadRecord {
                 item.insert(attr::HOOK_ERROR.into(), s(failure.detail()));
             }
             None => {}
+        }
+        if let Some(tus) = &self.tus {
+            item.insert(attr::TUS.into(), tus.to_attribute());
         }
         item
     }
@@ -259,6 +267,10 @@ impl UploadRecord {
                 (None, Some(_)) => Some(HookOutcome::Failed(HookFailure::new(s(attr::HOOK_ERROR)?))),
                 (None, None) => None,
             },
+            tus: item
+                .get(attr::TUS)
+                .map(|v| TusRecord::from_attribute(v).ok_or_else(|| damaged(attr::TUS)))
+                .transpose()?,
         })
     }
 }
@@ -331,6 +343,7 @@ mod tests {
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         }
     }
 

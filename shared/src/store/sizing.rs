@@ -46,6 +46,7 @@ pub fn record_at(parts: u32, lost: u32, long: bool) -> UploadRecord {
         mode: crate::grid::Mode::Sequential,
         chunk_size: 0,
         hook: None,
+        tus: None,
     }
 }
 

@@ -56,6 +56,8 @@ impl App {
         }
         let required = |name: &str| ApiError::BadRequest(format!("Field {name:?} is required"));
         match record.mode {
+            // tus has the client declare no MD5: the upload's own is its result's (`UploadRecord::computed_md5`).
+            Mode::Sequential if record.tus.is_some() => {}
             Mode::Sequential => {
                 let md5 = md5.as_deref().ok_or_else(|| required("md5"))?;
                 if record.offset != record.total {
@@ -104,7 +106,8 @@ impl App {
             }
         };
         let retained_until = now_ms() / 1000 + self.config.expiration_delta_secs;
-        let md5 = md5.unwrap_or_default();
+        let md5 =
+            if record.tus.is_some() { record.computed_md5()?.unwrap_or_default() } else { md5.unwrap_or_default() };
         match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
                 if let Err(e) = self.table.release(&record, retained_until).await {
@@ -163,8 +166,16 @@ impl App {
     /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record (the
     /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
     /// file's CRC64NVME. Never completes with bytes nobody accepted.
-    async fn complete_in_s3(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
+    pub(super) async fn complete_in_s3(
+        &self,
+        record: &UploadRecord,
+        declared: Option<Crc64>,
+    ) -> Result<Finished, ApiError> {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
+        // A tus final (or empty) upload's object is made in S3 from others (`concat`).
+        if let Some(pieces) = record.assembled_from() {
+            return Box::pin(self.assemble(record, multipart_id, pieces)).await;
+        }
         if record.mode == Mode::Parallel {
             self.flush_full_parts(record).await?;
         }
