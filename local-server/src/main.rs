@@ -85,7 +85,7 @@ async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let origin = req.headers().get("origin").cloned();
-    let mut response = match site.answer(req.method(), req.uri().path()).await {
+    let mut response = match site.answer(req.method(), req.uri().path(), req.headers()).await {
         Some(response) => response,
         None => call_api(app, req).await,
     };

@@ -421,7 +421,7 @@ async fn concatenation_copies_large_pieces_in_s3_and_joins_a_small_one() {
     let result = tus.status(&path).await;
     assert_eq!(result["status"], json!("complete"));
     assert_eq!(result["crc64nvme"], json!(crc64(&file)));
-    assert_eq!(result["md5"], json!(""), "the bytes never passed through the service");
+    assert_eq!(result["md5"], json!(null), "the bytes never passed through the service");
     assert_eq!(result["filename"], json!("joined.bin"));
     assert_stored(&svc, result["key"].as_str().expect("key"), &file).await;
 

@@ -310,6 +310,37 @@ mod tests {
         assert_eq!(TusRecord::from_attribute(&bad), None);
     }
 
+    /// A tus chunk's write units: the record carries the metadata, so a chunk's two writes are billed on it too.
+    #[test]
+    fn a_tus_chunk_costs_at_most_six_write_units() {
+        use crate::store::record::item_size;
+        use crate::store::sizing::{chunk_units, record_at};
+        let b64 = |s: &str| base64_simd::STANDARD.encode_to_string(s);
+        // What Uppy's Tus plugin sends for a typical file: its meta fields, and filename and filetype.
+        let uppy = ["name", "filename"]
+            .map(|k| format!("{k} {}", b64("holiday-2026.mov")))
+            .into_iter()
+            .chain(["type", "filetype"].map(|k| format!("{k} {}", b64("video/quicktime"))))
+            .collect::<Vec<_>>()
+            .join(",");
+        let typical = UploadRecord {
+            tus: Some(TusRecord { metadata: uppy, concat: Concat::Whole, deferred: false }),
+            ..record_at(1, false, false)
+        };
+        let worst = UploadRecord {
+            tus: Some(TusRecord { metadata: "k".repeat(MAX_METADATA_BYTES), concat: Concat::Partial, deferred: true }),
+            ..record_at(1, true, true)
+        };
+        let (typical, worst) = (item_size(&typical.to_item()), item_size(&worst.to_item()));
+        println!(
+            "tus record: typical {typical} bytes ({} WCU a chunk), worst {worst} bytes ({} WCU a chunk)",
+            chunk_units(typical),
+            chunk_units(worst)
+        );
+        assert_eq!(chunk_units(typical), 2, "{typical} bytes");
+        assert!(chunk_units(worst) <= 6, "{worst} bytes");
+    }
+
     #[test]
     fn copy_sources_are_url_encoded() {
         assert_eq!(encode_key("uploads/ab/a b+é.bin"), "uploads/ab/a%20b%2B%C3%A9.bin");

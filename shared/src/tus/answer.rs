@@ -117,6 +117,8 @@ impl TusError {
                     ApiError::Unavailable(_) => (503, "ERR_UNAVAILABLE", message),
                     ApiError::Ambiguous(_) => (503, "ERR_UNAVAILABLE", message),
                     ApiError::Unrecoverable(_) => (422, "ERR_UNRECOVERABLE", message),
+                    // S3 is assembling the object: tus clients retry a 423, and HEAD answers once it is done.
+                    ApiError::StillCompleting { .. } => (423, "ERR_UPLOAD_LOCKED", message),
                 }
             }
         }
@@ -129,6 +131,9 @@ impl TusError {
         match self {
             TusError::Version => answer.header("tus-version", VERSION),
             TusError::Api(ApiError::MethodNotAllowed { allow }) => answer.header("allow", allow),
+            TusError::Api(ApiError::StillCompleting { retry_after_secs }) => {
+                answer.header("retry-after", retry_after_secs)
+            }
             _ => answer,
         }
     }

@@ -183,7 +183,7 @@ impl App {
             Status::Uploading | Status::Completing => {}
         }
         // Each step boxed, as every call of a large operation from another (`tus::Context::by`).
-        let sources = Box::pin(self.sources(&record, &pieces)).await?;
+        let sources = Box::pin(self.sources(&record, &pieces, deadline)).await?;
         let multipart_id = record.multipart_id.clone().unwrap_or_default();
         let until = deadline.checked_sub(FINISH_MARGIN).unwrap_or(deadline);
         Box::pin(self.make_parts(&record, &multipart_id, &sources, Some(until))).await?;
@@ -240,8 +240,13 @@ impl App {
     }
 
     /// The pieces of a final upload, each one's object completed (once per piece, however often it is listed), in
-    /// order. They must still be its owner's and finished.
-    async fn sources(&self, record: &UploadRecord, pieces: &[UploadId]) -> Result<Vec<Source>, ApiError> {
+    /// order. They must still be its owner's and finished. S3's completions are awaited until `until`.
+    async fn sources(
+        &self,
+        record: &UploadRecord,
+        pieces: &[UploadId],
+        until: Instant,
+    ) -> Result<Vec<Source>, ApiError> {
         let found = self.table.records(pieces).await?;
         let now = now_ms();
         let same_owner = |p: &&UploadRecord| p.owner == record.owner && p.secret_hash == record.secret_hash;
@@ -253,7 +258,7 @@ impl App {
                 unique.push(piece);
             }
         }
-        let completions: Vec<_> = unique.into_iter().map(|piece| self.source(piece)).collect();
+        let completions: Vec<_> = unique.into_iter().map(|piece| self.source(piece, until)).collect();
         let ready: HashMap<UploadId, Source> =
             stream::iter(completions).buffer_unordered(PARTS_IN_FLIGHT).try_collect().await?;
         Ok(pieces
@@ -264,9 +269,9 @@ impl App {
     }
 
     /// A piece's object, completed in S3 as any upload's (its parts proven by its ledger); a repeat finds it done.
-    async fn source(&self, piece: &UploadRecord) -> Result<(UploadId, Source), ApiError> {
+    async fn source(&self, piece: &UploadRecord, until: Instant) -> Result<(UploadId, Source), ApiError> {
         // Boxed: the completion may itself assemble (a final upload's), which completes pieces.
-        let finished = Box::pin(self.complete_in_s3(piece, None)).await?;
+        let finished = Box::pin(self.complete_in_s3(piece, None, until)).await?;
         let crc = Crc64::from_base64(&finished.crc64).ok_or_else(|| {
             ApiError::Unrecoverable(format!("Partial upload {} has no CRC64NVME in S3", piece.upload_id))
         })?;
@@ -288,7 +293,9 @@ impl App {
             // Completed already: the completion finds the object.
             Err(CompleteFailure::NoSuchUpload) => return Ok(()),
             Err(CompleteFailure::Other(e)) => return Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => return Err(mismatch(record)),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                return Err(mismatch(record));
+            }
         };
         let missing: Vec<(u32, &Planned)> =
             (1..).zip(&planned).filter(|(number, part)| held.get(number) != Some(&planned_len(part))).collect();
@@ -353,14 +360,16 @@ impl App {
     }
 
     /// Completes a final (or empty) upload's object in S3: every planned part made, then completed with the whole
-    /// file's CRC64NVME combined from its pieces', which S3 checks against the parts it holds. Called by the completion.
+    /// file's CRC64NVME combined from its pieces', which S3 checks against the parts it holds. Called by the completion,
+    /// which awaits S3's answers until `until`.
     pub(super) async fn assemble(
         &self,
         record: &UploadRecord,
         multipart_id: &str,
         pieces: &[UploadId],
+        until: Instant,
     ) -> Result<Finished, ApiError> {
-        let sources = self.sources(record, pieces).await?;
+        let sources = self.sources(record, pieces, until).await?;
         let whole = Crc64::concat(sources.iter().map(|s| (s.crc, s.size))).unwrap_or(Crc64::of(&[]));
         self.make_parts(record, multipart_id, &sources, None).await?;
         let planned = self.plan_for(record, &sources);
@@ -368,7 +377,9 @@ impl App {
             Ok(held) => held,
             Err(CompleteFailure::NoSuchUpload) => return self.assembled_before(record, whole).await,
             Err(CompleteFailure::Other(e)) => return Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => return Err(mismatch(record)),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                return Err(mismatch(record));
+            }
         };
         let by_number: HashMap<u32, _> = held.iter().map(|p| (p.number, p)).collect();
         let parts = (1..)
@@ -378,8 +389,13 @@ impl App {
                 _ => Err(mismatch(record)),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        match self.bucket.complete(&record.key, multipart_id, &parts, whole).await {
+        let completing = self.bucket.complete(&record.key, multipart_id, &parts, whole);
+        match tokio::time::timeout_at(until, completing).await.unwrap_or(Err(CompleteFailure::Unanswered)) {
             Ok(finished) => Ok(finished),
+            // S3 may be assembling the object still: the completion's lease stays, and a later request finds it.
+            Err(CompleteFailure::Unanswered) => {
+                Err(self.still_completing(record.completing_since_ms.unwrap_or_else(now_ms), now_ms()))
+            }
             Err(CompleteFailure::NoSuchUpload) => self.assembled_before(record, whole).await,
             Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => Err(mismatch(record)),
             Err(CompleteFailure::Other(e)) => Err(e),

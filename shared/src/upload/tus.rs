@@ -202,8 +202,13 @@ impl App {
         let tus = record.tus.clone().unwrap_or_default();
         match record.status {
             Status::Aborted => return Err(ApiError::NotFound),
-            Status::Completing => return Err(being_completed()),
             Status::Uploading if record.is_expired(now_ms()) => return Err(ApiError::Expired),
+            // A completion under way (perhaps S3 still assembling), or one that never finished: asked again, it
+            // answers that it goes on, or takes over a lease run out and finishes.
+            Status::Completing => {
+                self.finish_tus(caller, upload_id, deadline).await?;
+                record.status = Status::Complete;
+            }
             Status::Uploading if record.offset == record.total && !tus.deferred && tus.concat == Concat::Whole => {
                 self.finish_tus(caller, upload_id, deadline).await?;
                 record.status = Status::Complete;
