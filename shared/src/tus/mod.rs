@@ -121,8 +121,14 @@ async fn respond(app: &App, req: Request, principal: Option<String>) -> Outcome 
             return (None, None, Err(ApiError::MethodNotAllowed { allow: "HEAD, PATCH, DELETE, OPTIONS" }.into()));
         }
     };
-    // Discovery needs no identity, and the spec has clients send no version with it.
+    // Discovery needs no identity, and the spec has clients send no version with it; at an upload's URL, the URL
+    // must be one (a 404 otherwise, as for every other method).
     if let Route::Options = route {
+        if let Target::Upload(id) = &target
+            && let Err(e) = UploadId::parse(id)
+        {
+            return (Some(route), None, Err(e.into()));
+        }
         return (Some(route), None, Ok(discovery::answer(app)));
     }
     let checked = headers::check_version(&req, &method)
