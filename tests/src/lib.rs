@@ -418,6 +418,14 @@ impl Service {
         out.body.collect().await.expect("object body").into_bytes().to_vec()
     }
 
+    /// The object at `key` is `file`, byte for byte, and S3 holds its full-object CRC64NVME.
+    pub async fn assert_object(&self, key: &str, file: &[u8]) {
+        assert!(self.object(key).await == file, "the object in S3 is not the file");
+        let head = self.s3.head_object().bucket(&self.app.config.bucket).key(key);
+        let head = head.checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.expect("HeadObject");
+        assert_eq!(head.checksum_crc64_nvme(), Some(crc64(file).as_str()), "S3's full-object checksum");
+    }
+
     /// Keys under a prefix.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let out = self.s3.list_objects_v2().bucket(&self.app.config.bucket).prefix(prefix).send().await;
