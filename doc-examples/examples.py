@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -230,7 +231,8 @@ class Block:
     lines: list[tuple[int, str]]  # (line in the page, text)
     skip_reason: str | None = None
     server_env: tuple[tuple[str, str], ...] = ()
-    expectations: dict[int, Expectation] = field(default_factory=dict)  # by the index in `lines` it follows
+    # Expectations by the index in `lines` they end on; consecutive ones are about the same output, so they share one.
+    expectations: dict[int, list[Expectation]] = field(default_factory=dict)
 
 
 DIRECTIVE = re.compile(r"^\s*<!--\s*example:\s*(.*?)\s*-->\s*$")
@@ -276,7 +278,7 @@ def apply_directive(block: Block, directive: str) -> None:
         block.skip_reason = reason
     elif directive.startswith("server "):
         pairs = []
-        for word in directive[len("server ") :].split():
+        for word in shlex.split(directive[len("server ") :]):
             name, sep, value = word.partition("=")
             if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
                 raise PatternError(f"{where}: `server` takes NAME=VALUE settings, not {word!r}")
@@ -286,9 +288,10 @@ def apply_directive(block: Block, directive: str) -> None:
         raise PatternError(f"{where}: unknown directive {directive!r} (`not run: REASON` or `server NAME=VALUE ...`)")
 
 
-def expectations_of(block: Block) -> dict[int, Expectation]:
-    """Expectation comments, each keyed by the index of the block line it ends on (the marker goes after it)."""
-    found: dict[int, Expectation] = {}
+def expectations_of(block: Block) -> dict[int, list[Expectation]]:
+    """Expectation comments, grouped and keyed by the index of the block line the group ends on (the mark goes after
+    it): expectations with no command between them check the same output."""
+    found: dict[int, list[Expectation]] = {}
     i = 0
     while i < len(block.lines):
         number, text = block.lines[i]
@@ -297,7 +300,7 @@ def expectations_of(block: Block) -> dict[int, Expectation]:
         if not start or continues or (start.group(1) is None and start.group(2) is None):
             i += 1
             continue
-        expectation = Expectation(number, text.strip())
+        expectation, first = Expectation(number, text.strip()), i
         if start.group(1):
             expectation.status = int(start.group(1))
         rest = start.group(2) or ""
@@ -319,7 +322,8 @@ def expectations_of(block: Block) -> dict[int, Expectation]:
                     source += "\n" + following[1:]
             expectation.source = source
             i = j
-        found[i] = expectation
+        # Right after another expectation: the same output is checked.
+        found[i] = found.pop(first - 1, []) + [expectation]
         i += 1
     return found
 
@@ -386,24 +390,28 @@ def segments_of(log: str) -> list[Segment]:
     return segments
 
 
-def check(expectation: Expectation | None, segment: Segment) -> list[str]:
-    """What is wrong with a segment's output, given the expectation after it (None: only statuses are checked)."""
+def check(expectations: list[Expectation], segment: Segment) -> list[str]:
+    """What is wrong with a segment's output, given the expectations after it (none: only statuses are checked)."""
     problems = []
     if 0 in segment.statuses:
         problems.append("a request got no answer (curl: " + " ".join(segment.other)[:200] + ")")
-    if expectation is not None and expectation.status is not None:
+    said = [e.status for e in expectations if e.status is not None]
+    for status in said:
         if not segment.statuses:
-            problems.append(f"status {expectation.status} expected, but no HTTP request was made")
-        elif segment.statuses[-1] != expectation.status:
-            problems.append(f"status {expectation.status} expected, got {segment.statuses[-1]}")
-        earlier = segment.statuses[:-1]
-    else:
-        earlier = segment.statuses
+            problems.append(f"status {status} expected, but no HTTP request was made")
+        elif segment.statuses[-1] != status:
+            problems.append(f"status {status} expected, got {segment.statuses[-1]}")
+    earlier = segment.statuses[:-1] if said else segment.statuses
     refused = [s for s in earlier if s and not 200 <= s < 300]
     if refused:
         problems.append(f"answers {refused} that no expectation shows (say them: `# {refused[-1]} {{...}}`)")
-    if expectation is None:
-        return problems
+    for expectation in expectations:
+        problems += check_output(expectation, segment)
+    return problems
+
+
+def check_output(expectation: Expectation, segment: Segment) -> list[str]:
+    problems = []
     if expectation.has_json:
         documents = json_documents(segment.output)
         if not any(matches(expectation.json, d) for d in documents):
@@ -521,23 +529,24 @@ def run_session(blocks: list[Block], api: str, env_base: dict[str, str], repo: s
         except subprocess.TimeoutExpired as e:
             log = (e.stdout or b"").decode(errors="replace")
             code = None
-        return failures_of(blocks, log, code, origin, script)
+        return failures_of(blocks, log, code, origin)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def failures_of(blocks, log: str, code, origin, script: str) -> list[str]:
+def failures_of(blocks, log: str, code, origin) -> list[str]:
+    """What went wrong in a session: the expectations its output breaks, and where it stopped if it did."""
     failures = []
-    expected: list[tuple[Expectation | None, str, int]] = []
+    # One entry per mark, in the script's order: each expectation group's, then the block's end.
+    expected: list[tuple[list[Expectation], str, int]] = []
     for block in blocks:
-        for index in range(len(block.lines)):
-            if index in block.expectations:
-                e = block.expectations[index]
-                expected.append((e, block.path, e.line))
-        expected.append((None, block.path, block.lines[-1][0] if block.lines else block.line))
+        for index in sorted(block.expectations):
+            group = block.expectations[index]
+            expected.append((group, block.path, group[0].line))
+        expected.append(([], block.path, block.lines[-1][0] if block.lines else block.line))
     segments = segments_of(log)
-    for (expectation, path, line), segment in zip(expected, segments):
-        for problem in check(expectation, segment):
+    for (group, path, line), segment in zip(expected, segments):
+        for problem in check(group, segment):
             failures.append(f"{path}:{line}: {problem}")
     if len(segments) < len(expected):
         path, line = expected[len(segments)][1:]
@@ -600,7 +609,7 @@ def main() -> int:
                     page_failures += syntax_errors(block)
                     continue
                 counts["run"] += 1
-                counts["expectations"] += len(block.expectations)
+                counts["expectations"] += sum(len(group) for group in block.expectations.values())
                 sessions.setdefault(block.server_env, []).append(block)
             for settings, session in sessions.items():
                 page_failures += run_session(session, servers.url(settings), dict(os.environ), repo, bin_dir)
