@@ -243,6 +243,9 @@ EXPECTATION_START = re.compile(r"^\s*#\s?(?:(\d{3})(?=\s|$)\s*)?([\[{].*|>\s.*|>
 def blocks_of(path: str, text: str) -> list[Block]:
     """The shell blocks of a Markdown page, with their directives and expectations."""
     lines = text.split("\n")
+    for number, line in enumerate(lines[:-1], 1):
+        if DIRECTIVE.match(line) and not FENCE.match(lines[number]):
+            raise PatternError(f"{path}:{number}: a directive must be on the line right before a fence")
     blocks, i = [], 0
     while i < len(lines):
         fence = FENCE.match(lines[i])

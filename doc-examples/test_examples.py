@@ -132,6 +132,10 @@ class Markdown(unittest.TestCase):
             with self.assertRaises(PatternError, msg=directive):
                 blocks_of("p.md", f"<!-- example: {directive} -->\n```sh\ntrue\n```\n")
 
+    def test_a_directive_away_from_its_fence_is_an_error_of_the_page(self):
+        with self.assertRaises(PatternError):
+            blocks_of("p.md", "<!-- example: not run: needs AWS -->\n\n```sh\nsam deploy\n```\n")
+
     def test_an_unbalanced_pattern_is_an_error_of_the_page(self):
         with self.assertRaises(PatternError):
             blocks_of("p.md", '```sh\ntrue\n# {"a": 1,\necho\n```\n')
