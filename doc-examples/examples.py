@@ -227,7 +227,6 @@ class Expectation:
 class Block:
     path: str
     line: int  # the fence's line, from 1
-    language: str
     lines: list[tuple[int, str]]  # (line in the page, text)
     skip_reason: str | None = None
     server_env: tuple[tuple[str, str], ...] = ()
@@ -261,7 +260,7 @@ def blocks_of(path: str, text: str) -> list[Block]:
         i += 1
         if language not in SHELL_LANGUAGES:
             continue
-        block = Block(path, start + 1, language, body)
+        block = Block(path, start + 1, body)
         previous = lines[start - 1] if start > 0 else ""
         directive = DIRECTIVE.match(previous)
         if directive:
