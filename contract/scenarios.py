@@ -11,7 +11,8 @@ itself asserted:
 - the part URLs' answer: `upload_id`, `expires` the URLs' (not the upload's), the signed `content-length` and
   checksum headers; S3 answers other bytes of the part's length with 400 BadDigest;
 - abort's answer, and the 404 (not 410) for every request after it;
-- a complete while another request holds the completion lease: 202 with Retry-After, then the result.
+- a complete while another request holds the completion lease: 202 with Retry-After, then the result;
+- the grid is planned for S3's 10,000 parts: a file of 10,000 smallest parts gets exactly those.
 
 Usage: scenarios.py SCHEMA BASE_URL TOKEN, with the emulators' variables (emulators/env.sh) set: the last scenario
 makes a record look as a live completer leaves it, through DynamoDB. Exit status 1 if any scenario fails.
@@ -212,7 +213,15 @@ def still_completing(api: Api) -> None:
     assert result["status"] == "complete" and result["md5"] == fields["md5"], result
 
 
-SCENARIOS = [sequential, parallel, direct, abort, still_completing]
+def part_plan(api: Api) -> None:
+    smallest = 5 * KIB * KIB
+    size = 10_000 * smallest
+    opened = expect(api.open({"mode": "direct", "size": size}), 200)
+    assert (opened["part_size"], opened["parts"]) == (smallest, 10_000), opened
+    expect(api.abort(opened["upload_id"]), 200)
+
+
+SCENARIOS = [sequential, parallel, direct, abort, still_completing, part_plan]
 
 
 def main() -> int:
