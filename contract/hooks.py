@@ -38,7 +38,7 @@ two false alarms of schemathesis' checks:
    tus's `application/offset+octet-stream` bodies are sent as raw bytes, as `application/octet-stream` ones are.
 
 2. `filter_failure` drops two kinds of false alarm, narrowly:
-     - the service answers a request without credentials with 403 (django-chunked-upload's status, README
+     - the service answers a request without credentials with 403 (django-chunked-upload's status, docs/protocol.md,
        "Errors"), while `missing_required_header` insists on 401 for a missing Authorization header: dropped only
        when the answer is exactly the documented 403 body (tus's line of text for `/files`);
      - `ensure_resource_availability` blames any 404 of POST /upload/complete after a POST /upload on the upload
