@@ -27,9 +27,10 @@ pub enum ApiError {
     /// The caller is over one of its per-owner limits (uploads or bytes in progress).
     #[error("{0}")]
     OverLimit(String),
-    /// The route exists, but not with this method; `allow` lists those it has.
+    /// The path is a route's, but not with this method; `allow` lists those it has. Only where API Gateway passes
+    /// every request on (a `$default` route, a REST API's `{proxy+}`): an HTTP API answers 404 itself otherwise.
     #[error("Method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -84,8 +85,10 @@ impl ApiError {
 
     pub fn to_response(&self) -> Response<Body> {
         let mut response = json_response(self.status(), &self.body());
-        if let ApiError::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert("allow", HeaderValue::from_static(allow));
+        if let ApiError::MethodNotAllowed { allow } = self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.headers_mut().insert("allow", value);
         }
         response
     }

@@ -4,24 +4,26 @@
 use std::future::Future;
 use std::time::Duration;
 
-use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::app::App;
+use crate::app::{App, Function};
 use crate::clock::now_ms;
 use crate::error::{ApiError, json_response};
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::request;
+use crate::routes::{self, Row};
 use crate::secret::{self, Caller};
 use crate::upload::Declared;
 
 /// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
 const LAMBDA_DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
-/// The service's routes.
+/// What a route does (`routes::ROUTES` says which method and path, and which function serves it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `POST /upload`
@@ -54,66 +56,63 @@ impl Route {
     }
 }
 
-/// Finds the route of a request, and the upload id a status, abort or parts request names. The path may carry a
-/// stage prefix (REST APIs and named HTTP API stages), so it is matched from its end.
-pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
-    enum Target {
-        Uploads,
-        Complete,
-        Create,
-        Upload(String),
-        Parts(String),
-    }
-    let path = req.uri().path().trim_end_matches('/');
-    let segments: Vec<&str> = path.rsplit('/').take(3).collect();
-    let param = req.path_parameters_ref().and_then(|p| p.first("upload_id"));
-    let named = |id: &str| param.unwrap_or(id).to_string();
-    let target = match segments.as_slice() {
-        ["upload", ..] => Target::Uploads,
-        ["complete", "upload", ..] => Target::Complete,
-        ["create", "upload", ..] => Target::Create,
-        ["parts", id, "upload"] => Target::Parts(named(id)),
-        [id, "upload", ..] => Target::Upload(named(id)),
-        _ => return Err(ApiError::NotFound),
+/// The route of a request, and the upload id its path names: from the event API Gateway made, its route key (HTTP
+/// API) or resource (REST API) and its path parameters. An event from a route the table does not name (a `$default`
+/// route, a REST API's `{proxy+}` resource) is matched by its path, from its end: the path may carry a stage prefix.
+pub fn route_of(req: &Request) -> Result<(Row, Option<String>), ApiError> {
+    let method = req.method().as_str();
+    let declared = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.route_key.as_deref().and_then(|key| key.split_once(' ')).and_then(|(m, path)| routes::by_key(m, path))
+        }
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.resource_path.as_deref().and_then(|path| routes::by_key(method, path))
+        }
+        _ => None,
     };
-    match (req.method(), target) {
-        (&Method::POST, Target::Uploads) => Ok((Route::Chunk, None)),
-        (&Method::GET, Target::Uploads) => Ok((Route::List, None)),
-        (&Method::POST, Target::Complete) => Ok((Route::Complete, None)),
-        (&Method::POST, Target::Create) => Ok((Route::Open, None)),
-        (&Method::POST, Target::Parts(id)) => Ok((Route::Parts, Some(id))),
-        (&Method::GET, Target::Upload(id)) => Ok((Route::Status, Some(id))),
-        (&Method::DELETE, Target::Upload(id)) => Ok((Route::Abort, Some(id))),
-        (_, Target::Upload(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
-        (_, Target::Uploads) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-        (_, _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+    if let Some(row) = declared {
+        let id = req.path_parameters_ref().and_then(|p| p.first("upload_id")).map(str::to_string);
+        return Ok((row, id));
     }
+    let path = req.uri().path();
+    let tails = path.match_indices('/').map(|(at, _)| &path[at..]);
+    let mut allowed: Vec<&str> = Vec::new();
+    for tail in tails {
+        if let Some(matched) = routes::select(method, tail) {
+            return Ok((matched.row, matched.parameters.get("upload_id").cloned()));
+        }
+        allowed.extend(routes::ROUTES.iter().filter(|r| routes::select(r.method, tail).is_some()).map(|r| r.method));
+    }
+    if allowed.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    allowed.sort_unstable();
+    allowed.dedup();
+    Err(ApiError::MethodNotAllowed { allow: allowed.join(", ") })
 }
 
-/// Every route: what the local API server serves.
-pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(
-        app,
-        req,
-        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List],
-    )
-    .await
+/// Every route, each on its function's app as deployed: what the local API server and the tests serve.
+pub async fn handle(chunk: &App, complete: &App, req: Request) -> Response<Body> {
+    match route_of(&req).map(|(row, _)| row.function) {
+        Ok(Function::Complete) => complete_function(complete, req).await,
+        _ => chunk_function(chunk, req).await,
+    }
 }
 
 /// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List]).await
+    serve(app, req, Function::Chunk).await
 }
 
 /// The complete function.
 pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Complete]).await
+    serve(app, req, Function::Complete).await
 }
 
-async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
+async fn serve(app: &App, req: Request, function: Function) -> Response<Body> {
     let principal = request::principal(&req);
     let (route, path_id) = match route_of(&req) {
-        Ok((route, id)) if routes.contains(&route) => (route, id),
+        Ok((row, id)) if row.function == function => (row.route, id),
         Ok(_) => return unrouted(app, ApiError::NotFound),
         Err(e) => return unrouted(app, e),
     };

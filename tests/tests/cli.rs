@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use integration_tests::lambda_runtime::build_functions;
-use integration_tests::{KIB, MIB, Service, User, data, service_env};
+use integration_tests::{KIB, MIB, Service, User, data};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -42,7 +42,7 @@ impl Setup {
         let svc = Service::default().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
         let server = Command::new(&binaries["local-server"])
-            .envs(service_env(&[("PORT", &port.to_string())]))
+            .envs(svc.env(&[("PORT", &port.to_string())]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -257,7 +257,7 @@ async fn through_lambda(svc: &Service, raw_query: &str, host: &str, body: &str, 
         "body": body, "isBase64Encoded": base64
     });
     let event = serde_json::from_value(event).expect("event");
-    let response = shared::lambda::serve(&|r| shared::handlers::handle(&svc.app, r), event).await;
+    let response = shared::lambda::serve(&|r| shared::handlers::chunk_function(&svc.app, r), event).await;
     serde_json::to_value(&response).expect("response")
 }
 
