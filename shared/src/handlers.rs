@@ -17,7 +17,7 @@ use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::request;
 use crate::routes::{self, Row};
-use crate::secret::{self, Caller};
+use crate::secret::{self, Caller, Network};
 use crate::upload::Declared;
 
 /// Lambda stops an invocation at its deadline: the answer must be out before, with this to spare for sending it.
@@ -111,6 +111,8 @@ pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
 
 async fn serve(app: &App, req: Request, function: Function) -> Response<Body> {
     let principal = request::principal(&req);
+    let network = request::network(&req);
+    let logged = principal.as_ref().ok().cloned().flatten();
     let (route, path_id) = match route_of(&req) {
         Ok((row, id)) if row.function == function => (row.route, id),
         Ok(_) => return unrouted(app, ApiError::NotFound),
@@ -118,9 +120,9 @@ async fn serve(app: &App, req: Request, function: Function) -> Response<Body> {
     };
     let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
     let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
-    let (upload_id, result) = match authenticated(app, principal.as_deref()) {
+    let (upload_id, result) = match principal.and_then(|p| authenticated(app, p.as_deref())) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-        Ok(principal) => Box::pin(dispatch(app, req, route, principal, path_id, deadline)).await,
+        Ok(principal) => Box::pin(dispatch(app, req, route, (principal, network), path_id, deadline)).await,
         Err(e) => (path_id.and_then(|id| UploadId::parse(&id).ok()), Err(e)),
     };
     let response = match &result {
@@ -135,15 +137,7 @@ async fn serve(app: &App, req: Request, function: Function) -> Response<Body> {
     let upload_id = body.get("upload_id").and_then(Value::as_str).or(upload_id.as_ref().map(UploadId::as_str));
     let offset = body.get("offset").and_then(Value::as_u64);
     let detail = body.get("detail").and_then(Value::as_str);
-    tracing::info!(
-        route = route.name(),
-        upload_id,
-        principal = principal.as_deref(),
-        status,
-        offset,
-        detail,
-        "request"
-    );
+    tracing::info!(route = route.name(), upload_id, principal = logged.as_deref(), status, offset, detail, "request");
     response
 }
 
@@ -223,7 +217,7 @@ async fn dispatch(
     app: &App,
     req: Request,
     route: Route,
-    principal: Option<String>,
+    (principal, network): (Option<String>, Option<Network>),
     path_id: Option<String>,
     deadline: Instant,
 ) -> (Option<UploadId>, Result<Value, ApiError>) {
@@ -241,7 +235,7 @@ async fn dispatch(
             Ok((chunk, secret)) => {
                 let upload_id = chunk.upload_id.clone();
                 let (caller, late) = match upload_id {
-                    None => (Ok(Caller::creating(principal)), Late::Retry),
+                    None => (Ok(Caller::creating(principal, network)), Late::Retry),
                     Some(_) => (Caller::naming(principal, secret), Late::MayHaveLanded),
                 };
                 let result = match caller {
@@ -269,7 +263,9 @@ async fn dispatch(
         // Nothing is accepted by either: a first request's upload the client never learned of expires, and a part
         // declared again with the same CRC64NVME is the same declaration.
         Route::Open => match request::opening(req) {
-            Ok(opening) => (None, by(deadline, Late::Retry, app.open(&Caller::creating(principal), opening)).await),
+            Ok(opening) => {
+                (None, by(deadline, Late::Retry, app.open(&Caller::creating(principal, network), opening)).await)
+            }
             Err(e) => (None, Err(e)),
         },
         Route::Parts => {
@@ -285,7 +281,9 @@ async fn dispatch(
         }
         // Reads only. An anonymous caller is refused by the listing whatever secret it sent: none lists uploads.
         Route::List => match request::listing(&req) {
-            Ok(listing) => (None, by(deadline, Late::Retry, app.list(&Caller::creating(principal), listing)).await),
+            Ok(listing) => {
+                (None, by(deadline, Late::Retry, app.list(&Caller::creating(principal, None), listing)).await)
+            }
             Err(e) => (None, Err(e)),
         },
         Route::Status | Route::Abort => {
@@ -307,6 +305,26 @@ async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `$default` route (or a REST API's `{proxy+}` resource) passes every request on: its path says the route,
+    /// behind a stage prefix too, and its method may be one the path's routes do not have.
+    #[test]
+    fn a_route_no_event_names_is_matched_by_its_path() {
+        let event = |method: &str, path: &str| {
+            let json = format!(
+                r#"{{"version":"2.0","routeKey":"$default","rawPath":"{path}","requestContext":{{"http":{{"method":"{method}"}}}}}}"#
+            );
+            crate::lambda::decode(serde_json::from_str(&json).unwrap()).unwrap()
+        };
+        let (row, id) = route_of(&event("GET", "/prod/upload/abc")).unwrap();
+        assert_eq!((row.route, id.as_deref()), (Route::Status, Some("abc")));
+        assert_eq!(route_of(&event("POST", "/upload/complete")).unwrap().0.route, Route::Complete);
+        match route_of(&event("PUT", "/upload")) {
+            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, POST"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(route_of(&event("GET", "/nothing")), Err(ApiError::NotFound)));
+    }
 
     #[test]
     fn the_earlier_deadline_wins() {

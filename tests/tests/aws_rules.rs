@@ -9,11 +9,22 @@ use integration_tests::strict::{Rule, Rules};
 use integration_tests::*;
 use lambda_http::http;
 use serde_json::json;
+use shared::store::quota::counter_key;
 
 /// An owner of its own, so its counters start at zero.
 fn fresh(prefix: &str) -> (User, String) {
     let sub = format!("{prefix}-{}", shared::protocol::UploadId::new());
     (User::named(&sub), sub)
+}
+
+/// Sends the first `chunks` MiB of `file` in 1 MiB chunks (buffered: a part is at least 5 MiB); the upload's id.
+async fn send_first(svc: &Service, user: &User, file: &[u8], chunks: usize) -> String {
+    let id = svc.start_upload(user, file, MIB).await;
+    for start in (MIB..chunks * MIB).step_by(MIB) {
+        let chunk = &file[start..start + MIB];
+        svc.chunk(user, Some(&id), start, chunk, file.len(), Encoding::Raw).await.assert_status(200);
+    }
+    id
 }
 
 /// The scenario of issue 18: a 23 MiB sequential upload in 4 MiB chunks, S3 stores the part the chunk at 4 MiB
@@ -77,8 +88,8 @@ async fn keys_deleteobjects_left_in_place_are_deleted_again() {
     let id = done.upload_id();
     assert_eq!(svc.buffered_keys(&id).await, Vec::<String>::new(), "the completion removed every buffered chunk");
 
-    let aborted = svc.upload_all(&user, &file[..4 * MIB], MIB, Encoding::Raw).await;
-    assert!(!svc.buffered_keys(&aborted).await.is_empty());
+    let aborted = send_first(&svc, &user, &file, 4).await;
+    assert_eq!(svc.buffered_keys(&aborted).await.len(), 4);
     let reply = svc.abort(&user, &aborted).await;
     assert!(matches!(reply.status, 200 | 503), "{reply:?}");
     if reply.status == 503 {
@@ -97,7 +108,7 @@ async fn a_missing_buffered_chunk_is_a_conflict_whatever_s3_calls_it() {
         let svc = Service::with(&[], Setup { rules, ..Setup::default() }).await;
         let user = User::named("missing-chunk");
         let file = data(6 * MIB, 1805);
-        let id = svc.upload_all(&user, &file[..4 * MIB], MIB, Encoding::Raw).await;
+        let id = send_first(&svc, &user, &file, 4).await;
         let buffered = svc.buffered_keys(&id).await;
         let gone = svc.s3.delete_object().bucket(&svc.app.config.bucket).key(&buffered[1]);
         gone.send().await.expect("delete a buffered chunk");
@@ -124,7 +135,7 @@ async fn concurrent_starts_and_completes_of_one_owner_leave_it_counted_for_nothi
         }
     });
     join_all(uploads).await;
-    assert_eq!(svc.app.table.in_progress(&owner).await.expect("counters"), (0, 0));
+    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
 }
 
 /// Anonymous uploads count against the caller's network: one client at its limit does not lock out another.
@@ -159,6 +170,7 @@ async fn one_anonymous_client_cannot_use_up_the_limit_of_all() {
     // A completion gives the share back to the network that was counted.
     let holder = User::anonymous().with_secret(first.secret());
     svc.complete(&holder, &first.upload_id(), &md5_hex(&file)).await.assert_status(200);
+    assert_eq!(svc.app.table.in_progress("client/203.0.113.7").await.expect("counters"), (1, file.len() as u64));
     start("203.0.113.7").await.assert_status(200);
 }
 
