@@ -96,8 +96,8 @@ impl App {
     }
 
     /// With S3, DynamoDB and Lambda clients configured by the caller (the tests route them through proxies, and point
-    /// the Lambda client at an emulated Lambda), the rest from `sdk` (EventBridge); the service's time limits replace
-    /// the clients' own. The Lambda client is used only by a
+    /// the Lambda client at an emulated Lambda), the rest from `sdk` (EventBridge, and the credentials presigned URLs
+    /// are signed with); the service's time limits replace the clients' own. The Lambda client is used only by a
     /// completion hook that names a function.
     pub fn with_clients(
         config: Config,
@@ -123,7 +123,7 @@ impl App {
         App {
             hook,
             table: Table::new(dynamodb, config.table.clone()),
-            bucket: Bucket::new(s3, config.bucket.clone()),
+            bucket: Bucket::new(s3, config.bucket.clone(), sdk.credentials_provider()),
             metrics: Metrics::to_stdout(config.metrics_namespace.clone()),
             eventbridge,
             config,

@@ -66,7 +66,7 @@ pub struct Rules {
     pub conflict_one_in: u64,
     /// One in this many retryable CompleteMultipartUpload attempts answers 200 with an error.
     pub completion_error_one_in: u64,
-    /// One in this many DeleteObjects leaves some of its keys in place, with an error for each.
+    /// One in this many DeleteObjects leaves its keys in place, with an error for each (a key at most once).
     pub delete_error_one_in: u64,
 }
 
@@ -325,7 +325,7 @@ pub fn before(strict: &Arc<Mutex<Strict>>, operation: &str, parts: &Parts, body:
             let keys = elements(&body, "Key");
             let mut failing = Vec::new();
             for key in &keys {
-                if !state.failed_deletes.contains(key) && state.draw() % 2 == 0 {
+                if !state.failed_deletes.contains(key) {
                     state.failed_deletes.insert(key.clone());
                     let code = if state.draw() % 2 == 0 { "SlowDown" } else { "InternalError" };
                     failing.push((key.clone(), code));

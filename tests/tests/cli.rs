@@ -308,3 +308,16 @@ async fn ls_lists_the_callers_uploads_newest_first_across_pages() {
     assert!(rows[1].starts_with(&expected[0]) && rows[1].contains("uploading"), "{table}");
     assert!(rows[1].contains(&format!("{}/{}", 10 * KIB, 20 * KIB)), "{table}");
 }
+
+/// S3 refuses a part URL whose signing credentials expired before it was used (400 ExpiredToken, the strict layer's
+/// answer): the tool asks for a fresh URL, as it does on a 403, and completes the exact file.
+#[tokio::test]
+async fn a_part_url_signed_with_expired_credentials_is_asked_for_again() {
+    let setup = Setup::start("expired-token").await;
+    let bytes = data(11 * MIB + 3, 58);
+    let path = setup.file("direct.bin", &bytes);
+    setup.svc.s3_proxy.arm("UploadPart", integration_tests::proxy::Fault::ExpiredToken);
+    let run = setup.put(&path, &["--mode", "direct", "--part-size", "5MiB"]).await;
+    assert!(setup.svc.s3_proxy.all_fired(), "a part's PUT met an expired session");
+    setup.assert_stored(run.result(), &bytes).await;
+}
