@@ -10,8 +10,8 @@ pub mod record;
 pub mod sizing;
 pub mod table;
 
-pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Presigned};
-pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
+pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Part, Presigned};
+pub use ledger::{BufferChain, BufferedChunk, FlushLease, Listed, PartLedger};
 pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;
