@@ -138,6 +138,26 @@ async fn concurrent_starts_and_completes_of_one_owner_leave_it_counted_for_nothi
     assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
 }
 
+/// A release of the owner's share that fails at completion fails the completion, whose repetition gives it back: no
+/// completed upload is left counted (before, the completion answered 200 and the owner stayed counted).
+#[tokio::test]
+async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_complete() {
+    let table = own_table().await;
+    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
+    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (user, owner) = fresh("release");
+    let file = data(3 * MIB, 1806);
+    let id = svc.start_upload(&user, &file, file.len()).await;
+    // The creation was the first transaction; the next is the completion's release.
+    let creations = dynamodb.tallies()["TransactWriteItems"].calls;
+    dynamodb.arm("TransactWriteItems", Fault::FailBefore);
+    let first = svc.complete(&user, &id, &md5_hex(&file)).await;
+    assert!(dynamodb.all_fired() && dynamodb.tallies()["TransactWriteItems"].calls > creations);
+    first.assert_status(503);
+    svc.complete(&user, &id, &md5_hex(&file)).await.assert_status(200);
+    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
+}
+
 /// Anonymous uploads count against the caller's network: one client at its limit does not lock out another.
 #[tokio::test]
 async fn one_anonymous_client_cannot_use_up_the_limit_of_all() {
