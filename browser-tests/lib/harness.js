@@ -89,6 +89,16 @@ export async function s3Object(key) {
   return JSON.parse(stdout);
 }
 
+/**
+ * Arms a fault of the strict-AWS layer (browser-tests/run starts it in front of the emulators) on the next call of
+ * `operation`, e.g. armStrictLayer('UploadPart', 'ExpiredToken'): S3's answer to a URL whose credentials expired.
+ */
+export async function armStrictLayer(operation, fault) {
+  const proxy = process.env.AWS_ENDPOINT_URL_S3 ?? fail('AWS_ENDPOINT_URL_S3 is not set: run browser-tests/run');
+  const response = await fetch(`${proxy}/__strict/arm?${new URLSearchParams({ operation, fault })}`, { method: 'POST' });
+  if (!response.ok) throw new Error(`arming ${fault} on ${operation}: ${response.status}`);
+}
+
 /** GET /upload/{id} from outside the browser. */
 export async function uploadStatus(uploadId, token) {
   const response = await fetch(`${API_URL}/upload/${uploadId}`, { headers: { Authorization: `Bearer ${token}` } });

@@ -27,6 +27,7 @@ pub mod md5state;
 pub mod metrics;
 pub mod protocol;
 pub mod request;
+pub mod routes;
 pub mod secret;
 pub mod store;
 pub mod tus;

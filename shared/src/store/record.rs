@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, FlushLease, PartLedger};
+use super::quota::counter_key;
 use super::tus::TusRecord;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
@@ -81,9 +82,9 @@ pub struct UploadRecord {
     pub completed: Option<Completed>,
     /// An anonymous upload's secret, hashed (see `secret`); none for an authenticated owner's.
     pub secret_hash: Option<SecretHash>,
-    /// Whether the upload counts against its owner's limits (see `store::quota`): it did if a limit was set when it
-    /// started.
-    pub counted: bool,
+    /// The counter item the upload counts against (see `store::quota`): its owner's, or an anonymous caller's
+    /// network's; `None` if no limit was set when it started.
+    pub counted: Option<String>,
     pub mode: Mode,
     /// The parallel mode's chunk size (its grid: `grid::Grid`); the direct mode's is its part size; 0 in sequential
     /// mode, whose chunks may have any size.
@@ -184,8 +185,15 @@ impl UploadRecord {
         if let Some(hash) = &self.secret_hash {
             item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
         }
-        if self.counted {
-            item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+        // `true` for the owner's counter, as before anonymous uploads were counted by their network.
+        match &self.counted {
+            Some(counter) if *counter == counter_key(&self.owner) => {
+                item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+            }
+            Some(counter) => {
+                item.insert(attr::COUNTED.into(), s(counter));
+            }
+            None => {}
         }
         // Absent for the sequential mode, so its records stay as small as before the other modes.
         if self.mode != Mode::Sequential {
@@ -228,9 +236,15 @@ impl UploadRecord {
             }),
             _ => None,
         };
+        let owner = s(attr::OWNER)?;
+        let counted = match item.get(attr::COUNTED) {
+            Some(AttributeValue::Bool(true)) => Some(counter_key(&owner)),
+            Some(AttributeValue::S(counter)) => Some(counter.clone()),
+            _ => None,
+        };
         Ok(UploadRecord {
             upload_id: UploadId::parse(&s(attr::UPLOAD_ID)?).map_err(|_| damaged(attr::UPLOAD_ID))?,
-            owner: s(attr::OWNER)?,
+            owner,
             filename: s(attr::FILENAME)?,
             content_type: s(attr::CONTENT_TYPE)?,
             total: n(attr::TOTAL)?,
@@ -265,7 +279,7 @@ impl UploadRecord {
                         .and_then(|h| SecretHash::from_bytes(h).ok_or_else(|| damaged(attr::SECRET_HASH)))
                 })
                 .transpose()?,
-            counted: item.get(attr::COUNTED).is_some_and(|v| v.as_bool() == Ok(&true)),
+            counted,
             mode: match item.get(attr::MODE) {
                 None => Mode::Sequential,
                 Some(_) => Mode::parse(&s(attr::MODE)?).ok_or_else(|| damaged(attr::MODE))?,
@@ -351,7 +365,7 @@ mod tests {
             completing_since_ms: None,
             completed: None,
             secret_hash: None,
-            counted: false,
+            counted: None,
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
@@ -368,7 +382,7 @@ mod tests {
             completing_since_ms: Some(5),
             completed: Some(Completed { md5: "m".into(), etag: "e".into(), crc64: "c".into() }),
             secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
-            counted: true,
+            counted: Some(counter_key("alice")),
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::bucket::Bucket;
-use super::quota::{BYTES, counter_key};
+use super::quota::BYTES;
 use super::record::{Status, UploadRecord, attr};
 use super::table::{BATCH, Table};
 use super::{ambiguous, unavailable};
@@ -181,11 +181,11 @@ impl Table {
             .map_err(|e| ApiError::Unavailable(format!("UpdateItem: {e}")))?;
         let mut request =
             self.client().transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
-        if record.counted {
+        if let Some(counter) = &record.counted {
             // What was counted for it is the most it could have become; the difference goes back now.
             let uncount = Update::builder()
                 .table_name(self.name())
-                .key(attr::UPLOAD_ID, s(&counter_key(&record.owner)))
+                .key(attr::UPLOAD_ID, s(counter))
                 .update_expression("ADD #bytes :less")
                 .condition_expression("attribute_exists(#bytes)")
                 .expression_attribute_names("#bytes", BYTES)

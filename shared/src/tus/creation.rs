@@ -47,8 +47,8 @@ async fn created(context: &Context<'_>, req: Request) -> Result<(TusState, Optio
     let concat = headers::upload_concat(&req)?;
     let caller = match (&context.principal, &context.secret) {
         (Some(sub), _) => Caller::Principal(sub.clone()),
-        (None, Some(secret)) => Caller::Anonymous(secret.clone()),
-        (None, None) => Caller::creating(None),
+        (None, Some(secret)) => Caller::Anonymous(secret.clone(), context.network.clone()),
+        (None, None) => Caller::creating(None, context.network.clone()),
     };
     let drawn = context.secret.is_none().then(|| caller.secret().map(|s| s.reveal())).flatten();
     if let Some(ConcatHeader::Final(pieces)) = concat {

@@ -29,7 +29,7 @@ use crate::handlers::{self, Late};
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::request;
-use crate::secret::{Caller, UploadSecret};
+use crate::secret::{Caller, Network, UploadSecret};
 
 /// What a tus request addresses.
 enum Target {
@@ -80,8 +80,9 @@ impl Route {
 pub async fn serve(app: &App, req: Request) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     let principal = request::principal(&req);
+    let logged = principal.as_ref().ok().cloned().flatten();
     // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
-    let (route, upload_id, result) = Box::pin(respond(app, req, principal.clone())).await;
+    let (route, upload_id, result) = Box::pin(respond(app, req, principal)).await;
     let answer = result.unwrap_or_else(|e| e.answer());
     let status = answer.status().as_u16();
     let route = route.map_or("tus", Route::name);
@@ -91,7 +92,7 @@ pub async fn serve(app: &App, req: Request) -> Response<Body> {
     tracing::info!(
         route,
         upload_id = upload_id.as_ref().map(UploadId::as_str),
-        principal = principal.as_deref(),
+        principal = logged.as_deref(),
         status,
         detail = answer.detail(),
         "request"
@@ -102,7 +103,7 @@ pub async fn serve(app: &App, req: Request) -> Response<Body> {
 
 type Outcome = (Option<Route>, Option<UploadId>, Result<Answer, TusError>);
 
-async fn respond(app: &App, req: Request, principal: Option<String>) -> Outcome {
+async fn respond(app: &App, req: Request, principal: Result<Option<String>, ApiError>) -> Outcome {
     let Some(target) = target(&req) else { return (None, None, Err(ApiError::NotFound.into())) };
     let method = match headers::method(&req) {
         Ok(method) => method,
@@ -115,10 +116,14 @@ async fn respond(app: &App, req: Request, principal: Option<String>) -> Outcome 
         (Target::Upload(_), &Method::PATCH) => Route::Patch,
         (Target::Upload(_), &Method::DELETE) => Route::Delete,
         (Target::Collection { .. }, _) => {
-            return (None, None, Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" }.into()));
+            return (None, None, Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS".into() }.into()));
         }
         (Target::Upload(_), _) => {
-            return (None, None, Err(ApiError::MethodNotAllowed { allow: "HEAD, PATCH, DELETE, OPTIONS" }.into()));
+            return (
+                None,
+                None,
+                Err(ApiError::MethodNotAllowed { allow: "HEAD, PATCH, DELETE, OPTIONS".into() }.into()),
+            );
         }
     };
     // Discovery needs no identity, and the spec has clients send no version with it; at an upload's URL, the URL
@@ -132,14 +137,14 @@ async fn respond(app: &App, req: Request, principal: Option<String>) -> Outcome 
         return (Some(route), None, Ok(discovery::answer(app)));
     }
     let checked = headers::check_version(&req, &method)
-        .and_then(|()| handlers::authenticated(app, principal.as_deref()).map_err(TusError::from))
+        .and_then(|()| principal.and_then(|p| handlers::authenticated(app, p.as_deref())).map_err(TusError::from))
         .and_then(|principal| Ok((principal, request::upload_secret(&req)?)));
     let (principal, secret) = match checked {
         Ok(checked) => checked,
         Err(e) => return (Some(route), None, Err(e)),
     };
     let deadline = handlers::deadline(app, &req);
-    let context = Context { app, principal, secret, deadline };
+    let context = Context { app, principal, secret, network: request::network(&req), deadline };
     match target {
         Target::Collection { trailing_slash } => {
             let (upload_id, result) = Box::pin(creation::create(&context, req, trailing_slash)).await;
@@ -166,6 +171,8 @@ struct Context<'a> {
     principal: Option<String>,
     /// `X-Upload-Secret`, for an anonymous caller.
     secret: Option<UploadSecret>,
+    /// Where an anonymous caller calls from: what the uploads it creates count against.
+    network: Option<Network>,
     deadline: tokio::time::Instant,
 }
 

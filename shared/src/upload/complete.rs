@@ -114,14 +114,18 @@ impl App {
             }
         };
         let retained_until = now_ms() / 1000 + self.config.expiration_delta_secs;
+        // The owner's share goes back before the record says complete (once: `store::quota`), so no completed
+        // upload is ever left counted. If it fails, so does this request, and a repeated complete gives it back.
+        if let Err(e) = self.table.release(&record, retained_until).await {
+            if let Err(release) = self.table.release_completion(upload_id, now).await {
+                tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
+            }
+            return Err(e);
+        }
         let md5 =
             if record.tus.is_some() { record.computed_md5()?.unwrap_or_default() } else { md5.unwrap_or_default() };
         match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
-                if let Err(e) = self.table.release(&record, retained_until).await {
-                    // The cleanup function releases it when TTL removes the record.
-                    tracing::warn!(upload_id = %upload_id, error = %e, "could not release a completed upload's share of the limits");
-                }
                 // Chunks of requests that failed after their S3 write were never referenced; the object is whole
                 // now, so nothing under the buffer prefix is needed any more.
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {

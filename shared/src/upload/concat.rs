@@ -227,7 +227,7 @@ impl App {
             part_start: total,
             flush_at: total,
             // Its bytes are its pieces', which are counted until it consumes them.
-            counted: false,
+            counted: None,
             tus: Some(TusRecord {
                 metadata: metadata.raw().to_string(),
                 concat: Concat::Final(pieces.to_vec()),
@@ -509,6 +509,6 @@ mod tests {
         assert_ne!(final_id(&alice, &[a.clone(), b.clone()]), final_id(&alice, &[b.clone(), a.clone()]));
         let one = std::slice::from_ref(&a);
         assert_ne!(final_id(&alice, one), final_id(&Caller::Principal("bob".into()), one));
-        assert_ne!(final_id(&Caller::creating(None), one), final_id(&Caller::creating(None), one));
+        assert_ne!(final_id(&Caller::creating(None, None), one), final_id(&Caller::creating(None, None), one));
     }
 }

@@ -171,7 +171,7 @@ impl App {
             completing_since_ms: None,
             completed: None,
             secret_hash: caller.secret_hash(),
-            counted: self.config.limits.any(),
+            counted: self.config.limits.any().then(|| crate::store::quota::counter_of(caller)),
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
