@@ -41,7 +41,7 @@ where
 {
     let event = match event_for(request) {
         Ok(event) => event,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     // Lambda hands the function JSON; parse it the same way, so the emulation cannot accept what Lambda would not.
     let response = match lambda::serve_json(handler, Bytes::from(event)).await {
@@ -58,26 +58,28 @@ where
 
 /// The JSON event API Gateway would send the function for `request`; or, where API Gateway answers by itself (limits,
 /// no route, a refused token), that answer.
-pub fn event_for(request: http::Request<Bytes>) -> Result<Vec<u8>, http::Response<Bytes>> {
+pub fn event_for(request: http::Request<Bytes>) -> Result<Vec<u8>, Box<http::Response<Bytes>>> {
+    // Boxed: a response is large beside the event.
+    let refuse = |status, body| Box::new(plain(status, body));
     if request.body().len() > API_GATEWAY_BODY_LIMIT {
-        return Err(plain(413, json!({"message": "Request Entity Too Large"})));
+        return Err(refuse(413, json!({"message": "Request Entity Too Large"})));
     }
     if request_line_and_header_values(&request) > API_GATEWAY_HEADER_LIMIT {
-        return Err(plain(431, json!({"message": "Request Header Fields Too Large"})));
+        return Err(refuse(431, json!({"message": "Request Header Fields Too Large"})));
     }
     // API Gateway passes header values on as JSON strings; bytes that are not UTF-8 never reach a function.
     if request.headers().values().any(|v| std::str::from_utf8(v.as_bytes()).is_err()) {
-        return Err(plain(400, json!({"message": "Bad Request"})));
+        return Err(refuse(400, json!({"message": "Bad Request"})));
     }
     // An HTTP API without a $default route answers a request no route matches itself.
     let Some(matched) = routes::select(request.method().as_str(), request.uri().path()) else {
-        return Err(plain(404, json!({"message": "Not Found"})));
+        return Err(refuse(404, json!({"message": "Not Found"})));
     };
-    let claims = bearer_claims(request.headers()).map_err(|()| plain(401, json!({"message": "Unauthorized"})))?;
+    let claims = bearer_claims(request.headers()).map_err(|()| refuse(401, json!({"message": "Unauthorized"})))?;
     let event = serde_json::to_vec(&event(request, matched, claims))
-        .map_err(|e| plain(500, json!({"message": format!("could not encode the event: {e}")})))?;
+        .map_err(|e| refuse(500, json!({"message": format!("could not encode the event: {e}")})))?;
     if event.len() > LAMBDA_PAYLOAD_LIMIT {
-        return Err(plain(413, json!({"message": "Request too long for a Lambda invocation"})));
+        return Err(refuse(413, json!({"message": "Request too long for a Lambda invocation"})));
     }
     Ok(event)
 }

@@ -231,7 +231,7 @@ impl Strict {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        n > 0 && self.draw() % n == 0
+        n > 0 && self.draw().is_multiple_of(n)
     }
 }
 
@@ -288,7 +288,7 @@ pub fn before(strict: &Arc<Mutex<Strict>>, operation: &str, parts: &Parts, body:
         if rules.has(Rule::TransactionConflict) {
             match conflict(&mut state, strict, operation, &body, rules.conflict_one_in) {
                 Ok(holding) => after.holding = holding,
-                Err(refusal) => return Verdict::Answer(refusal),
+                Err(refusal) => return Verdict::Answer(*refusal),
             }
         }
         return Verdict::Forward { body, after };
@@ -329,7 +329,7 @@ pub fn before(strict: &Arc<Mutex<Strict>>, operation: &str, parts: &Parts, body:
             for key in &keys {
                 if !state.failed_deletes.contains(key) {
                     state.failed_deletes.insert(key.clone());
-                    let code = if state.draw() % 2 == 0 { "SlowDown" } else { "InternalError" };
+                    let code = if state.draw().is_multiple_of(2) { "SlowDown" } else { "InternalError" };
                     failing.push((key.clone(), code));
                 }
             }
@@ -564,7 +564,7 @@ fn conflict(
     operation: &str,
     body: &[u8],
     one_in: u64,
-) -> Result<Option<Holding>, Response<Full<Bytes>>> {
+) -> Result<Option<Holding>, Box<Response<Full<Bytes>>>> {
     let Some((items, transaction)) = written_items(operation, body) else { return Ok(None) };
     if transaction {
         let busy: Vec<bool> = items.iter().map(|i| state.held.contains_key(i)).collect();
@@ -583,7 +583,7 @@ fn conflict(
                 })
                 .collect();
             let codes: Vec<&str> = reasons.iter().map(|r| r["Code"].as_str().unwrap_or("None")).collect();
-            return Err(dynamodb_error(
+            return Err(Box::new(dynamodb_error(
                 400,
                 "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
                 &format!(
@@ -591,15 +591,15 @@ fn conflict(
                     codes.join(", ")
                 ),
                 Some(json!({"CancellationReasons": reasons})),
-            ));
+            )));
         }
     } else if items.iter().any(|i| state.held.get(i).is_some_and(|h| h.transaction)) {
-        return Err(dynamodb_error(
+        return Err(Box::new(dynamodb_error(
             400,
             "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
             "Transaction is ongoing for the item",
             None,
-        ));
+        )));
     }
     for i in &items {
         let holder = state.held.entry(i.clone()).or_insert(Holder { transaction, count: 0 });
