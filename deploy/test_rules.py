@@ -26,7 +26,7 @@ TEMPLATE = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "template.yaml")
 # takes each function's grants to be: both must be the template's.
 ROUTES = ROOT / "shared" / "src" / "routes.rs"
 GRANTS = ROOT / "tests" / "aws-grants.json"
-FUNCTIONS = {"Chunk": "ChunkFunction", "Complete": "CompleteFunction"}
+FUNCTIONS = {"Chunk": "ChunkFunction", "Complete": "CompleteFunction", "Tus": "TusFunction"}
 DAY = 86_400
 # API Gateway's HTTP API integration limit, which the template's TimeoutInMillis must not pass.
 INTEGRATION_LIMIT_MS = 29_000
@@ -432,7 +432,7 @@ def test_throttling_and_reserved_concurrency(t):
                         "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}, settings
     for values, expected in [({**ISSUER}, None), ({**ISSUER, "ReservedConcurrency": "5"}, "5")]:
         v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
-        for name in ("ChunkFunction", "CompleteFunction"):
+        for name in ("ChunkFunction", "CompleteFunction", "TusFunction"):
             expr = t["Resources"][name]["Properties"]["ReservedConcurrentExecutions"]
             _, then, _ = expr["Fn::If"]
             assert (v.eval(then) if v.condition(expr["Fn::If"][0]) else None) == expected, (name, values)
@@ -454,13 +454,18 @@ def test_time_limits_nest(t):
             integration = int(event["TimeoutInMillis"])
             assert integration <= INTEGRATION_LIMIT_MS, f"{name}: integration timeout {integration} ms"
             assert timeout * 1000 < integration, f"{name}: Timeout {timeout} s is not below {integration} ms"
-    assert api_functions == 2, api_functions
+    assert api_functions == 3, api_functions
 
 
 def test_the_completion_hook_is_granted_exactly_its_function(t):
-    """The complete function gets the hook's ARN and may invoke that function only, and nothing without a hook."""
+    """The functions that complete uploads (complete, and tus's, whose last PATCH completes) get the hook's ARN and
+    may invoke that function only, and nothing without a hook."""
+    for function in ("CompleteFunction", "TusFunction"):
+        completes_with_the_hook(t, t["Resources"][function]["Properties"])
+
+
+def completes_with_the_hook(t, complete):
     arn = "arn:aws:lambda:eu-west-1:123456789012:function:attach-upload"
-    complete = t["Resources"]["CompleteFunction"]["Properties"]
     for values, hooked in [(ISSUER, False), ({**ISSUER, "CompletionHookArn": arn}, True),
                            ({**ISSUER, "CompletionHookArn": f"{arn}:live"}, True)]:
         assert_accepted(t, values)
@@ -487,6 +492,29 @@ def test_the_completion_hook_is_granted_exactly_its_function(t):
     assert int(t["Parameters"]["CompletionHookTimeoutSecs"]["MaxValue"]) + 4 < deadline
     for secs in ["0", "21"]:
         assert_refused(t, {**ISSUER, "CompletionHookTimeoutSecs": secs}, "CompletionHookTimeoutSecs")
+
+
+def test_tus_routes_and_cors(t):
+    """tus's routes go to the tus function; OPTIONS (discovery) needs no token; CORS lets a browser's tus client send
+    its methods and headers and read its answers (tusd's lists, pkg/handler/config.go, with Upload-Checksum)."""
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"])
+              for e in t["Resources"]["TusFunction"]["Properties"]["Events"].values()}
+    assert routes == {("POST", "/files"), ("OPTIONS", "/files"), ("HEAD", "/files/{upload_id}"),
+                      ("PATCH", "/files/{upload_id}"), ("DELETE", "/files/{upload_id}"),
+                      ("POST", "/files/{upload_id}"), ("OPTIONS", "/files/{upload_id}")}, routes
+    paths = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    for path in ("/files", "/files/{upload_id}"):
+        assert paths[path]["options"] == {}, paths[path]
+        for method, operation in paths[path].items():
+            assert method == "options" or "security" in operation, (path, method)
+    cors = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["x-amazon-apigateway-cors"]["Fn::If"][1]
+    assert {"PATCH", "HEAD", "DELETE", "POST", "OPTIONS"} <= set(cors["allowMethods"]), cors
+    assert {"tus-resumable", "upload-length", "upload-offset", "upload-metadata", "upload-defer-length",
+            "upload-concat", "upload-checksum", "x-http-method-override", "authorization",
+            "x-upload-secret"} <= set(cors["allowHeaders"]), cors
+    assert {"location", "upload-offset", "upload-length", "upload-expires", "upload-metadata", "upload-concat",
+            "upload-defer-length", "tus-resumable", "tus-version", "tus-extension", "tus-max-size",
+            "tus-checksum-algorithm", "x-upload-secret"} <= set(cors["exposeHeaders"]), cors
 
 
 def test_every_function_keeps_its_logs_for_the_retention(t):

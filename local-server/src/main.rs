@@ -43,9 +43,14 @@ async fn main() -> ExitCode {
         }
     };
     // Each route runs on the app of the function that serves it when deployed, with that function's SDK clients.
-    let app = match (App::from_env_as(Function::Chunk).await, App::from_env_as(Function::Complete).await) {
-        (Ok(chunk), Ok(complete)) => Arc::new(Apps { chunk, complete }),
-        (Err(e), _) | (_, Err(e)) => {
+    let apps = (
+        App::from_env_as(Function::Chunk).await,
+        App::from_env_as(Function::Complete).await,
+        App::from_env_as(Function::Tus).await,
+    );
+    let app = match apps {
+        (Ok(chunk), Ok(complete), Ok(tus)) => Arc::new(Apps { chunk, complete, tus }),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
@@ -85,6 +90,7 @@ async fn main() -> ExitCode {
 struct Apps {
     chunk: App,
     complete: App,
+    tus: App,
 }
 
 async fn serve(
@@ -93,7 +99,7 @@ async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let origin = req.headers().get("origin").cloned();
-    let mut response = match site.answer(req.method(), req.uri().path()).await {
+    let mut response = match site.answer(req.method(), req.uri().path(), req.headers()).await {
         Some(response) => response,
         None => call_api(app, req).await,
     };
@@ -112,7 +118,9 @@ async fn call_api(app: Arc<Apps>, req: Request<Incoming>) -> Response<Full<Bytes
     // A task of its own, so it runs to its end when the client goes away, as a Lambda invocation does: hyper drops a
     // connection's futures, which would leave a cut completion holding its lease until it runs out.
     let handled =
-        tokio::spawn(async move { invoke(&|r| handlers::handle(&app.chunk, &app.complete, r), request).await });
+        tokio::spawn(
+            async move { invoke(&|r| handlers::handle(&app.chunk, &app.complete, &app.tus, r), request).await },
+        );
     match handled.await {
         Ok(response) => response.map(Full::new),
         Err(e) => {

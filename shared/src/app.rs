@@ -59,6 +59,7 @@ pub enum Function {
     Complete,
     Cleanup,
     Events,
+    Tus,
 }
 
 impl Function {
@@ -70,6 +71,7 @@ impl Function {
             Function::Complete => "complete",
             Function::Cleanup => "cleanup",
             Function::Events => "events",
+            Function::Tus => "tus",
         };
         // Each is a valid app id; `None` only if the SDK's rules for them changed.
         AppName::new(name).ok()

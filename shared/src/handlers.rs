@@ -40,6 +40,8 @@ pub enum Route {
     Parts,
     /// `GET /upload`: the caller's uploads.
     List,
+    /// `/files` and `/files/{upload_id}`: tus, on the tus function, in that protocol's own way (`crate::tus`).
+    Tus,
 }
 
 impl Route {
@@ -52,6 +54,7 @@ impl Route {
             Route::Open => "open",
             Route::Parts => "parts",
             Route::List => "list",
+            Route::Tus => "tus",
         }
     }
 }
@@ -92,9 +95,10 @@ pub fn route_of(req: &Request) -> Result<(Row, Option<String>), ApiError> {
 }
 
 /// Every route, each on its function's app as deployed: what the local API server and the tests serve.
-pub async fn handle(chunk: &App, complete: &App, req: Request) -> Response<Body> {
+pub async fn handle(chunk: &App, complete: &App, tus: &App, req: Request) -> Response<Body> {
     match route_of(&req).map(|(row, _)| row.function) {
         Ok(Function::Complete) => complete_function(complete, req).await,
+        Ok(Function::Tus) => tus_function(tus, req).await,
         _ => chunk_function(chunk, req).await,
     }
 }
@@ -102,6 +106,11 @@ pub async fn handle(chunk: &App, complete: &App, req: Request) -> Response<Body>
 /// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
     serve(app, req, Function::Chunk).await
+}
+
+/// The tus function: `/files` and `/files/{id}`, every method.
+pub async fn tus_function(app: &App, req: Request) -> Response<Body> {
+    crate::tus::serve(app, req).await
 }
 
 /// The complete function.
@@ -118,8 +127,7 @@ async fn serve(app: &App, req: Request, function: Function) -> Response<Body> {
         Ok(_) => return unrouted(app, ApiError::NotFound),
         Err(e) => return unrouted(app, e),
     };
-    let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
-    let deadline = Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms());
+    let deadline = deadline(app, &req);
     let (upload_id, result) = match principal.and_then(|p| authenticated(app, p.as_deref())) {
         // Boxed: the operations' futures nest deeply enough to exceed the compiler's layout depth in the binaries.
         Ok(principal) => Box::pin(dispatch(app, req, route, (principal, network), path_id, deadline)).await,
@@ -153,7 +161,7 @@ fn unrouted(app: &App, e: ApiError) -> Response<Body> {
 const MAX_PRINCIPAL_BYTES: usize = 128;
 
 /// The principal, or `None` for an anonymous caller where the deployment allows them.
-fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn authenticated(app: &App, principal: Option<&str>) -> Result<Option<String>, ApiError> {
     match principal {
         Some(p) if p.len() > MAX_PRINCIPAL_BYTES => Err(ApiError::BadRequest(format!(
             "The caller's identity (the token's sub) is over {MAX_PRINCIPAL_BYTES} bytes"
@@ -172,6 +180,12 @@ fn with_secret_header(mut response: Response<Body>, body: &Value) -> Response<Bo
     response
 }
 
+/// When a request must be answered by: the request timeout from now, or sooner for the Lambda invocation's deadline.
+pub(crate) fn deadline(app: &App, req: &Request) -> Instant {
+    let lambda_deadline_ms = req.lambda_context_ref().map(|c| c.deadline);
+    Instant::now() + time_left(app.config.request_timeout, lambda_deadline_ms, now_ms())
+}
+
 /// How long a request may run: the request timeout, or less when the Lambda invocation's own deadline (ms since the
 /// epoch) comes first.
 fn time_left(request_timeout: Duration, lambda_deadline_ms: Option<u64>, now_ms: u64) -> Duration {
@@ -187,7 +201,7 @@ fn time_left(request_timeout: Duration, lambda_deadline_ms: Option<u64>, now_ms:
 /// What a request answers when its deadline passes before its operation ends. The operation is dropped wherever it
 /// stands, which the commit discipline makes safe: bytes reach S3 before the write that references them.
 #[derive(Clone, Copy)]
-enum Late {
+pub(crate) enum Late {
     /// The accepting write may have been sent (a later chunk's commit, a completion): 503 Ambiguous, ask the status.
     MayHaveLanded,
     /// Nothing the client could refer to was accepted: 503 Unavailable, send it again. Status and abort change
@@ -197,7 +211,7 @@ enum Late {
 }
 
 /// Runs an operation until `deadline`, or answers as `late` says.
-async fn by<T>(
+pub(crate) async fn by<T>(
     deadline: Instant,
     late: Late,
     operation: impl Future<Output = Result<T, ApiError>>,
@@ -299,6 +313,8 @@ async fn dispatch(
             };
             (Some(id), result)
         }
+        // The tus function serves these (`handle`), in tus's own way: never this dispatch.
+        Route::Tus => (path_id, Err(ApiError::NotFound)),
     }
 }
 

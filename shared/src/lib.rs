@@ -30,6 +30,7 @@ pub mod request;
 pub mod routes;
 pub mod secret;
 pub mod store;
+pub mod tus;
 pub mod upload;
 
 pub use app::App;

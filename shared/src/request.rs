@@ -115,7 +115,7 @@ pub fn upload_secret(req: &Request) -> Result<Option<UploadSecret>, ApiError> {
     Fields::from_query_and_header(req, &[])?.secret()
 }
 
-fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
     let mut values = req.headers().get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -131,7 +131,7 @@ fn media_type(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(header(req, "content-type")?.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()))
 }
 
-fn body_bytes(body: Body) -> Bytes {
+pub(crate) fn body_bytes(body: Body) -> Bytes {
     match body {
         Body::Binary(bytes) => Bytes::from(bytes),
         Body::Text(text) => Bytes::from(text.into_bytes()),

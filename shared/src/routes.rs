@@ -38,6 +38,13 @@ pub const ROUTES: &[Row] = &[
     Row::new("POST", "/upload/{upload_id}/parts", Route::Parts, Function::Chunk),
     Row::new("GET", "/upload/{upload_id}", Route::Status, Function::Chunk),
     Row::new("DELETE", "/upload/{upload_id}", Route::Abort, Function::Chunk),
+    Row::new("POST", "/files", Route::Tus, Function::Tus),
+    Row::new("OPTIONS", "/files", Route::Tus, Function::Tus),
+    Row::new("HEAD", "/files/{upload_id}", Route::Tus, Function::Tus),
+    Row::new("PATCH", "/files/{upload_id}", Route::Tus, Function::Tus),
+    Row::new("DELETE", "/files/{upload_id}", Route::Tus, Function::Tus),
+    Row::new("POST", "/files/{upload_id}", Route::Tus, Function::Tus),
+    Row::new("OPTIONS", "/files/{upload_id}", Route::Tus, Function::Tus),
 ];
 
 /// A request matched to its route, with the path parameters the route's template names.

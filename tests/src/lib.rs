@@ -31,12 +31,13 @@ pub const MIB: usize = 1024 * 1024;
 /// A DynamoDB item as the SDK gives it.
 pub type Item = HashMap<String, AttributeValue>;
 
-/// The service under test, with the settings of the environment plus `overrides`: the chunk function's app and the
-/// complete function's (each route goes to the function that serves it in the deployment), their S3 and DynamoDB
-/// calls through a pair of strict-AWS proxies; and clients of the emulators' own for the tests' checks.
+/// The service under test, with the settings of the environment plus `overrides`: the chunk, complete and tus
+/// functions' apps (each route goes to the function that serves it in the deployment), their S3 and DynamoDB calls
+/// through a pair of strict-AWS proxies; and clients of the emulators' own for the tests' checks.
 pub struct Service {
     pub app: App,
     pub complete: App,
+    pub tus: App,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3_proxy: proxy::Proxy,
@@ -205,7 +206,8 @@ impl Service {
                 App::with_clients(config, &sdk, s3, dynamodb, &lambda_client(&sdk, overrides))
             }
         };
-        let (chunk, complete) = (app(Function::Chunk).await, app(Function::Complete).await);
+        let (chunk, complete, tus) =
+            (app(Function::Chunk).await, app(Function::Complete).await, app(Function::Tus).await);
         // The tests' own reads and checks go to the emulators directly. LocalStack may pause before streaming a
         // freshly completed object; the checks wait for it.
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -214,7 +216,8 @@ impl Service {
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service { app: chunk, complete, s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk), s3_proxy, dynamodb_proxy }
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Service { app: chunk, complete, tus, s3, dynamodb, s3_proxy, dynamodb_proxy }
     }
 
     /// The service with the SDK's own retries off, so an injected fault reaches the service's code instead of being
@@ -253,13 +256,20 @@ impl Service {
             Arc::new(move |line: &str| sink.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_string())),
         );
         self.app.metrics = metrics.clone();
-        self.complete.metrics = metrics;
+        self.complete.metrics = metrics.clone();
+        self.tus.metrics = metrics;
         lines
     }
 
-    /// One HTTP request through the emulated API Gateway, to the function that serves its route.
+    /// One HTTP request through the emulated API Gateway, to the function that serves its route, its answer as it
+    /// comes (tus answers are headers and text).
+    pub async fn send_raw(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        local::invoke(&|r| handlers::handle(&self.app, &self.complete, &self.tus, r), request).await
+    }
+
+    /// One HTTP request through the emulated API Gateway.
     pub async fn send(&self, request: http::Request<Bytes>) -> Reply {
-        let response = local::invoke(&|r| handlers::handle(&self.app, &self.complete, r), request).await;
+        let response = self.send_raw(request).await;
         let status = response.status().as_u16();
         let body = serde_json::from_slice(response.body())
             .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {:?}", response.body()));
@@ -491,6 +501,14 @@ impl Service {
         let out = self.s3.get_object().bucket(&self.app.config.bucket).key(key).send().await;
         let out = out.unwrap_or_else(|e| panic!("object {key}: {e:?}"));
         out.body.collect().await.expect("object body").into_bytes().to_vec()
+    }
+
+    /// The object at `key` is `file`, byte for byte, and S3 holds its full-object CRC64NVME.
+    pub async fn assert_object(&self, key: &str, file: &[u8]) {
+        assert!(self.object(key).await == file, "the object in S3 is not the file");
+        let head = self.s3.head_object().bucket(&self.app.config.bucket).key(key);
+        let head = head.checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.expect("HeadObject");
+        assert_eq!(head.checksum_crc64_nvme(), Some(crc64(file).as_str()), "S3's full-object checksum");
     }
 
     /// Keys under a prefix.

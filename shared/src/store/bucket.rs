@@ -100,6 +100,10 @@ impl Bucket {
         &self.name
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. Each
     /// part carries its CRC64NVME, and S3 combines them into the object's (`FULL_OBJECT`), which a completion may
     /// declare for S3 to check.

@@ -40,7 +40,7 @@ impl Limits {
 }
 
 const UPLOADS: &str = "uploads_in_progress";
-const BYTES: &str = "bytes_in_progress";
+pub(super) const BYTES: &str = "bytes_in_progress";
 
 /// Keys of the items that are not uploads. Upload ids are 32 hex digits, so these never collide with one.
 pub fn counter_key(owner: &str) -> String {

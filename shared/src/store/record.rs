@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, FlushLease, PartLedger};
 use super::quota::counter_key;
+use super::tus::TusRecord;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
@@ -90,6 +91,8 @@ pub struct UploadRecord {
     pub chunk_size: u64,
     /// What the completion hook said, once it was called: its answer, or why it gave none (called again then).
     pub hook: Option<HookOutcome>,
+    /// What a tus upload keeps beyond this (`store::tus`); none for an upload made through `/upload`.
+    pub tus: Option<TusRecord>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -128,6 +131,8 @@ pub mod attr {
     pub const HOOK_DATA: &str = "hook_data";
     /// Why the completion hook gave no answer; removed when it answers.
     pub const HOOK_ERROR: &str = "hook_error";
+    /// A tus upload's metadata, concatenation and deferred length (`store::tus`).
+    pub const TUS: &str = "tus";
 }
 
 impl UploadRecord {
@@ -203,6 +208,9 @@ impl UploadRecord {
                 item.insert(attr::HOOK_ERROR.into(), s(failure.detail()));
             }
             None => {}
+        }
+        if let Some(tus) = &self.tus {
+            item.insert(attr::TUS.into(), tus.to_attribute());
         }
         item
     }
@@ -284,6 +292,10 @@ impl UploadRecord {
                 (None, Some(_)) => Some(HookOutcome::Failed(HookFailure::new(s(attr::HOOK_ERROR)?))),
                 (None, None) => None,
             },
+            tus: item
+                .get(attr::TUS)
+                .map(|v| TusRecord::from_attribute(v).ok_or_else(|| damaged(attr::TUS)))
+                .transpose()?,
         })
     }
 }
@@ -357,6 +369,7 @@ mod tests {
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         }
     }
 

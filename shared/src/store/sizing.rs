@@ -48,6 +48,7 @@ pub fn record_at(parts: u32, leased: bool, long: bool) -> UploadRecord {
         mode: crate::grid::Mode::Sequential,
         chunk_size: 0,
         hook: None,
+        tus: None,
     }
 }
 

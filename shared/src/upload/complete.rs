@@ -56,6 +56,8 @@ impl App {
         }
         let required = |name: &str| ApiError::BadRequest(format!("Field {name:?} is required"));
         match record.mode {
+            // tus has the client declare no MD5: the upload's own is its result's (`UploadRecord::computed_md5`).
+            Mode::Sequential if record.tus.is_some() => {}
             Mode::Sequential => {
                 let md5 = md5.as_deref().ok_or_else(|| required("md5"))?;
                 if record.offset != record.total {
@@ -120,7 +122,8 @@ impl App {
             }
             return Err(e);
         }
-        let md5 = md5.unwrap_or_default();
+        let md5 =
+            if record.tus.is_some() { record.computed_md5()?.unwrap_or_default() } else { md5.unwrap_or_default() };
         match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
                 // Chunks of requests that failed after their S3 write were never referenced; the object is whole
@@ -141,7 +144,7 @@ impl App {
     }
 
     /// The answer while the completion lease taken at `since_ms` holds: retry once it may have ended.
-    fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
+    pub(super) fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
         let left_ms = (since_ms + self.config.lease_ms()).saturating_sub(now_ms);
         ApiError::StillCompleting { retry_after_secs: left_ms.div_ceil(1000).clamp(1, 60) }
     }
@@ -182,13 +185,17 @@ impl App {
     /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
     /// file's CRC64NVME. Never completes with bytes nobody accepted.
     /// S3's answer is awaited until `until`: past it, or without an answer, S3 may still be assembling the object.
-    async fn complete_in_s3(
+    pub(super) async fn complete_in_s3(
         &self,
         record: &UploadRecord,
         declared: Option<Crc64>,
         until: Instant,
     ) -> Result<Finished, ApiError> {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
+        // A tus final (or empty) upload's object is made in S3 from others (`concat`).
+        if let Some(pieces) = record.assembled_from() {
+            return Box::pin(self.assemble(record, multipart_id, pieces, until)).await;
+        }
         if record.mode == Mode::Parallel {
             self.flush_full_parts(record).await?;
         }

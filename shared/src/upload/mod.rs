@@ -7,16 +7,19 @@
 mod abort;
 mod append;
 mod complete;
+mod concat;
 mod create;
 mod direct;
 mod list;
 mod open;
 mod parallel;
 mod status;
+mod tus;
 
 pub use complete::Declared;
 pub use list::Listing;
 pub use open::Opening;
+pub use tus::{TusCreation, TusPatch, TusState};
 
 use std::time::Instant;
 
@@ -172,6 +175,7 @@ impl App {
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         };
         (record, key)
     }
@@ -293,7 +297,7 @@ impl App {
     fn plain_result(&self, record: &UploadRecord) -> Value {
         let (md5, etag, crc64) =
             record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str(), c.crc64.as_str())).unwrap_or_default();
-        json!({
+        let mut result = json!({
             "upload_id": record.upload_id,
             "status": record.status.as_str(),
             "mode": record.mode.as_str(),
@@ -307,7 +311,11 @@ impl App {
             "md5": (!md5.is_empty()).then_some(md5),
             "etag": etag,
             "crc64nvme": crc64,
-        })
+        });
+        if let Some(tus) = &record.tus {
+            result["tus"] = tus.to_json();
+        }
+        result
     }
 }
 

@@ -30,6 +30,9 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
         }
         Mode::Direct => answer["part_size"] = json!(record.part_size),
     }
+    if let Some(tus) = &record.tus {
+        answer["tus"] = tus.to_json();
+    }
     answer
 }
 
