@@ -50,24 +50,23 @@ describe('client modes in Chromium: parallel and direct', () => {
   async function openClientPage(t) {
     const origin = await startFixtureServer(t);
     const page = await newPage(browser, t);
-    await loadClient(page, origin);
+    await page.goto(`${origin}/fixtures/client.html?${new URLSearchParams({ api: API_URL })}`);
+    await clientLoaded(page);
     return page;
   }
 
-  async function loadClient(page, origin = new URL(page.url()).origin) {
-    await page.goto(`${origin}/fixtures/client.html?${new URLSearchParams({ api: API_URL })}`);
-    await page.waitForFunction(() => window.clientModule, null, { timeout: WAIT_MS });
-  }
+  const clientLoaded = (page) => page.waitForFunction(() => window.clientModule, null, { timeout: WAIT_MS });
 
   /**
-   * The page closed and opened again in the same browser profile (so the same localStorage). Requests the test holds
-   * must be aborted first (`abortAll()`): closing the page would let them go on, where a tab's would die with it.
+   * The page reloaded mid-upload, as a person would (the same localStorage): its script and the requests it has in
+   * flight, held ones included, end with it. Only then does `interception` let requests through, so nothing the old
+   * page sent reaches the server. (Closing the page instead is no reload: Playwright sends on the requests of a page
+   * being closed that its route has not settled yet, which the old client's retries of aborted pieces then were.)
    */
-  async function reopen(page) {
-    const next = await page.context().newPage();
-    await loadClient(next, new URL(page.url()).origin);
-    await page.close();
-    return next;
+  async function reload(page, interception) {
+    await page.reload();
+    interception.passAll();
+    await clientLoaded(page);
   }
 
   /**
@@ -217,19 +216,18 @@ describe('client modes in Chromium: parallel and direct', () => {
         const before = (await uploadStatus(uploadId, TOKEN)).body;
         assert.ok(numbers(before[heldField]).length >= 2, JSON.stringify(before));
 
-        await pieces.abortAll();
-        const reopened = await reopen(page);
-        const sent = recordPieces(reopened);
-        // What the server says it holds when the reopened page asks is what must not be sent again.
-        const statusAnswer = reopened.waitForResponse(
+        await reload(page, pieces);
+        const sent = recordPieces(page);
+        // What the server says it holds when the reloaded page asks is what must not be sent again.
+        const statusAnswer = page.waitForResponse(
           (r) => r.request().method() === 'GET' && new URL(r.url()).pathname === `/upload/${uploadId}`,
           { timeout: WAIT_MS },
         );
-        await startUpload(reopened, { size, seed: 3 + mode.length, options });
+        await startUpload(page, { size, seed: 3 + mode.length, options });
         const held = numbers((await (await statusAnswer).json())[heldField]);
-        const result = await outcome(reopened);
+        const result = await outcome(page);
         await assertStored(result, fileBytes(size, 3 + mode.length), mode);
-        const [resumed] = await events(reopened, 'resume');
+        const [resumed] = await events(page, 'resume');
         assert.equal(resumed.uploadId, uploadId, 'the same upload went on');
         // Pieces as the requests name them: a chunk's first byte, a part's number.
         const all = mode === 'parallel' ? Array.from({ length: 9 }, (_, i) => i * MIB) : [1, 2, 3, 4];
@@ -258,11 +256,10 @@ describe('client modes in Chromium: parallel and direct', () => {
       await chunks.held();
       await savedPieces(page, 2);
       const oldId = await page.evaluate(() => window.upload.uploadId);
-      await chunks.abortAll();
-      const reopened = await reopen(page);
-      const deleted = reopened.waitForRequest((request) => request.method() === 'DELETE', { timeout: WAIT_MS });
-      await startUpload(reopened, { size, seed: 11, options });
-      const result = await outcome(reopened);
+      await reload(page, chunks);
+      const deleted = page.waitForRequest((request) => request.method() === 'DELETE', { timeout: WAIT_MS });
+      await startUpload(page, { size, seed: 11, options });
+      const result = await outcome(page);
       assert.equal(new URL((await deleted).url()).pathname, `/upload/${oldId}`);
       assert.notEqual(result.upload_id, oldId);
       await assertStored(result, fileBytes(size, 11), 'parallel');
