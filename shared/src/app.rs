@@ -68,13 +68,14 @@ impl App {
     /// emulated Lambda).
     pub fn with_lambda(config: Config, sdk: &SdkConfig, lambda: &aws_sdk_lambda::Client) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
-        Self::with_clients(
+        let app = Self::with_clients(
             config,
             aws_sdk_s3::Client::from_conf(s3),
             aws_sdk_dynamodb::Client::new(sdk),
             aws_sdk_eventbridge::Client::new(sdk),
             lambda,
-        )
+        );
+        App { bucket: app.bucket.signing_posts_with(sdk.credentials_provider()), ..app }
     }
 
     /// With clients configured by the caller (the tests route them through a proxy); the service's time limits

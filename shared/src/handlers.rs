@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::clock::now_ms;
+use crate::companion;
 use crate::error::{ApiError, json_response};
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
@@ -38,6 +39,8 @@ pub enum Route {
     Parts,
     /// `GET /upload`: the caller's uploads.
     List,
+    /// One of Companion's S3 endpoints, for Uppy's S3 plugin (`companion`).
+    Companion(companion::Route),
 }
 
 impl Route {
@@ -50,6 +53,7 @@ impl Route {
             Route::Open => "open",
             Route::Parts => "parts",
             Route::List => "list",
+            Route::Companion(route) => route.name(),
         }
     }
 }
@@ -57,6 +61,9 @@ impl Route {
 /// Finds the route of a request, and the upload id a status, abort or parts request names. The path may carry a
 /// stage prefix (REST APIs and named HTTP API stages), so it is matched from its end.
 pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
+    if let Some(found) = companion::route_of(req) {
+        return found.map(|(route, id)| (Route::Companion(route), id));
+    }
     enum Target {
         Uploads,
         Complete,
@@ -90,24 +97,33 @@ pub fn route_of(req: &Request) -> Result<(Route, Option<String>), ApiError> {
     }
 }
 
+/// Companion's S3 routes but its completion: the chunk function's.
+const COMPANION_CHUNK_ROUTES: [Route; 6] = [
+    Route::Companion(companion::Route::Create),
+    Route::Companion(companion::Route::Params),
+    Route::Companion(companion::Route::SignPart),
+    Route::Companion(companion::Route::SignBatch),
+    Route::Companion(companion::Route::ListParts),
+    Route::Companion(companion::Route::Abort),
+];
+
 /// Every route: what the local API server serves.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    serve(
-        app,
-        req,
-        &[Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List],
-    )
-    .await
+    let own = [Route::Chunk, Route::Complete, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List];
+    let companion = [Route::Companion(companion::Route::Complete)];
+    serve(app, req, &[&own[..], &companion, &COMPANION_CHUNK_ROUTES].concat()).await
 }
 
-/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
+/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads;
+/// Companion's S3 routes but its completion.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List]).await
+    let own = [Route::Chunk, Route::Status, Route::Abort, Route::Open, Route::Parts, Route::List];
+    serve(app, req, &[&own[..], &COMPANION_CHUNK_ROUTES].concat()).await
 }
 
-/// The complete function.
+/// The complete function: both protocols' completions.
 pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
-    serve(app, req, &[Route::Complete]).await
+    serve(app, req, &[Route::Complete, Route::Companion(companion::Route::Complete)]).await
 }
 
 async fn serve(app: &App, req: Request, routes: &[Route]) -> Response<Body> {
@@ -289,6 +305,12 @@ async fn dispatch(
             Ok(listing) => (None, by(deadline, Late::Retry, app.list(&Caller::creating(principal), listing)).await),
             Err(e) => (None, Err(e)),
         },
+        Route::Companion(route) => {
+            let late = if route.may_land_late() { Late::MayHaveLanded } else { Late::Retry };
+            let served = companion::serve(app, req, route, principal, path_id.as_ref(), deadline);
+            let result = by(deadline, late, served).await;
+            (path_id, result)
+        }
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
             let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {

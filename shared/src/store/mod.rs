@@ -1,6 +1,7 @@
 //! Storage: the upload record in DynamoDB and the bytes in S3, each in its own file.
 
 pub mod bucket;
+pub mod companion;
 pub mod ledger;
 pub mod listing;
 pub mod marker;
@@ -10,7 +11,9 @@ pub mod record;
 pub mod sizing;
 pub mod table;
 
-pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Presigned};
+pub use bucket::{
+    Bucket, CompleteFailure, Finished, HeldPart, PartPin, PostForm, Presigned, PresignedPost, StoredObject,
+};
 pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
 pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};

@@ -15,6 +15,7 @@ use crate::grid::Mode;
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::secret::Caller;
+use crate::store::{PartPin, UploadRecord};
 
 /// Part URLs one request may ask for.
 pub const MAX_URLS_PER_REQUEST: usize = 100;
@@ -45,8 +46,7 @@ impl App {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
         })?;
-        // A URL never outlives the upload: past its expiry S3 must not take its bytes either.
-        let lifetime = self.config.presign_expiry.min(Duration::from_millis(record.expires_at_ms.saturating_sub(now)));
+        let lifetime = self.url_lifetime(&record, now);
         let ttl = self.part_ttl(&record);
         let key = record.key.as_str();
         // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
@@ -59,7 +59,8 @@ impl App {
                     )));
                 }
                 let (_, len) = grid.part_span(number);
-                let signed = self.bucket.presign_part(key, multipart_id, number, crc, len, lifetime).await?;
+                let pin = Some(PartPin { crc, len });
+                let signed = self.bucket.presign_part(key, multipart_id, number, pin, lifetime).await?;
                 let headers: serde_json::Map<String, Value> =
                     signed.headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
                 Ok(json!({"number": number, "size": len, "url": signed.url, "method": "PUT", "headers": headers}))
@@ -72,5 +73,11 @@ impl App {
             "parts": parts,
             "expires": iso8601(now + lifetime.as_millis() as u64),
         }))
+    }
+
+    /// How long a part URL handed out now for this upload lives: `CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS`, and never
+    /// past the upload's expiry, after which S3 must not take its bytes either.
+    pub(super) fn url_lifetime(&self, record: &UploadRecord, now_ms: u64) -> Duration {
+        self.config.presign_expiry.min(Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms)))
     }
 }

@@ -6,6 +6,7 @@
 
 mod abort;
 mod append;
+mod companion;
 mod complete;
 mod create;
 mod direct;
@@ -14,6 +15,7 @@ mod open;
 mod parallel;
 mod status;
 
+pub use companion::{NamedPart, Posted, UppyFile};
 pub use complete::Declared;
 pub use list::Listing;
 pub use open::Opening;
@@ -266,6 +268,7 @@ impl App {
                     "This upload is in direct mode: PUT its parts to S3 with URLs from POST /upload/{id}/parts".into(),
                 ));
             }
+            Mode::UppyS3 => return Err(companion::served_elsewhere()),
         }
         if range.total != record.total {
             return Err(ApiError::BadRequest(format!(

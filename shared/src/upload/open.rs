@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::clock::iso8601;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
-use crate::protocol::{MIB, attachment_disposition};
+use crate::protocol::{MIB, ObjectKey, attachment_disposition};
 use crate::secret::{self, Caller};
 use crate::store::{UploadRecord, Written};
 
@@ -17,6 +17,14 @@ use crate::store::{UploadRecord, Written};
 pub const MAX_SLOTS: u64 = 64;
 /// Parallel chunks unless the client asks otherwise: whole MiB under API Gateway's payload limit.
 const DEFAULT_PARALLEL_CHUNK: u64 = 4 * MIB;
+
+/// What the parts of a multipart upload carry.
+pub(super) enum PartChecksums {
+    /// Each part its CRC64NVME, which S3 checks; the completion declares the whole file's.
+    Crc64Nvme,
+    /// None (Uppy's S3 plugin sends none): S3 computes the object's full-object CRC64NVME itself.
+    None,
+}
 
 /// What a client asks for when it opens an upload.
 pub struct Opening {
@@ -50,22 +58,7 @@ impl App {
             ..base
         };
         self.table.create_within(&record, self.config.limits).await?;
-        let disposition = attachment_disposition(&record.filename);
-        let created = async {
-            let storage_class = &self.config.storage_class;
-            let id = self.bucket.create_multipart(&key, &record.content_type, &disposition, storage_class).await?;
-            self.table.set_multipart(&record.upload_id, &id).await
-        };
-        match created.await {
-            Ok(Written::Won(_)) => {}
-            // The client never learned the id: as for a first chunk, the upload is left to TTL and cleanup.
-            Err(ApiError::Ambiguous(detail)) => return Err(ApiError::Unavailable(detail)),
-            failed => {
-                self.discard_quietly(&record).await;
-                self.forget_quietly(&record).await;
-                return Err(failed.err().unwrap_or(ApiError::NotFound));
-            }
-        }
+        self.start_multipart(&record, &key, PartChecksums::Crc64Nvme).await?;
         let mut answer = json!({
             "upload_id": record.upload_id,
             "mode": record.mode.as_str(),
@@ -84,6 +77,39 @@ impl App {
         Ok(answer)
     }
 
+    /// Creates the multipart upload of a record just stored, and records its id. On a failure the upload is removed
+    /// again; the client never learned its id, so a failure that may have landed is left to TTL and cleanup, as for
+    /// a first chunk.
+    pub(super) async fn start_multipart(
+        &self,
+        record: &UploadRecord,
+        key: &ObjectKey,
+        checksums: PartChecksums,
+    ) -> Result<(), ApiError> {
+        let disposition = attachment_disposition(&record.filename);
+        let created = async {
+            let (content_type, storage_class) = (&record.content_type, &self.config.storage_class);
+            let id = match checksums {
+                PartChecksums::Crc64Nvme => {
+                    self.bucket.create_multipart(key, content_type, &disposition, storage_class).await?
+                }
+                PartChecksums::None => {
+                    self.bucket.create_multipart_unchecked(key, content_type, &disposition, storage_class).await?
+                }
+            };
+            self.table.set_multipart(&record.upload_id, &id).await
+        };
+        match created.await {
+            Ok(Written::Won(_)) => Ok(()),
+            Err(ApiError::Ambiguous(detail)) => Err(ApiError::Unavailable(detail)),
+            failed => {
+                self.discard_quietly(record).await;
+                self.forget_quietly(record).await;
+                Err(failed.err().unwrap_or(ApiError::NotFound))
+            }
+        }
+    }
+
     /// The grid an opening asks for, within the service's limits.
     fn plan(&self, opening: &Opening) -> Result<Grid, ApiError> {
         let config = &self.config;
@@ -96,6 +122,9 @@ impl App {
         match opening.mode {
             Mode::Sequential => Err(ApiError::BadRequest(
                 "A sequential upload starts with its first chunk (POST /upload); open parallel or direct ones".into(),
+            )),
+            Mode::UppyS3 => Err(ApiError::BadRequest(
+                "Uppy S3 uploads start at POST /s3/multipart or GET /s3/params; open parallel or direct ones".into(),
             )),
             Mode::Direct => {
                 Grid::plan_direct(opening.size, opening.part_size, config.min_part_bytes, config.max_part_bytes)
