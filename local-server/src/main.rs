@@ -2,8 +2,10 @@
 //! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated. It also
 //! serves the demo page (`/`, `/demo/…`) and the browser client (`/client/…`), and answers CORS as the template's
 //! HTTP API does. `CHUNKED_UPLOAD_COMPLETION_HOOK` may name a command (`cmd:...`) or a local URL (`http://...`) as
-//! well as a Lambda function: hooks can be developed without deploying one.
+//! well as a Lambda function: hooks can be developed without deploying one. S3's reports of objects POSTed with
+//! forms from `GET /s3/params` are emulated (`posted`).
 
+mod posted;
 mod site;
 
 use std::convert::Infallible;
@@ -100,12 +102,17 @@ async fn call_api(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>
         Ok(collected) => collected.to_bytes(),
         Err(_) => return too_large(),
     };
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
     let request = Request::from_parts(parts, body);
     // A task of its own, so it runs to its end when the client goes away, as a Lambda invocation does: hyper drops a
     // connection's futures, which would leave a cut completion holding its lease until it runs out.
-    let handled = tokio::spawn(async move { invoke(&|r| handlers::handle(&app, r), request).await });
+    let serving = app.clone();
+    let handled = tokio::spawn(async move { invoke(&|r| handlers::handle(&serving, r), request).await });
     match handled.await {
-        Ok(response) => response.map(Full::new),
+        Ok(response) => {
+            posted::watch_for_form(&app, &method, &path, &response);
+            response.map(Full::new)
+        }
         Err(e) => {
             eprintln!("a request's handler failed: {e}");
             gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -23,10 +23,11 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::lambda::ObjectCreated;
 use crate::protocol::{S3_MAX_PARTS, UploadId};
 use crate::request::{self, json_body, text_field};
 use crate::secret::Caller;
-use crate::upload::{NamedPart, UppyFile};
+use crate::upload::{NamedPart, Posted, UppyFile};
 
 /// Part URLs one batch request may ask for, as a direct upload's (`POST /upload/{upload_id}/parts`).
 const MAX_BATCH: usize = 100;
@@ -137,6 +138,23 @@ pub async fn serve(
             let (caller, id, key) = named()?;
             app.uppy_abort(&caller, id, &key).await
         }
+    }
+}
+
+/// S3's report of an object created (the complete function's EventBridge rule passes on `Object Created` events of
+/// POSTs to the bucket). EventBridge's documentation does not say whether it encodes the key as S3's other
+/// notifications do (URL-encoded, spaces as `+`): the key is looked up as given, then decoded.
+pub async fn object_created(app: &App, report: ObjectCreated) -> Result<Posted, ApiError> {
+    if report.source != "aws.s3" || report.detail_type != "Object Created" {
+        return Ok(Posted::Ignored);
+    }
+    let key = report.detail.object.key;
+    match app.object_posted(&key).await? {
+        Posted::Ignored => {
+            let decoded: String = form_urlencoded::parse(format!("k={key}").as_bytes()).map(|(_, v)| v).collect();
+            if decoded == key { Ok(Posted::Ignored) } else { app.object_posted(&decoded).await }
+        }
+        outcome => Ok(outcome),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::store::companion::Finishing;
 use crate::store::{Status, Written};
 
 /// What became of an object S3 reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Posted {
     /// It completed its upload.
     Completed,
