@@ -93,18 +93,10 @@ pub struct CreatedObject {
     pub key: String,
 }
 
-/// An invocation of a function that also takes S3's reports: the report's shape is tried first.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Invocation {
-    ObjectCreated(ObjectCreated),
-    Http(LambdaRequest),
-}
-
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Answer {
-    Http(ApiResponse),
+    Http(Box<ApiResponse>),
     ObjectCreated(serde_json::Value),
 }
 
@@ -121,16 +113,17 @@ where
 {
     init_logging();
     reuse_large_allocations();
-    let service = service_fn(|event: LambdaEvent<Invocation>| {
+    // An EventBridge event has a `detail-type`, an API Gateway event never. (Parsed as a value first: serde's untagged
+    // enums cannot hold lambda_http's event types.)
+    let service = service_fn(|event: LambdaEvent<serde_json::Value>| {
         let (handler, objects) = (&handler, &objects);
         async move {
-            match event.payload {
-                Invocation::Http(request) => Ok(Answer::Http(answer_http(handler, request, event.context).await)),
-                Invocation::ObjectCreated(report) => {
-                    let outcome = objects(report).await.map_err(|e| Error::from(e.to_string()))?;
-                    Ok::<_, Error>(Answer::ObjectCreated(serde_json::to_value(outcome)?))
-                }
+            if event.payload.get("detail-type").is_some() {
+                let outcome = objects(serde_json::from_value(event.payload)?).await.map_err(|e| e.to_string())?;
+                return Ok::<_, Error>(Answer::ObjectCreated(serde_json::to_value(outcome)?));
             }
+            let request = serde_json::from_value(event.payload)?;
+            Ok(Answer::Http(Box::new(answer_http(handler, request, event.context).await)))
         }
     });
     run_service!(service)
