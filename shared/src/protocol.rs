@@ -11,8 +11,6 @@ pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 pub const S3_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
 /// S3's part numbers run from 1 to this.
 pub const S3_MAX_PARTS: u32 = 10_000;
-/// Parts planned per upload; the rest of S3's part numbers are spare for flush attempts that lose a race or fail.
-pub const PLANNED_MAX_PARTS: u64 = 9_000;
 /// Buffered chunks a part may gather; bounds the record size and the reads needed to build one part.
 pub const MAX_BUFFERED_CHUNKS: u64 = 1_000;
 
@@ -113,9 +111,9 @@ pub fn parse_md5_hex(md5: &str) -> Result<String, ApiError> {
 }
 
 /// The part size for a file of `total` bytes: at least the configured minimum, large enough that the file needs at
-/// most [`PLANNED_MAX_PARTS`] parts, rounded up to whole MiB.
+/// most [`S3_MAX_PARTS`] parts, rounded up to whole MiB: every mode numbers its parts 1..N.
 pub fn plan_part_size(total: u64, min_part: u64, max_part: u64) -> Result<u64, ApiError> {
-    let needed = total.div_ceil(PLANNED_MAX_PARTS).div_ceil(MIB) * MIB;
+    let needed = total.div_ceil(u64::from(S3_MAX_PARTS)).div_ceil(MIB) * MIB;
     let size = needed.max(min_part);
     if size > max_part {
         return Err(ApiError::BadRequest(format!(
@@ -409,7 +407,7 @@ mod tests {
         assert_eq!(plan_part_size(64 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(), MIN_PART_SIZE);
         let huge = S3_MAX_OBJECT_SIZE;
         let size = plan_part_size(huge, MIN_PART_SIZE, MAX_PART_SIZE).unwrap();
-        assert!(huge.div_ceil(size) <= PLANNED_MAX_PARTS);
+        assert!(huge.div_ceil(size) <= u64::from(S3_MAX_PARTS));
         assert_eq!(size % MIB, 0);
         assert!(plan_part_size(huge, MIN_PART_SIZE, MIN_PART_SIZE).is_err());
     }

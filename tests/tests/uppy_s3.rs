@@ -618,5 +618,6 @@ async fn the_complete_function_binary_takes_s3s_reports_and_http_requests() {
     let event = api_gateway_event("uppy-binary", &request.body(Bytes::from(body)).expect("request"));
     let reply = Reply::from_lambda(&function.invoke(event).await.expect("an answer"));
     assert_eq!(reply.assert_status(200).body["crc64nvme"], json!(crc64(b"multipart")));
-    assert_eq!(reply.body["md5"], "");
+    // Nobody hashed the file in order: there is no MD5 to say.
+    assert_eq!(reply.body["md5"], Value::Null);
 }

@@ -27,8 +27,8 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use http_body::{Body, Frame, SizeHint};
 
-use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
-use super::unavailable;
+use super::ledger::{BufferChain, BufferedChunk, Listed};
+use super::{describe, unavailable};
 use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::protocol::ObjectKey;
@@ -49,7 +49,17 @@ pub enum CompleteFailure {
     NoSuchUpload,
     /// The parts' bytes do not make the full-object CRC64NVME the completion declared.
     BadDigest,
+    /// The completion was sent and no answer came back (a timeout, a connection lost): S3 may still be assembling
+    /// the object, or may have finished.
+    Unanswered,
     Other(ApiError),
+}
+
+/// A part as CompleteMultipartUpload names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub number: u32,
+    pub etag: String,
 }
 
 /// A part as S3 holds it.
@@ -491,10 +501,18 @@ impl Bucket {
                 }),
                 None => Err(CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))),
             },
+            Err(SdkError::TimeoutError(_) | SdkError::ResponseError(_) | SdkError::DispatchFailure(_)) => {
+                Err(CompleteFailure::Unanswered)
+            }
             Err(e) => Err(match code(&e) {
-                Some("InvalidPart") | Some("InvalidPartOrder") => CompleteFailure::InvalidPart,
+                Some("InvalidPart") => CompleteFailure::InvalidPart,
                 Some("BadDigest") => CompleteFailure::BadDigest,
                 Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
+                // Parts are numbered 1..N in every mode; should S3 disagree, no retry would change its mind.
+                Some("InvalidPartOrder") => CompleteFailure::Other(ApiError::Unrecoverable(format!(
+                    "S3 refused the parts' numbers ({}); start the upload again",
+                    describe("CompleteMultipartUpload", &e)
+                ))),
                 _ => CompleteFailure::Other(unavailable("CompleteMultipartUpload", &e)),
             }),
         }

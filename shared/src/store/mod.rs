@@ -12,9 +12,9 @@ pub mod sizing;
 pub mod table;
 
 pub use bucket::{
-    Bucket, CompleteFailure, Finished, HeldPart, PartPin, PostForm, Presigned, PresignedPost, StoredObject,
+    Bucket, CompleteFailure, Finished, HeldPart, Part, PartPin, PostForm, Presigned, PresignedPost, StoredObject,
 };
-pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
+pub use ledger::{BufferChain, BufferedChunk, FlushLease, Listed, PartLedger};
 pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::ledger::{BufferChain, PartLedger};
+use super::ledger::{BufferChain, FlushLease, PartLedger};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
@@ -70,9 +70,9 @@ pub struct UploadRecord {
     pub part_start: u64,
     /// The offset at which the buffered chunks must become a part: a plain number so DynamoDB can compare it.
     pub flush_at: u64,
-    /// The last part number handed out; each flush attempt takes a fresh one so a loser never overwrites a winner.
-    pub last_part_number: u32,
     pub parts: PartLedger,
+    /// Who may upload the next part now, and until when (`store::ledger::FlushLease`).
+    pub flush_lease: Option<FlushLease>,
     pub buffers: BufferChain,
     pub md5_state: Vec<u8>,
     /// When the current completion attempt began.
@@ -108,7 +108,9 @@ pub mod attr {
     pub const MULTIPART_ID: &str = "multipart_id";
     pub const PART_SIZE: &str = "part_size";
     pub const FLUSH_AT: &str = "flush_at";
-    pub const LAST_PART_NUMBER: &str = "last_part_number";
+    /// The flush lease's holder (`FlushLease::holder`) and its end.
+    pub const FLUSH_HOLDER: &str = "flush_holder";
+    pub const FLUSH_UNTIL_MS: &str = "flush_until_ms";
     pub const PART_START: &str = "part_start";
     pub const PARTS: &str = "part_ledger";
     pub const BUFFERS: &str = "buffer_chain";
@@ -155,13 +157,16 @@ impl UploadRecord {
             (attr::PART_SIZE.into(), n(self.part_size)),
             (attr::PART_START.into(), n(self.part_start)),
             (attr::FLUSH_AT.into(), n(self.flush_at)),
-            (attr::LAST_PART_NUMBER.into(), n(self.last_part_number.into())),
             (attr::PARTS.into(), blob(self.parts.encode())),
             (attr::BUFFERS.into(), blob(self.buffers.0.to_vec())),
             (attr::MD5_STATE.into(), blob(self.md5_state.clone())),
         ]);
         if let Some(id) = &self.multipart_id {
             item.insert(attr::MULTIPART_ID.into(), s(id));
+        }
+        if let Some(lease) = &self.flush_lease {
+            item.insert(attr::FLUSH_HOLDER.into(), blob(lease.holder()));
+            item.insert(attr::FLUSH_UNTIL_MS.into(), n(lease.until_ms));
         }
         if let Some(since) = self.completing_since_ms {
             item.insert(attr::COMPLETING_SINCE_MS.into(), n(since));
@@ -230,8 +235,14 @@ impl UploadRecord {
             part_size: n(attr::PART_SIZE)?,
             part_start: n(attr::PART_START)?,
             flush_at: n(attr::FLUSH_AT)?,
-            last_part_number: u32::try_from(n(attr::LAST_PART_NUMBER)?).map_err(|_| damaged(attr::LAST_PART_NUMBER))?,
             parts: PartLedger::decode(b(attr::PARTS)?).ok_or_else(|| damaged(attr::PARTS))?,
+            flush_lease: match item.get(attr::FLUSH_HOLDER) {
+                None => None,
+                Some(_) => Some(
+                    FlushLease::decode(b(attr::FLUSH_HOLDER)?, n(attr::FLUSH_UNTIL_MS)?)
+                        .ok_or_else(|| damaged(attr::FLUSH_HOLDER))?,
+                ),
+            },
             buffers: BufferChain::decode(b(attr::BUFFERS)?).ok_or_else(|| damaged(attr::BUFFERS))?,
             md5_state: b(attr::MD5_STATE)?.to_vec(),
             completing_since_ms: item
@@ -301,7 +312,8 @@ pub fn write_units(before: usize, after: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ledger::{BufferedChunk, MAX_PART_GAPS};
+    use crate::checksum::Crc64;
+    use crate::store::ledger::BufferedChunk;
     use crate::store::sizing;
 
     fn record() -> UploadRecord {
@@ -320,8 +332,8 @@ mod tests {
             part_size: 5 << 20,
             part_start: 10,
             flush_at: 100,
-            last_part_number: 2,
-            parts: PartLedger::default().with_part(2, "\"0123456789abcdef0123456789abcdef\"").unwrap(),
+            parts: PartLedger::default().with_part(Crc64(3), 10),
+            flush_lease: None,
             buffers: BufferChain::default().then(BufferedChunk { start: 10, crc64: 7 }),
             md5_state: crate::md5state::empty(),
             completing_since_ms: None,
@@ -349,6 +361,10 @@ mod tests {
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);
         let fresh = UploadRecord { multipart_id: None, ..record() };
         assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
+        let lease = FlushLease { start: 30, end: 100, crc: Crc64(9), until_ms: 99 };
+        let flushing = UploadRecord { flush_lease: Some(lease), ..record() };
+        assert_eq!(UploadRecord::from_item(&flushing.to_item()).unwrap(), flushing);
+        assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
         let parallel = UploadRecord { mode: Mode::Parallel, chunk_size: 4 << 20, ..record() };
         assert_eq!(UploadRecord::from_item(&parallel.to_item()).unwrap(), parallel);
         let answered = HookOutcome::Answered(HookAnswer::parse(br#"{"attachment_id": 7}"#).unwrap());
@@ -359,20 +375,25 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_costs_at_most_four_write_units_at_any_part_count() {
+    fn a_chunk_costs_the_same_write_units_at_any_part_count() {
         println!(
-            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, up to {MAX_PART_GAPS} lost flushes) | WCU per chunk (worst) | WCU per chunk before |"
+            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, a flush lease) | WCU per chunk (worst) | WCU per chunk before |"
         );
-        for parts in [1, 100, 1_000, 9_000] {
+        for parts in [1, 100, 1_000, 10_000] {
             let c = sizing::chunk_cost(parts);
             println!(
                 "| {parts} | {} | {} | {} | {} | {} |",
                 c.typical_bytes, c.typical_units, c.worst_bytes, c.worst_units, c.before_units
             );
-            assert!(c.typical_bytes <= 1024, "{parts} parts: {} bytes", c.typical_bytes);
+            // The item does not grow with the parts: part numbers and their CRC are a count and 8 bytes.
+            assert_eq!(
+                (c.typical_bytes, c.worst_bytes),
+                (sizing::chunk_cost(1).typical_bytes, sizing::chunk_cost(1).worst_bytes)
+            );
+            assert_eq!(c.typical_units, 2, "{parts} parts: {} bytes", c.typical_bytes);
             assert!(c.worst_units <= 4, "{parts} parts: {} bytes", c.worst_bytes);
         }
-        assert_eq!(sizing::chunk_cost(9_000).before_units, 2 * 168);
+        assert_eq!(sizing::chunk_cost(10_000).before_units, 2 * 187);
     }
 
     #[test]

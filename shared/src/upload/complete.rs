@@ -68,14 +68,14 @@ impl App {
                     return Err(ApiError::BadRequest("md5 checksum does not match".into()));
                 }
             }
-            Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
             // Checking an MD5 would mean reading the whole object back; taking one unchecked would put a checksum
-            // nobody verified in the result.
+            // nobody verified in the result. Said whether or not a crc64nvme came with it.
             Mode::Parallel | Mode::Direct if md5.is_some() => {
                 return Err(ApiError::BadRequest(
                     "A parallel or direct upload is checked by its crc64nvme; md5 is for sequential uploads".into(),
                 ));
             }
+            Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
             Mode::Parallel | Mode::Direct => {}
             Mode::UppyS3 => return Err(super::companion::served_elsewhere()),
         }
@@ -91,12 +91,18 @@ impl App {
             }
             Written::Lost(Some(r)) if r.status == Status::Completing => {
                 self.metrics.emit(Metric::RaceLost { race: Race::Completion });
-                return Err(ApiError::Conflict("Another request is completing this upload; retry shortly".into()));
+                let since = r.completing_since_ms.unwrap_or(now);
+                return Err(self.still_completing(since, now));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
-        let finished = match self.complete_in_s3(&record, crc).await {
+        // S3's answer must leave the request time to record the result.
+        let until = deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline);
+        let finished = match self.complete_in_s3(&record, crc, until).await {
             Ok(finished) => finished,
+            // S3 may be assembling the object still: the lease stays, so nobody sends another completion meanwhile,
+            // and a complete after it finds the object (or takes the lease over and completes).
+            Err(e @ ApiError::StillCompleting { .. }) => return Err(e),
             Err(e) => {
                 if let Err(release) = self.table.release_completion(upload_id, now).await {
                     tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
@@ -127,6 +133,12 @@ impl App {
             }
             Written::Lost(_) => Err(ApiError::Conflict("The completion was interrupted; retry".into())),
         }
+    }
+
+    /// The answer while the completion lease taken at `since_ms` holds: retry once it may have ended.
+    fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
+        let left_ms = (since_ms + self.config.lease_ms()).saturating_sub(now_ms);
+        ApiError::StillCompleting { retry_after_secs: left_ms.div_ceil(1000).clamp(1, 60) }
     }
 
     /// A completed upload's answer: its result, with the hook's answer. A hook that has not answered yet (never
@@ -164,7 +176,13 @@ impl App {
     /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record (the
     /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
     /// file's CRC64NVME. Never completes with bytes nobody accepted.
-    async fn complete_in_s3(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
+    /// S3's answer is awaited until `until`: past it, or without an answer, S3 may still be assembling the object.
+    async fn complete_in_s3(
+        &self,
+        record: &UploadRecord,
+        declared: Option<Crc64>,
+        until: Instant,
+    ) -> Result<Finished, ApiError> {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
         if record.mode == Mode::Parallel {
             self.flush_full_parts(record).await?;
@@ -172,7 +190,9 @@ impl App {
         let held = match self.bucket.list_parts(&record.key, multipart_id).await {
             Ok(held) => held,
             Err(CompleteFailure::NoSuchUpload) => return self.completed_elsewhere(record, declared).await,
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => return Err(changed(record)),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                return Err(changed(record));
+            }
             Err(CompleteFailure::Other(e)) => return Err(e),
         };
         let (parts, whole) = match record.mode {
@@ -187,8 +207,13 @@ impl App {
         if declared.is_some_and(|d| d != whole) {
             return Err(mismatch());
         }
-        match self.bucket.complete(&record.key, multipart_id, &parts, whole).await {
+        let completing = self.bucket.complete(&record.key, multipart_id, &parts, whole);
+        let answered = tokio::time::timeout_at(until, completing).await.unwrap_or(Err(CompleteFailure::Unanswered));
+        match answered {
             Ok(finished) => Ok(finished),
+            Err(CompleteFailure::Unanswered) => {
+                Err(self.still_completing(record.completing_since_ms.unwrap_or_else(now_ms), now_ms()))
+            }
             Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record, declared).await,
             // A part was rewritten between the listing and the completion.
             Err(CompleteFailure::InvalidPart) => Err(changed(record)),
@@ -202,8 +227,8 @@ impl App {
     async fn completed_elsewhere(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
         let Some(object) = self.bucket.head(&record.key).await? else { return Err(ApiError::Expired) };
         let ours = match record.mode {
-            // The multipart ETag is the MD5 of the parts' MD5s: it names exactly these parts' bytes.
-            Mode::Sequential => Some(&object.etag) == record.parts.multipart_etag().as_ref(),
+            // The accepted bytes' CRC, which S3 checked at that completion.
+            Mode::Sequential => record.parts.crc.to_base64() == object.crc64,
             // The whole file's CRC, which the client declared and S3 checked at that completion.
             Mode::Parallel | Mode::Direct => declared.is_some_and(|d| d.to_base64() == object.crc64),
             Mode::UppyS3 => false,
@@ -219,21 +244,19 @@ fn changed(record: &UploadRecord) -> ApiError {
     )
 }
 
-/// A sequential upload's parts are those its ledger accepted, with exactly the ETags it replays.
+/// A sequential upload's parts are 1..N, N the parts its ledger accepted, and their bytes must be the accepted
+/// bytes: S3's part CRCs must make the ledger's (S3 checks the parts' bytes against it again when completing).
 fn sequential_parts(record: &UploadRecord, held: &[HeldPart]) -> Result<(Vec<Part>, Crc64), ApiError> {
     let by_number: HashMap<u32, &HeldPart> = held.iter().map(|p| (p.number, p)).collect();
-    let chosen: Vec<&HeldPart> = record
-        .parts
-        .numbers()
-        .iter()
-        .map(|n| by_number.get(n).copied())
+    let chosen: Vec<&HeldPart> = (1..=record.parts.count)
+        .map(|n| by_number.get(&n).copied())
         .collect::<Option<_>>()
         .ok_or_else(|| changed(record))?;
-    let parts: Vec<Part> = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
-    if !record.parts.vouches_for(&parts) {
+    let whole = whole_crc(&chosen).ok_or_else(|| changed(record))?;
+    if whole != record.parts.crc {
         return Err(changed(record));
     }
-    let whole = whole_crc(&chosen).ok_or_else(|| changed(record))?;
+    let parts = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
     Ok((parts, whole))
 }
 

@@ -108,9 +108,9 @@ impl App {
             Err(e) => return Err(e),
         };
         self.table.record_flushed(&record.upload_id, number, crc, &etag, self.part_ttl(record)).await?;
-        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it. The answer does not
-        // wait on their deletion (see append).
-        tokio::spawn(self.delete_quietly(keys));
+        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it. Deleted before the
+        // answer, as in `append`.
+        self.delete_quietly(keys).await;
         Ok(())
     }
 

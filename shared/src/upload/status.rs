@@ -72,7 +72,9 @@ impl App {
             // Completed meanwhile (the record says so on the next read), or aborted.
             Err(CompleteFailure::NoSuchUpload) => Ok(Vec::new()),
             Err(CompleteFailure::Other(e)) => Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => Ok(Vec::new()),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                Ok(Vec::new())
+            }
         }
     }
 }

@@ -9,15 +9,18 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::not_multipart;
-use crate::app::App;
+use md5::{Digest, Md5};
+
+use crate::app::{App, DYNAMODB_ATTEMPT_TIMEOUT};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::grid::ranges;
+use crate::md5state;
 use crate::metrics::{Metric, Race};
 use crate::protocol::{S3_MAX_PARTS, UploadId};
 use crate::secret::Caller;
 use crate::store::companion::Finishing;
-use crate::store::{CompleteFailure, Finished, HeldPart, Part, PartLedger, Status, UploadRecord, Written};
+use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
 
 /// A part as the client names it at completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,28 @@ fn check_held(named: &[NamedPart], held: &[HeldPart], rules: PartRules) -> Resul
     Ok(size)
 }
 
+/// The ETag S3 gives an object completed from these parts: the MD5 of their MD5s, then their count (`None` if an
+/// ETag is not an MD5, as under SSE-KMS).
+fn multipart_etag(parts: &[NamedPart]) -> Option<String> {
+    let mut digest = Md5::new();
+    for part in parts {
+        let hex = bare(&part.etag);
+        if hex.len() != 32 {
+            return None;
+        }
+        for pair in hex.as_bytes().chunks(2) {
+            digest.update([u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?]);
+        }
+    }
+    Some(format!("\"{}-{}\"", md5state::hex(&digest.finalize()), parts.len()))
+}
+
+/// A completion S3 did not answer within the request: the plugin is told to try again, never that it is done
+/// (Companion's callers take any 2xx for the result).
+fn still() -> ApiError {
+    ApiError::Ambiguous("S3 is still assembling the object: complete again shortly".into())
+}
+
 fn part_changed(number: u32) -> ApiError {
     ApiError::BadRequest(format!(
         "Part {number} in S3 is not the one named (its ETag differs): it changed since; list the parts again \
@@ -133,8 +158,14 @@ impl App {
                 }
                 Written::Lost(_) => return Err(ApiError::NotFound),
             };
-        let (finished, size) = match self.uppy_complete_in_s3(&record, &multipart_id, named, keep_until).await {
+        // S3's answer must leave the request time to record the result.
+        let until = deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline);
+        let completing = self.uppy_complete_in_s3(&record, &multipart_id, named, keep_until);
+        let (finished, size) = match tokio::time::timeout_at(until, completing).await.unwrap_or_else(|_| Err(still())) {
             Ok(done) => done,
+            // S3 may be assembling the object still: the lease stays, so nobody completes meanwhile; a completion
+            // after it finds the object, or completes again.
+            Err(e @ ApiError::Ambiguous(_)) => return Err(e),
             Err(e) => {
                 if let Err(release) = self.table.release_completion(upload_id, now).await {
                     tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
@@ -171,7 +202,7 @@ impl App {
             Ok(held) => held,
             Err(CompleteFailure::NoSuchUpload) => return self.uppy_completed_elsewhere(record, named).await,
             Err(CompleteFailure::Other(e)) => return Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => {
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
                 return Err(ApiError::Unavailable("ListParts failed".into()));
             }
         };
@@ -197,6 +228,7 @@ impl App {
             Err(CompleteFailure::BadDigest) => {
                 return Err(ApiError::Unavailable("CompleteMultipartUpload: BadDigest without a checksum".into()));
             }
+            Err(CompleteFailure::Unanswered) => return Err(still()),
             Err(CompleteFailure::Other(e)) => return Err(e),
         };
         Ok((self.with_object_crc(&record.key, finished).await?, size))
@@ -211,12 +243,7 @@ impl App {
         named: &[NamedPart],
     ) -> Result<(Finished, u64), ApiError> {
         let Some(object) = self.bucket.stored(&record.key).await? else { return Err(ApiError::Expired) };
-        let expected = named
-            .iter()
-            .try_fold(PartLedger::default(), |ledger, p| ledger.with_part(p.number, &format!("\"{}\"", bare(&p.etag))))
-            .ok()
-            .and_then(|ledger| ledger.multipart_etag());
-        if expected.as_deref() != Some(object.finished.etag.as_str()) {
+        if multipart_etag(named).as_deref() != Some(object.finished.etag.as_str()) {
             return Err(ApiError::Expired);
         }
         Ok((self.with_object_crc(&record.key, object.finished).await?, object.size))
@@ -277,6 +304,14 @@ mod tests {
         assert!(check_held(&named(&["a"]), &s3, RULES).is_err());
         assert!(check_held(&named(&["a", "b", "c"]), &s3, RULES).is_err());
         assert!(check_held(&named(&["a", "x"]), &s3, RULES).is_err());
+    }
+
+    #[test]
+    fn the_objects_etag_is_the_md5_of_the_parts_md5s() {
+        // Two parts' ETags and the ETag S3 (LocalStack) gave the object it completed from them.
+        let parts = named(&["\"b06aa8ff6fb3fd163e2e8a541c2a75cd\"", "c606371f12d0571667f13d2141fe3361"]);
+        assert_eq!(multipart_etag(&parts).as_deref(), Some("\"624a93e5ca922c6086ff936019ae461f-2\""));
+        assert_eq!(multipart_etag(&named(&["not-an-md5"])), None);
     }
 
     #[test]

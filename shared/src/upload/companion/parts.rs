@@ -29,7 +29,7 @@ impl App {
             // Its parts are gone: aborted by the bucket's lifecycle rule, or by a cleanup.
             Err(CompleteFailure::NoSuchUpload) => Err(ApiError::Expired),
             Err(CompleteFailure::Other(e)) => Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => {
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
                 Err(ApiError::Unavailable("ListParts failed".into()))
             }
         }
