@@ -177,12 +177,30 @@ const VENDOR_FILES = {
   'jquery.fileupload.js': 'node_modules/blueimp-file-upload/js/jquery.fileupload.js',
   'spark-md5.js': 'node_modules/spark-md5/spark-md5.js',
 };
-const CONTENT_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+const CONTENT_TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+/** The example page of examples/uppy, as its serve.mjs serves it: its files, and Uppy's bundle under vendor/. */
+const UPPY_EXAMPLE_FILES = {
+  'index.html': '../examples/uppy/index.html',
+  'app.js': '../examples/uppy/app.js',
+  's3.js': '../examples/uppy/s3.js',
+  'api-fetch.js': '../examples/uppy/api-fetch.js',
+  'vendor/uppy.min.mjs': 'node_modules/uppy/dist/uppy.min.mjs',
+  'vendor/uppy.min.css': 'node_modules/uppy/dist/uppy.min.css',
+};
 
-/** The fixture file for a path: /fixtures/NAME from fixtures/, /vendor/NAME from node_modules; else null. */
+/**
+ * The fixture file for a path: /fixtures/NAME from fixtures/, /vendor/NAME from node_modules, /examples/uppy/... the
+ * Uppy example; else null.
+ */
 async function fixtureFile(pathname) {
-  const [, folder, name] = /^\/(fixtures|vendor)\/([\w.-]+)$/.exec(pathname) ?? [];
-  const relative = folder === 'vendor' ? VENDOR_FILES[name] : folder === 'fixtures' && `fixtures/${name}`;
+  const [, folder, name] = /^\/(fixtures|vendor|examples\/uppy)\/([\w./-]+)$/.exec(pathname) ?? [];
+  const relative = { vendor: VENDOR_FILES, 'examples/uppy': UPPY_EXAMPLE_FILES }[folder]?.[name] ??
+    (folder === 'fixtures' && !name.includes('/') && `fixtures/${name}`);
   if (!relative) return null;
   try {
     const body = await readFile(path.join(testsRoot, relative));
