@@ -180,7 +180,7 @@ describe('Uppy S3 plugin in Chromium', { concurrency: 2 }, () => {
     assert.deepEqual(await page.evaluate(() => window.uppy.getFiles()), []);
   });
 
-  test('anonymous uploads send their secret; a small file goes in one POST', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  test('anonymous uploads send their secret; a small file goes in a POST', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const { page, calls } = await openExample(t);
     const secrets = {};
     page.on('response', async (response) => {

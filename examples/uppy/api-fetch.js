@@ -2,7 +2,8 @@
 // dropped the `headers` option). This wraps fetch for the API's /s3/ routes only (part PUTs and form POSTs go to S3
 // with XMLHttpRequest, untouched):
 //
-// - with a token, every call carries `Authorization: Bearer <token>`, as the API's authorizer wants;
+// - with a token (a string, or a function that gives the current one, sync or async), every call carries
+//   `Authorization: Bearer <token>`, as the API's authorizer wants;
 // - without one (where the API allows anonymous uploads), the call that creates an upload is answered with its
 //   secret (the `X-Upload-Secret` header), which every later call for that upload must send back: it is kept per
 //   upload, in sessionStorage so that an upload resumed in the same tab still has it.
@@ -17,14 +18,15 @@ export function authorizeApiCalls({ api, token, storage = sessionStorage }) {
     if (!url.startsWith(prefix)) return fetch(input, init);
     const headers = new Headers(init.headers ?? (input instanceof Request ? input.headers : undefined));
     const uploadId = UPLOAD_IN_PATH.exec(url)?.[1];
-    if (token) {
-      headers.set('Authorization', `Bearer ${token}`);
+    const bearer = typeof token === 'function' ? await token() : token;
+    if (bearer) {
+      headers.set('Authorization', `Bearer ${bearer}`);
     } else if (uploadId && storage.getItem(SECRET_KEY + uploadId)) {
       headers.set('X-Upload-Secret', storage.getItem(SECRET_KEY + uploadId));
     }
     const response = await fetch(input, { ...init, headers });
     const secret = response.headers.get('X-Upload-Secret');
-    if (secret && !token) {
+    if (secret && !bearer) {
       const created = await response.clone().json();
       if (created.uploadId) storage.setItem(SECRET_KEY + created.uploadId, secret);
     }

@@ -204,9 +204,13 @@ fn part_numbers(req: &Request) -> Result<Vec<u32>, ApiError> {
     Ok(numbers)
 }
 
-/// `POST /s3/multipart`'s JSON: `filename` (required, not empty) and `type`; `metadata` is not kept.
+/// `POST /s3/multipart`'s JSON: `filename` (required, not empty) and `type`; `metadata`, an object if given, is not
+/// kept.
 fn created_file(req: Request) -> Result<UppyFile, ApiError> {
     let object = json_body(req)?;
+    if object.get("metadata").is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::BadRequest("Field \"metadata\" must be an object".into()));
+    }
     let filename = text_field(&object, "filename")?.filter(|name| !name.is_empty());
     let filename = filename.ok_or_else(|| ApiError::BadRequest("Field \"filename\" is required".into()))?;
     Ok(UppyFile { filename, content_type: text_field(&object, "type")? })
@@ -218,7 +222,8 @@ fn params_file(req: &Request) -> Result<UppyFile, ApiError> {
     let once = |name: &str| -> Result<Option<String>, ApiError> {
         match query.and_then(|q| q.all(name)).unwrap_or_default().as_slice() {
             [] => Ok(None),
-            [value] => Ok(Some((*value).to_string())),
+            [value] if value.len() <= request::MAX_TEXT_FIELD => Ok(Some((*value).to_string())),
+            [_] => Err(ApiError::BadRequest(format!("Field {name:?} is too long"))),
             _ => Err(ApiError::BadRequest(format!("Field {name:?} is given more than once"))),
         }
     };

@@ -19,7 +19,7 @@ use crate::upload::{Chunk, Listing, Opening};
 pub const CRC64_HEADER: &str = "x-checksum-crc64nvme";
 
 /// Longest text field we read (ids, names, checksums); anything longer is not ours.
-const MAX_TEXT_FIELD: usize = 4096;
+pub(crate) const MAX_TEXT_FIELD: usize = 4096;
 
 /// The caller's identity as API Gateway's authorizer established it: the `sub` claim of an HTTP API JWT authorizer,
 /// or of a REST API Cognito authorizer (or a Lambda authorizer's `sub`/`principalId`).

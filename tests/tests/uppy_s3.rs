@@ -88,6 +88,15 @@ async fn list(svc: &Service, user: &User, upload: &Started) -> Reply {
 }
 
 /// `POST /s3/multipart/{uploadId}/complete?key=` naming `(number, etag)` parts.
+/// The parts a listing names, as `(PartNumber, ETag)`.
+fn listed_parts(listing: &Reply) -> Vec<(u32, String)> {
+    let parts = listing.body.as_array().unwrap_or_else(|| panic!("no parts: {listing:?}"));
+    parts
+        .iter()
+        .map(|p| (p["PartNumber"].as_u64().expect("n") as u32, p["ETag"].as_str().expect("etag").into()))
+        .collect()
+}
+
 async fn complete(svc: &Service, user: &User, upload: &Started, parts: &[(u32, &str)]) -> Reply {
     let parts: Vec<Value> = parts.iter().map(|(n, etag)| json!({"PartNumber": n, "ETag": etag})).collect();
     complete_json(svc, user, upload, json!({ "parts": parts })).await
@@ -295,6 +304,12 @@ async fn part_numbers_and_plans_outside_s3s_rules_are_refused() {
         assert!(reply.headers.contains_key("allow"));
     }
     assert_eq!(create(&svc, &user, "").await.status, 400);
+    let odd_metadata = Service::request(&user, Method::POST, "/s3/multipart")
+        .header("content-type", "application/json")
+        .body(Bytes::from(json!({"filename": "m.bin", "metadata": [1]}).to_string()));
+    assert_eq!(svc.send(odd_metadata.expect("request")).await.status, 400);
+    let long_name = "n".repeat(4097);
+    assert_eq!(get(&svc, &user, &format!("/s3/params?filename={long_name}")).await.status, 400);
 }
 
 #[tokio::test]
@@ -327,14 +342,7 @@ async fn a_completion_must_name_exactly_the_parts_s3_holds() {
     assert!(complete(&svc, &user, &upload, &wrong).await.detail().starts_with("Part 2 in S3 is not the one named"));
 
     // Part 2 sent again, with other bytes, after the client listed the parts: its listing no longer holds.
-    let listed = list(&svc, &user, &upload).await;
-    let listed: Vec<(u32, String)> = listed
-        .body
-        .as_array()
-        .expect("parts")
-        .iter()
-        .map(|p| (p["PartNumber"].as_u64().expect("n") as u32, p["ETag"].as_str().expect("etag").to_string()))
-        .collect();
+    let listed = listed_parts(&list(&svc, &user, &upload).await);
     let mut changed = parts[1].to_vec();
     changed[0] ^= 0xff;
     send_part(&svc, &user, &upload, 2, &changed).await;
@@ -342,14 +350,7 @@ async fn a_completion_must_name_exactly_the_parts_s3_holds() {
     let reply = complete(&svc, &user, &upload, &stale).await;
     assert!(reply.detail().starts_with("Part 2 in S3 is not the one named"), "{:?}", reply.body);
     // Listed again, the parts S3 holds complete the object they make.
-    let fresh = list(&svc, &user, &upload).await;
-    let fresh: Vec<(u32, String)> = fresh
-        .body
-        .as_array()
-        .expect("parts")
-        .iter()
-        .map(|p| (p["PartNumber"].as_u64().expect("n") as u32, p["ETag"].as_str().expect("etag").to_string()))
-        .collect();
+    let fresh = listed_parts(&list(&svc, &user, &upload).await);
     let done = complete(&svc, &user, &upload, &fresh.iter().map(|(n, e)| (*n, e.as_str())).collect::<Vec<_>>()).await;
     let expected = [parts[0], &changed, parts[2]].concat();
     assert_stored(&svc, &done, &expected).await;

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -84,6 +83,17 @@ pub struct Presigned {
     pub headers: Vec<(String, String)>,
 }
 
+/// What the parts of a multipart upload carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartChecksums {
+    /// Each part its CRC64NVME, which S3 checks; the completion declares the whole file's.
+    Crc64Nvme,
+    /// None (Uppy's S3 plugin sends none). S3 takes such parts, and gives the completed object the full-object
+    /// CRC64NVME it computes itself (its default integrity protection). Created with `CRC64NVME`, S3 would take them
+    /// too, but LocalStack refuses them.
+    None,
+}
+
 /// What a presigned part URL pins: the part's exact length and CRC64NVME, both signed headers.
 #[derive(Debug, Clone, Copy)]
 pub struct PartPin {
@@ -133,53 +143,28 @@ impl Bucket {
         &self.name
     }
 
-    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. Each
-    /// part carries its CRC64NVME, and S3 combines them into the object's (`FULL_OBJECT`), which a completion may
-    /// declare for S3 to check.
+    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. With
+    /// [`PartChecksums::Crc64Nvme`] each part carries its CRC64NVME, and S3 combines them into the object's
+    /// (`FULL_OBJECT`), which a completion may declare for S3 to check.
     pub async fn create_multipart(
         &self,
         key: &ObjectKey,
         content_type: &str,
         content_disposition: &str,
         storage_class: &str,
+        checksums: PartChecksums,
     ) -> Result<String, ApiError> {
-        let request = self
-            .multipart_request(key, content_type, content_disposition, storage_class)
-            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_type(ChecksumType::FullObject);
-        Self::started(request).await
-    }
-
-    /// Starts a multipart upload whose parts come without checksums (Uppy's S3 plugin sends none). S3 accepts such
-    /// parts, and gives the completed object the full-object CRC64NVME it computes itself (its default integrity
-    /// protection). Created with `CRC64NVME`, S3 would take such parts too, but LocalStack refuses them.
-    pub async fn create_multipart_unchecked(
-        &self,
-        key: &ObjectKey,
-        content_type: &str,
-        content_disposition: &str,
-        storage_class: &str,
-    ) -> Result<String, ApiError> {
-        Self::started(self.multipart_request(key, content_type, content_disposition, storage_class)).await
-    }
-
-    fn multipart_request(
-        &self,
-        key: &ObjectKey,
-        content_type: &str,
-        content_disposition: &str,
-        storage_class: &str,
-    ) -> CreateMultipartUploadFluentBuilder {
-        self.client
+        let mut request = self
+            .client
             .create_multipart_upload()
             .bucket(&self.name)
             .key(key.as_str())
             .content_type(content_type)
             .content_disposition(content_disposition)
-            .storage_class(StorageClass::from(storage_class))
-    }
-
-    async fn started(request: CreateMultipartUploadFluentBuilder) -> Result<String, ApiError> {
+            .storage_class(StorageClass::from(storage_class));
+        if checksums == PartChecksums::Crc64Nvme {
+            request = request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_type(ChecksumType::FullObject);
+        }
         let out = request.send().await.map_err(|e| unavailable("CreateMultipartUpload", &e))?;
         out.upload_id.ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
     }
@@ -456,7 +441,7 @@ impl Bucket {
         self.complete_declaring(key, multipart_id, parts, Some(crc)).await
     }
 
-    /// Completes a multipart upload started by [`Self::create_multipart_unchecked`] with exactly these parts and
+    /// Completes a multipart upload started with [`PartChecksums::None`] with exactly these parts and
     /// ETags; there is no checksum to declare, and S3 computes the object's full-object CRC64NVME. `Finished::crc64`
     /// is empty if S3 did not say it.
     pub async fn complete_unchecked(

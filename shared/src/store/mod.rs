@@ -12,7 +12,8 @@ pub mod sizing;
 pub mod table;
 
 pub use bucket::{
-    Bucket, CompleteFailure, Finished, HeldPart, Part, PartPin, PostForm, Presigned, PresignedPost, StoredObject,
+    Bucket, CompleteFailure, Finished, HeldPart, Part, PartChecksums, PartPin, PostForm, Presigned, PresignedPost,
+    StoredObject,
 };
 pub use ledger::{BufferChain, BufferedChunk, FlushLease, Listed, PartLedger};
 pub use listing::{Cursor, Page};

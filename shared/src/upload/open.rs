@@ -10,21 +10,13 @@ use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::protocol::{MIB, ObjectKey, attachment_disposition};
 use crate::secret::{self, Caller};
-use crate::store::{UploadRecord, Written};
+use crate::store::{PartChecksums, UploadRecord, Written};
 
 /// A parallel part's chunks are slots of its item (`store::parts`): this many keep the item within two write units,
 /// and a part's flush within as many reads.
 pub const MAX_SLOTS: u64 = 64;
 /// Parallel chunks unless the client asks otherwise: whole MiB under API Gateway's payload limit.
 const DEFAULT_PARALLEL_CHUNK: u64 = 4 * MIB;
-
-/// What the parts of a multipart upload carry.
-pub(super) enum PartChecksums {
-    /// Each part its CRC64NVME, which S3 checks; the completion declares the whole file's.
-    Crc64Nvme,
-    /// None (Uppy's S3 plugin sends none): S3 computes the object's full-object CRC64NVME itself.
-    None,
-}
 
 /// What a client asks for when it opens an upload.
 pub struct Opening {
@@ -89,14 +81,7 @@ impl App {
         let disposition = attachment_disposition(&record.filename);
         let created = async {
             let (content_type, storage_class) = (&record.content_type, &self.config.storage_class);
-            let id = match checksums {
-                PartChecksums::Crc64Nvme => {
-                    self.bucket.create_multipart(key, content_type, &disposition, storage_class).await?
-                }
-                PartChecksums::None => {
-                    self.bucket.create_multipart_unchecked(key, content_type, &disposition, storage_class).await?
-                }
-            };
+            let id = self.bucket.create_multipart(key, content_type, &disposition, storage_class, checksums).await?;
             self.table.set_multipart(&record.upload_id, &id).await
         };
         match created.await {

@@ -9,8 +9,7 @@ use crate::error::ApiError;
 use crate::grid::Mode;
 use crate::protocol::ObjectKey;
 use crate::secret::{self, Caller};
-use crate::store::UploadRecord;
-use crate::upload::open::PartChecksums;
+use crate::store::{PartChecksums, UploadRecord};
 
 /// What the plugin says of a file when it starts one: its name and type, never its size.
 pub struct UppyFile {
@@ -27,6 +26,8 @@ impl App {
             json!({
                 "key": record.key,
                 "uploadId": record.upload_id,
+                // The same id by the service's name for it: the status, the listing and the logs use it.
+                "upload_id": record.upload_id,
                 "bucket": self.bucket.name(),
                 "expires": iso8601(record.expires_at_ms),
             }),
