@@ -197,12 +197,14 @@ describe('Uppy S3 plugin in Chromium', { concurrency: 2 }, () => {
     const withSecret = (c) => /^[0-9a-f]{64}$/.test(c.headers['x-upload-secret'] ?? '');
     assert.ok(multipart.every(withSecret), JSON.stringify(multipart));
     assert.ok(calls.every((c) => !c.headers.authorization));
-    // The POSTed file's upload is completed by S3's report of the object (emulated by the local server).
+    // The POSTed file's upload is completed by S3's report of the object (emulated by the local server, which looks
+    // for the object at most 2 s apart): asked until then.
     const id = uploadIdOf(smallKey);
-    let done;
-    for (let i = 0; i < 100 && done?.status !== 'complete'; i++) {
+    const until = Date.now() + WAIT_MS;
+    let done = await status(id, { secret: secrets.params });
+    while (done.status !== 'complete' && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
       done = await status(id, { secret: secrets.params });
-      if (done.status !== 'complete') await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const crc = crc64ToBase64(crc64nvme(await readFile(small.path)));
     assert.deepEqual([done.status, done.size, done.crc64nvme], ['complete', small.size, crc]);
