@@ -38,7 +38,7 @@ two false alarms of schemathesis' checks:
    (CONTRACT_BASE_URL and CONTRACT_TOKEN, set by contract/run), so the answers carry both shapes.
 
 2. `filter_failure` drops two kinds of false alarm, narrowly:
-     - the service answers a request without credentials with 403 (django-chunked-upload's status, README
+     - the service answers a request without credentials with 403 (django-chunked-upload's status, docs/protocol.md,
        "Errors"), while `missing_required_header` insists on 401 for a missing Authorization header: dropped only
        when the answer is exactly the documented 403 body;
      - `ensure_resource_availability` blames any 404 of POST /upload/complete after a POST /upload on the upload

@@ -114,7 +114,7 @@ impl UploadEvent {
         format!("{}/{}", self.kind.as_str(), self.upload.upload_id)
     }
 
-    /// The event's `detail` (README: Completion events).
+    /// The event's `detail` (docs/events.md).
     pub fn detail(&self, bucket: &str) -> Value {
         let u = &self.upload;
         let mut detail = json!({

@@ -394,16 +394,23 @@ impl Service {
         }
         let upload_id = upload_id.expect("an upload");
         let md5 = md5_hex(data);
+        let mut last = None;
         for _ in 0..20 {
             let reply = self.complete(user, &upload_id, &md5).await;
             match reply.status {
                 200 => return reply,
                 400 if reply.detail() == "Upload has already been completed" => return reply,
+                // S3 may still be assembling the object: ask again when the service says.
+                202 => {
+                    let wait = reply.body["retry_after"].as_u64().expect("a 202 says when to ask again");
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                }
                 409 | 500..=599 => {}
                 _ => panic!("the client cannot complete: {reply:?}"),
             }
+            last = Some(reply);
         }
-        panic!("completion does not succeed")
+        panic!("completion does not succeed: {last:?}")
     }
 
     /// The bytes of an object in the bucket.

@@ -2,7 +2,7 @@
 //! of every completed upload, whose JSON answer the client gets in the complete response (`data`) and the record
 //! keeps, so a repeated complete answers the same.
 //!
-//! The contract (README, "Completion hook"):
+//! The contract (docs/hook.md):
 //! - In: one JSON event, [`event`]: `{"upload_id": ..., "caller": {"sub": "alice", "anonymous": false}, "result":
 //!   {...}}`, `result` being the complete response without `data` and `hook`.
 //! - Out: any JSON value, at most [`MAX_ANSWER_BYTES`] as sent and as stored.

@@ -48,8 +48,8 @@ pub enum CompleteFailure {
     NoSuchUpload,
     /// The parts' bytes do not make the full-object CRC64NVME the completion declared.
     BadDigest,
-    /// The completion was sent and no answer came back (a timeout, a connection lost): S3 may still be assembling
-    /// the object, or may have finished.
+    /// The completion was sent and S3 had not answered when its time was up: S3 may still be assembling the object,
+    /// or may have finished. (A connection that failed is `Other`: sending it again is how SDKs recover.)
     Unanswered,
     Other(ApiError),
 }
@@ -486,9 +486,7 @@ impl Bucket {
                 }),
                 None => Err(CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))),
             },
-            Err(SdkError::TimeoutError(_) | SdkError::ResponseError(_) | SdkError::DispatchFailure(_)) => {
-                Err(CompleteFailure::Unanswered)
-            }
+            Err(SdkError::TimeoutError(_)) => Err(CompleteFailure::Unanswered),
             Err(e) => Err(match code(&e) {
                 Some("InvalidPart") => CompleteFailure::InvalidPart,
                 Some("BadDigest") => CompleteFailure::BadDigest,

@@ -96,8 +96,10 @@ impl App {
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
-        // S3's answer must leave the request time to record the result.
-        let until = deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline);
+        // S3's answer must leave the request time to record the result: a DynamoDB attempt, or half of what is left
+        // when that is less (as the S3 client's own time limit, `app::sdk_timeouts`).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let until = deadline - DYNAMODB_ATTEMPT_TIMEOUT.min(left / 2);
         let finished = match self.complete_in_s3(&record, crc, until).await {
             Ok(finished) => finished,
             // S3 may be assembling the object still: the lease stays, so nobody sends another completion meanwhile,
