@@ -698,8 +698,10 @@ export class ChunkedUpload extends EventTarget {
         signal,
       );
       if (response.status === 200) return;
-      // 403: the URL expired (or the upload was aborted, which the next parts request tells).
-      if (response.status !== 403 || attempt >= 2) throw httpError(part.method, part.url, response);
+      // 403: the URL expired (or the upload was aborted, which the next parts request tells); 400 ExpiredToken: the
+      // credentials that signed it expired first.
+      const stale = response.status === 403 || (response.status === 400 && response.code === 'ExpiredToken');
+      if (!stale || attempt >= 2) throw httpError(part.method, part.url, response);
     }
   }
 

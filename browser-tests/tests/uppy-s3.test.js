@@ -47,7 +47,7 @@ describe('Uppy S3 plugin in Chromium', { concurrency: 2 }, () => {
     const origin = await startFixtureServer(t);
     const page = await newPage(browser, t);
     if (uppy5) {
-      await page.route('**/examples/uppy/vendor/*', async (route) => {
+      await page.route('**/examples/uppy/node_modules/uppy/dist/*', async (route) => {
         const name = path.basename(new URL(route.request().url()).pathname);
         const type = name.endsWith('.css') ? 'text/css' : 'text/javascript';
         await route.fulfill({ status: 200, contentType: type, body: await readFile(path.join(UPPY_5, name)) });
@@ -62,7 +62,7 @@ describe('Uppy S3 plugin in Chromium', { concurrency: 2 }, () => {
         recorded.puts.push({ part: Number(url.searchParams.get('partNumber')), request });
       }
     });
-    const query = new URLSearchParams({ api: API_URL, ...(token ? { token } : {}) });
+    const query = new URLSearchParams({ api: API_URL, uploader: 's3', ...(token ? { token } : {}) });
     await page.goto(`${origin}/examples/uppy/index.html?${query}`);
     await page.waitForFunction(() => window.uppy, null, { timeout: WAIT_MS });
     await page.evaluate(() => {

@@ -3,8 +3,9 @@
 //! emulators send no such report, so the local server watches the key a form names until the object appears or the
 //! form expires, then hands the complete function's handler the report S3 would send.
 
-use std::sync::Arc;
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::{Method, Response, StatusCode};
@@ -12,11 +13,14 @@ use shared::lambda::{CreatedObject, ObjectCreated, ObjectCreatedDetail};
 use shared::{App, companion};
 use tokio::time::{Instant, sleep};
 
+use crate::Apps;
+
 /// The longest wait between two looks at a key: a posted object is completed within this.
 const MOST_BETWEEN_LOOKS: Duration = Duration::from_secs(2);
 
-/// Starts watching for the object of a form the API just handed out, if `response` answers `GET /s3/params`.
-pub fn watch_for_form(app: &Arc<App>, method: &Method, path: &str, response: &Response<Bytes>) {
+/// Starts watching for the object of a form the API just handed out, if `response` answers `GET /s3/params`; the
+/// complete function's app completes it.
+pub fn watch_for_form(apps: &Arc<Apps>, method: &Method, path: &str, response: &Response<Bytes>) {
     if method != Method::GET
         || !path.trim_end_matches('/').ends_with("/s3/params")
         || response.status() != StatusCode::OK
@@ -25,14 +29,15 @@ pub fn watch_for_form(app: &Arc<App>, method: &Method, path: &str, response: &Re
     }
     let Ok(form) = serde_json::from_slice::<serde_json::Value>(response.body()) else { return };
     let (Some(key), Some(expires)) = (form["key"].as_str(), form["expires"].as_u64()) else { return };
-    let (app, key) = (app.clone(), key.to_string());
+    let (apps, key) = (apps.clone(), key.to_string());
     tokio::spawn(async move {
+        let app = &apps.complete;
         let until = Instant::now() + Duration::from_secs(expires);
         let mut between = Duration::from_millis(100);
         while Instant::now() < until {
             match app.bucket.stored(&key).await {
                 Ok(Some(_)) => {
-                    report(&app, key).await;
+                    report(app, key).await;
                     return;
                 }
                 Ok(None) => {}

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 
-use lambda_http::http::Method;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -26,7 +25,7 @@ use crate::error::ApiError;
 use crate::lambda::ObjectCreated;
 use crate::protocol::{S3_MAX_PARTS, UploadId};
 use crate::request::{self, json_body, text_field};
-use crate::secret::Caller;
+use crate::secret::{Caller, Network};
 use crate::upload::{NamedPart, Posted, UppyFile};
 
 /// Part URLs one batch request may ask for, as a direct upload's (`POST /upload/{upload_id}/parts`).
@@ -63,45 +62,16 @@ impl Route {
     }
 }
 
-/// The route of a request to one of Companion's S3 paths, and the upload id its path names (API Gateway's path
-/// parameter `uploadId`, else the path's segment); `None` for other paths. Matched from the path's end, which may
-/// follow a stage.
-pub fn route_of(req: &Request) -> Option<Result<(Route, Option<String>), ApiError>> {
-    let path = req.uri().path().trim_end_matches('/');
-    let segments: Vec<&str> = path.rsplit('/').take(5).collect();
-    let named = |id: &str| {
-        let param = req.path_parameters_ref().and_then(|p| p.first("uploadId"));
-        Some(param.unwrap_or(id).to_string())
-    };
-    let method = req.method();
-    let only = |wanted: Method, route: Route, id: Option<String>, allow: &'static str| {
-        if method == wanted { Ok((route, id)) } else { Err(ApiError::MethodNotAllowed { allow }) }
-    };
-    Some(match segments.as_slice() {
-        ["multipart", "s3", ..] => only(Method::POST, Route::Create, None, "POST"),
-        ["params", "s3", ..] => only(Method::GET, Route::Params, None, "GET"),
-        [id, "multipart", "s3", ..] => match *method {
-            Method::GET => Ok((Route::ListParts, named(id))),
-            Method::DELETE => Ok((Route::Abort, named(id))),
-            _ => Err(ApiError::MethodNotAllowed { allow: "GET, DELETE" }),
-        },
-        ["batch", id, "multipart", "s3", ..] => only(Method::GET, Route::SignBatch, named(id), "GET"),
-        ["complete", id, "multipart", "s3", ..] => only(Method::POST, Route::Complete, named(id), "POST"),
-        [_, id, "multipart", "s3", ..] => only(Method::GET, Route::SignPart, named(id), "GET"),
-        _ => return None,
-    })
-}
-
 /// Serves a request of a Companion route; `upload_id` is the one its path names.
 pub async fn serve(
     app: &App,
     req: Request,
     route: Route,
-    principal: Option<String>,
+    (principal, network): (Option<String>, Option<Network>),
     upload_id: Option<&UploadId>,
     deadline: Instant,
 ) -> Result<Value, ApiError> {
-    let creating = || Caller::creating(principal.clone());
+    let creating = || Caller::creating(principal.clone(), network.clone());
     let named = || -> Result<(Caller, &UploadId, String), ApiError> {
         let caller = Caller::naming(principal.clone(), request::upload_secret(&req)?)?;
         Ok((caller, upload_id.ok_or(ApiError::NotFound)?, object_key(&req)?))

@@ -27,9 +27,10 @@ pub enum ApiError {
     /// The caller is over one of its per-owner limits (uploads or bytes in progress).
     #[error("{0}")]
     OverLimit(String),
-    /// The route exists, but not with this method; `allow` lists those it has.
+    /// The path is a route's, but not with this method; `allow` lists those it has. Only where API Gateway passes
+    /// every request on (a `$default` route, a REST API's `{proxy+}`): an HTTP API answers 404 itself otherwise.
     #[error("Method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -100,7 +101,9 @@ impl ApiError {
         let mut response = json_response(self.status(), &self.body());
         match self {
             ApiError::MethodNotAllowed { allow } => {
-                response.headers_mut().insert("allow", HeaderValue::from_static(allow));
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.headers_mut().insert("allow", value);
+                }
             }
             ApiError::StillCompleting { retry_after_secs } => {
                 response.headers_mut().insert("retry-after", HeaderValue::from(*retry_after_secs));

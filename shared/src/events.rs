@@ -129,6 +129,9 @@ impl UploadEvent {
             "mode": u.mode.as_str(),
             "created_at": iso8601(u.created_at_ms),
         });
+        if let Some(tus) = &u.tus {
+            detail["tus"] = tus.to_json();
+        }
         let at = iso8601(self.at_ms);
         match self.kind {
             Kind::Completed => {

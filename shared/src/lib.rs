@@ -28,8 +28,10 @@ pub mod md5state;
 pub mod metrics;
 pub mod protocol;
 pub mod request;
+pub mod routes;
 pub mod secret;
 pub mod store;
+pub mod tus;
 pub mod upload;
 
 pub use app::App;

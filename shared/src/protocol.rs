@@ -46,8 +46,14 @@ impl ContentRange {
         Ok(ContentRange { start, end, total })
     }
 
+    /// The empty range at the end of a `total`-byte file (`None` for an empty file): what a tus upload sends when it
+    /// declares its length after its last bytes, to make what it buffered its last part (`upload::tus`).
+    pub fn empty_end(total: u64) -> Option<Self> {
+        total.checked_sub(1).map(|end| ContentRange { start: total, end, total })
+    }
+
     pub fn chunk_len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end_exclusive() - self.start
     }
 
     /// The offset after this chunk.
@@ -166,13 +172,21 @@ pub struct KeyTemplate {
     pieces: Vec<Piece>,
 }
 
-/// A final object's key. Only [`KeyTemplate::render`] makes one, so it is never under the buffer prefix.
+/// An object's key: a final object's, which only [`KeyTemplate::render`] makes, so it is never under the buffer
+/// prefix; or a tus partial upload's ([`ObjectKey::staging`]), always under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Where a tus partial upload's object waits for the concatenation that takes it: under the upload's own buffer
+    /// prefix, never a finished object's key, so an abort, the cleanup function and the lifecycle rule remove it as
+    /// they remove buffered chunks.
+    pub fn staging(buffer_prefix: &str, upload_id: &UploadId) -> ObjectKey {
+        ObjectKey(format!("{buffer_prefix}{upload_id}/tus-partial"))
     }
 }
 

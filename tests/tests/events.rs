@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::lambda_runtime::{FunctionProcess, build_functions};
 use integration_tests::proxy::Fault;
-use integration_tests::{
-    Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, service_env, stream_record,
-};
+use integration_tests::{Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, stream_record};
 use serde_json::{Value, json};
 use shared::cleanup;
 use shared::clock::{iso8601, now_ms};
@@ -339,13 +337,13 @@ async fn the_function_binary_answers_lambda_with_its_failures() {
         .expect("build the events function");
 
     // Its bus missing: the record comes back as the batch item Lambda retries from.
-    let env = service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", "no-such-bus-for-events")]);
+    let env = svc.env(&[("CHUNKED_UPLOAD_EVENT_BUS", "no-such-bus-for-events")]);
     let broken = FunctionProcess::spawn(&binaries["events"], env).await.expect("spawn the events function");
     let response = broken.invoke(event.clone()).await.expect("an answer");
     let sequence_number = &ttl["dynamodb"]["SequenceNumber"];
     assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": sequence_number}]}));
 
-    let function = FunctionProcess::spawn(&binaries["events"], service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", &bus.name)]))
+    let function = FunctionProcess::spawn(&binaries["events"], svc.env(&[("CHUNKED_UPLOAD_EVENT_BUS", &bus.name)]))
         .await
         .expect("spawn the events function");
     assert_eq!(function.invoke(event.clone()).await.expect("an answer"), json!({"batchItemFailures": []}));

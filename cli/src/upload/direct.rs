@@ -1,6 +1,6 @@
 //! The direct mode: each part read and its CRC64NVME computed, a URL presigned for exactly those bytes, and the part
-//! PUT straight to S3; `parallel` parts at a time. A part whose URL S3 no longer takes (expired while it waited) gets
-//! a fresh URL once.
+//! PUT straight to S3; `parallel` parts at a time. A part whose URL S3 no longer takes (expired while it waited: 403;
+//! or signed with credentials that expired first: 400 ExpiredToken) gets a fresh URL once.
 
 use std::collections::HashSet;
 
@@ -35,6 +35,7 @@ async fn put(run: &Run<'_>, index: u64, bytes: Bytes, crc: Crc64) -> Result<()> 
         match answer.status {
             200 => return Ok(()),
             403 if fresh_url => fresh_url = false,
+            400 if fresh_url && answer.s3_code().as_deref() == Some("ExpiredToken") => fresh_url = false,
             status => {
                 return Err(Error::Refused {
                     status,

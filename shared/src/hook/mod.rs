@@ -98,7 +98,7 @@ impl std::fmt::Display for HookSpec {
 pub fn event(result: &Value, caller: &Caller) -> Value {
     let caller = match caller {
         Caller::Principal(sub) => json!({"sub": sub, "anonymous": false}),
-        Caller::Anonymous(_) => json!({"sub": null, "anonymous": true}),
+        Caller::Anonymous(..) => json!({"sub": null, "anonymous": true}),
     };
     json!({"upload_id": result["upload_id"], "caller": caller, "result": result})
 }
@@ -302,7 +302,7 @@ mod tests {
             event,
             json!({"upload_id": "abc", "caller": {"sub": "alice", "anonymous": false}, "result": result})
         );
-        let anonymous = super::event(&result, &Caller::Anonymous(UploadSecret::generate()));
+        let anonymous = super::event(&result, &Caller::Anonymous(UploadSecret::generate(), None));
         assert_eq!(anonymous["caller"], json!({"sub": null, "anonymous": true}));
         assert!(!anonymous.to_string().contains("secret"));
     }

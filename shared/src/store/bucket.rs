@@ -10,7 +10,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -36,7 +36,7 @@ use crate::protocol::ObjectKey;
 pub struct Bucket {
     client: Client,
     name: String,
-    /// What presigned POST policies are signed with: the client's own cannot be read back from it.
+    /// What the client signs with, for presigned URLs (`signer`).
     credentials: Option<SharedCredentialsProvider>,
 }
 
@@ -75,6 +75,12 @@ pub struct HeldPart {
 pub struct Finished {
     pub etag: String,
     pub crc64: String,
+}
+
+/// The credentials presigned URLs are signed with, and how long they still live, if that is known.
+pub struct Signer {
+    credentials: Credentials,
+    pub left: Option<Duration>,
 }
 
 /// A presigned request: what a client sends to S3 itself.
@@ -130,17 +136,16 @@ fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 }
 
 impl Bucket {
-    pub fn new(client: Client, name: String) -> Self {
-        Bucket { client, name, credentials: None }
-    }
-
-    /// The bucket, signing POST policies with `credentials` (the client's, from the same AWS configuration).
-    pub fn signing_posts_with(self, credentials: Option<SharedCredentialsProvider>) -> Self {
-        Bucket { credentials, ..self }
+    pub fn new(client: Client, name: String, credentials: Option<SharedCredentialsProvider>) -> Self {
+        Bucket { client, name, credentials }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. With
@@ -235,10 +240,13 @@ impl Bucket {
     }
 
     /// Starts reading a buffered chunk: its body comes as it is read. A missing one was joined into a part by a
-    /// request that won the race for this offset.
+    /// request that won the race for this offset. S3 says NoSuchKey for a missing key only to a role that may list the
+    /// bucket, and AccessDenied to one that may not (S3 API Reference, GetObject, Permissions): the chunk function may
+    /// list only under the buffer prefix, a condition a GetObject request cannot meet, and may read every buffered
+    /// chunk, so both mean the chunk is gone.
     pub async fn get(&self, key: &str) -> Result<ByteStream, ApiError> {
         let out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| {
-            if code(&e) == Some("NoSuchKey") {
+            if matches!(code(&e), Some("NoSuchKey" | "AccessDenied")) {
                 ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
             } else {
                 unavailable("GetObject", &e)
@@ -323,11 +331,28 @@ impl Bucket {
         Ok(held)
     }
 
-    /// Presigns the `UploadPart` of part `number`, until `expires_in` has passed. Pinned (the direct mode), only
-    /// bytes of that length and CRC64NVME are taken; unpinned (Uppy's plan, unknown here), any bytes S3 takes for a
-    /// part, and the URL needs no header.
+    /// The credentials presigned URLs are signed with now, and how long they still live (`None`: no expiry is known,
+    /// as of the environment's credentials in Lambda). A URL signed with temporary credentials stops working when
+    /// they expire, whatever its X-Amz-Expires (S3 User Guide, "Download and upload objects with presigned URLs",
+    /// Expiration): the URLs are signed with exactly these, so that their lifetime can be bounded by them. Asked of
+    /// the provider once per request for URLs.
+    pub async fn signer(&self) -> Result<Signer, ApiError> {
+        let provider =
+            self.credentials.as_ref().ok_or_else(|| ApiError::Unavailable("presigning: no credentials".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("presigning: no credentials: {e}")))?;
+        let left = credentials.expiry().map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        Ok(Signer { credentials, left })
+    }
+
+    /// Presigns the `UploadPart` of part `number` with `signer`'s credentials, until `expires_in` has passed. Pinned
+    /// (the direct mode), only bytes of that length and CRC64NVME are taken; unpinned (Uppy's plan, unknown here), any
+    /// bytes S3 takes for a part, and the URL needs no header.
     pub async fn presign_part(
         &self,
+        signer: &Signer,
         key: &str,
         multipart_id: &str,
         number: u32,
@@ -343,6 +368,8 @@ impl Bucket {
             }
         };
         let request = request
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::default().credentials_provider(signer.credentials.clone()))
             .presigned(config)
             .await
             .map_err(|e| ApiError::Unavailable(format!("presigning UploadPart: {e}")))?;
@@ -351,16 +378,18 @@ impl Bucket {
     }
 
     /// A presigned POST of one object (S3's browser-based upload): the form a client sends to the bucket's URL, its
-    /// fields then the file. The form's policy, signed, fixes every field's value and the largest size, and ends
-    /// after `expires_in`, never past the signing credentials' own expiry.
-    pub async fn presign_post(&self, form: PostForm<'_>, expires_in: Duration) -> Result<PresignedPost, ApiError> {
+    /// fields then the file. The form's policy, signed with `signer`'s credentials, fixes every field's value and the
+    /// largest size, and ends after `expires_in` (which the caller bounds by the credentials' own expiry).
+    pub async fn presign_post(
+        &self,
+        signer: &Signer,
+        form: PostForm<'_>,
+        expires_in: Duration,
+    ) -> Result<PresignedPost, ApiError> {
         let signing = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("presigning a POST: {e}"));
-        let provider = self.credentials.as_ref().ok_or_else(|| signing(&"no credentials"))?;
-        let credentials = provider.provide_credentials().await.map_err(|e| signing(&e))?;
+        let credentials = &signer.credentials;
         let region = self.client.config().region().map(ToString::to_string).ok_or_else(|| signing(&"no region"))?;
         let now = SystemTime::now();
-        let expires_in =
-            credentials.expiry().map_or(expires_in, |end| expires_in.min(end.duration_since(now).unwrap_or_default()));
         let at = time::OffsetDateTime::from(now);
         let day = at.format(time::macros::format_description!("[year][month][day]")).map_err(|e| signing(&e))?;
         let stamp = at
@@ -575,30 +604,62 @@ impl Bucket {
         }
     }
 
-    /// Deletes these keys; missing ones are fine.
+    /// Deletes these keys; missing ones are fine. DeleteObjects answers 200 with an error for each key it did not
+    /// delete (S3 API Reference, DeleteObjects: SlowDown, InternalError, ...): those are deleted again, after a short
+    /// random wait, a few times; keys still there fail the call, which names how many.
     pub async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
         for batch in keys.chunks(1000) {
-            let objects = batch
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
-            self.client
-                .delete_objects()
-                .bucket(&self.name)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| unavailable("DeleteObjects", &e))?;
+            let mut left = batch.to_vec();
+            let mut backoff = DELETE_BACKOFF;
+            for attempt in 1.. {
+                left = self.delete_batch(&left).await?;
+                if left.is_empty() {
+                    break;
+                }
+                if attempt == DELETE_ATTEMPTS {
+                    let detail = format!("DeleteObjects: {} keys not deleted, first {}", left.len(), left[0]);
+                    tracing::warn!(error = %detail, "storage call failed");
+                    return Err(ApiError::Unavailable(detail));
+                }
+                tokio::time::sleep(backoff.mul_f64(rand::random::<f64>())).await;
+                backoff *= 2;
+            }
         }
         Ok(())
     }
+
+    /// One DeleteObjects (quiet: only errors are listed); the keys S3 says it did not delete.
+    async fn delete_batch(&self, keys: &[String]) -> Result<Vec<String>, ApiError> {
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.name)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteObjects", &e))?;
+        let failed: Vec<String> = out.errors().iter().filter_map(|e| e.key().map(str::to_string)).collect();
+        if let Some(error) = out.errors().first() {
+            tracing::info!(count = failed.len(), code = error.code(), "DeleteObjects left keys in place");
+        }
+        Ok(failed)
+    }
 }
+
+/// How often keys DeleteObjects left in place are deleted again, and the longest wait before the first retry
+/// (doubling after).
+const DELETE_ATTEMPTS: u32 = 4;
+const DELETE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A part's bytes, in order, with their length and CRC64NVME.
 pub struct PartSource {

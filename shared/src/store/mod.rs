@@ -10,6 +10,7 @@ pub mod quota;
 pub mod record;
 pub mod sizing;
 pub mod table;
+pub mod tus;
 
 pub use bucket::{
     Bucket, CompleteFailure, Finished, HeldPart, Part, PartChecksums, PartPin, PostForm, Presigned, PresignedPost,
@@ -21,6 +22,7 @@ pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;
 pub use record::{Completed, Status, UploadRecord};
 pub use table::{ChunkCommit, Table, Written};
+pub use tus::{Concat, TusRecord};
 
 use std::fmt::Debug;
 

@@ -7,6 +7,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::ledger::{BufferChain, FlushLease, PartLedger};
+use super::quota::counter_key;
+use super::tus::TusRecord;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
@@ -80,15 +82,17 @@ pub struct UploadRecord {
     pub completed: Option<Completed>,
     /// An anonymous upload's secret, hashed (see `secret`); none for an authenticated owner's.
     pub secret_hash: Option<SecretHash>,
-    /// Whether the upload counts against its owner's limits (see `store::quota`): it did if a limit was set when it
-    /// started.
-    pub counted: bool,
+    /// The counter item the upload counts against (see `store::quota`): its owner's, or an anonymous caller's
+    /// network's; `None` if no limit was set when it started.
+    pub counted: Option<String>,
     pub mode: Mode,
     /// The parallel mode's chunk size (its grid: `grid::Grid`); the direct mode's is its part size; 0 in sequential
     /// mode, whose chunks may have any size.
     pub chunk_size: u64,
     /// What the completion hook said, once it was called: its answer, or why it gave none (called again then).
     pub hook: Option<HookOutcome>,
+    /// What a tus upload keeps beyond this (`store::tus`); none for an upload made through `/upload`.
+    pub tus: Option<TusRecord>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -127,6 +131,8 @@ pub mod attr {
     pub const HOOK_DATA: &str = "hook_data";
     /// Why the completion hook gave no answer; removed when it answers.
     pub const HOOK_ERROR: &str = "hook_error";
+    /// A tus upload's metadata, concatenation and deferred length (`store::tus`).
+    pub const TUS: &str = "tus";
 }
 
 impl UploadRecord {
@@ -179,8 +185,15 @@ impl UploadRecord {
         if let Some(hash) = &self.secret_hash {
             item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
         }
-        if self.counted {
-            item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+        // `true` for the owner's counter, as before anonymous uploads were counted by their network.
+        match &self.counted {
+            Some(counter) if *counter == counter_key(&self.owner) => {
+                item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+            }
+            Some(counter) => {
+                item.insert(attr::COUNTED.into(), s(counter));
+            }
+            None => {}
         }
         // Absent for the sequential mode, so its records stay as small as before the other modes.
         if self.mode != Mode::Sequential {
@@ -195,6 +208,9 @@ impl UploadRecord {
                 item.insert(attr::HOOK_ERROR.into(), s(failure.detail()));
             }
             None => {}
+        }
+        if let Some(tus) = &self.tus {
+            item.insert(attr::TUS.into(), tus.to_attribute());
         }
         item
     }
@@ -220,9 +236,15 @@ impl UploadRecord {
             }),
             _ => None,
         };
+        let owner = s(attr::OWNER)?;
+        let counted = match item.get(attr::COUNTED) {
+            Some(AttributeValue::Bool(true)) => Some(counter_key(&owner)),
+            Some(AttributeValue::S(counter)) => Some(counter.clone()),
+            _ => None,
+        };
         Ok(UploadRecord {
             upload_id: UploadId::parse(&s(attr::UPLOAD_ID)?).map_err(|_| damaged(attr::UPLOAD_ID))?,
-            owner: s(attr::OWNER)?,
+            owner,
             filename: s(attr::FILENAME)?,
             content_type: s(attr::CONTENT_TYPE)?,
             total: n(attr::TOTAL)?,
@@ -257,7 +279,7 @@ impl UploadRecord {
                         .and_then(|h| SecretHash::from_bytes(h).ok_or_else(|| damaged(attr::SECRET_HASH)))
                 })
                 .transpose()?,
-            counted: item.get(attr::COUNTED).is_some_and(|v| v.as_bool() == Ok(&true)),
+            counted,
             mode: match item.get(attr::MODE) {
                 None => Mode::Sequential,
                 Some(_) => Mode::parse(&s(attr::MODE)?).ok_or_else(|| damaged(attr::MODE))?,
@@ -270,6 +292,10 @@ impl UploadRecord {
                 (None, Some(_)) => Some(HookOutcome::Failed(HookFailure::new(s(attr::HOOK_ERROR)?))),
                 (None, None) => None,
             },
+            tus: item
+                .get(attr::TUS)
+                .map(|v| TusRecord::from_attribute(v).ok_or_else(|| damaged(attr::TUS)))
+                .transpose()?,
         })
     }
 }
@@ -339,10 +365,11 @@ mod tests {
             completing_since_ms: None,
             completed: None,
             secret_hash: None,
-            counted: false,
+            counted: None,
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         }
     }
 
@@ -355,7 +382,7 @@ mod tests {
             completing_since_ms: Some(5),
             completed: Some(Completed { md5: "m".into(), etag: "e".into(), crc64: "c".into() }),
             secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
-            counted: true,
+            counted: Some(counter_key("alice")),
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);

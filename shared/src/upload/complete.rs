@@ -56,6 +56,8 @@ impl App {
         }
         let required = |name: &str| ApiError::BadRequest(format!("Field {name:?} is required"));
         match record.mode {
+            // tus has the client declare no MD5: the upload's own is its result's (`UploadRecord::computed_md5`).
+            Mode::Sequential if record.tus.is_some() => {}
             Mode::Sequential => {
                 let md5 = md5.as_deref().ok_or_else(|| required("md5"))?;
                 if record.offset != record.total {
@@ -113,13 +115,18 @@ impl App {
             }
         };
         let retained_until = now_ms() / 1000 + self.config.expiration_delta_secs;
-        let md5 = md5.unwrap_or_default();
+        // The owner's share goes back before the record says complete (once: `store::quota`), so no completed
+        // upload is ever left counted. If it fails, so does this request, and a repeated complete gives it back.
+        if let Err(e) = self.table.release(&record, retained_until).await {
+            if let Err(release) = self.table.release_completion(upload_id, now).await {
+                tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
+            }
+            return Err(e);
+        }
+        let md5 =
+            if record.tus.is_some() { record.computed_md5()?.unwrap_or_default() } else { md5.unwrap_or_default() };
         match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
-                if let Err(e) = self.table.release(&record, retained_until).await {
-                    // The cleanup function releases it when TTL removes the record.
-                    tracing::warn!(upload_id = %upload_id, error = %e, "could not release a completed upload's share of the limits");
-                }
                 // Chunks of requests that failed after their S3 write were never referenced; the object is whole
                 // now, so nothing under the buffer prefix is needed any more.
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {
@@ -138,7 +145,7 @@ impl App {
     }
 
     /// The answer while the completion lease taken at `since_ms` holds: retry once it may have ended.
-    fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
+    pub(super) fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
         let left_ms = (since_ms + self.config.lease_ms()).saturating_sub(now_ms);
         ApiError::StillCompleting { retry_after_secs: left_ms.div_ceil(1000).clamp(1, 60) }
     }
@@ -179,13 +186,17 @@ impl App {
     /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
     /// file's CRC64NVME. Never completes with bytes nobody accepted.
     /// S3's answer is awaited until `until`: past it, or without an answer, S3 may still be assembling the object.
-    async fn complete_in_s3(
+    pub(super) async fn complete_in_s3(
         &self,
         record: &UploadRecord,
         declared: Option<Crc64>,
         until: Instant,
     ) -> Result<Finished, ApiError> {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
+        // A tus final (or empty) upload's object is made in S3 from others (`concat`).
+        if let Some(pieces) = record.assembled_from() {
+            return Box::pin(self.assemble(record, multipart_id, pieces, until)).await;
+        }
         if record.mode == Mode::Parallel {
             self.flush_full_parts(record).await?;
         }

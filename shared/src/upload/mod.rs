@@ -8,17 +8,20 @@ mod abort;
 mod append;
 mod companion;
 mod complete;
+mod concat;
 mod create;
 mod direct;
 mod list;
 mod open;
 mod parallel;
 mod status;
+mod tus;
 
 pub use companion::{NamedPart, Posted, UppyFile};
 pub use complete::Declared;
 pub use list::Listing;
 pub use open::Opening;
+pub use tus::{TusCreation, TusPatch, TusState};
 
 use std::time::Instant;
 
@@ -170,10 +173,11 @@ impl App {
             completing_since_ms: None,
             completed: None,
             secret_hash: caller.secret_hash(),
-            counted: self.config.limits.any(),
+            counted: self.config.limits.any().then(|| crate::store::quota::counter_of(caller)),
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         };
         (record, key)
     }
@@ -296,7 +300,7 @@ impl App {
     fn plain_result(&self, record: &UploadRecord) -> Value {
         let (md5, etag, crc64) =
             record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str(), c.crc64.as_str())).unwrap_or_default();
-        json!({
+        let mut result = json!({
             "upload_id": record.upload_id,
             "status": record.status.as_str(),
             "mode": record.mode.as_str(),
@@ -310,7 +314,11 @@ impl App {
             "md5": (!md5.is_empty()).then_some(md5),
             "etag": etag,
             "crc64nvme": crc64,
-        })
+        });
+        if let Some(tus) = &record.tus {
+            result["tus"] = tus.to_json();
+        }
+        result
     }
 }
 

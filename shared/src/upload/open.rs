@@ -49,8 +49,7 @@ impl App {
             chunk_size: grid.chunk_size,
             ..base
         };
-        self.table.create_within(&record, self.config.limits).await?;
-        self.start_multipart(&record, &key, PartChecksums::Crc64Nvme).await?;
+        self.start(&record, &key, PartChecksums::Crc64Nvme).await?;
         let mut answer = json!({
             "upload_id": record.upload_id,
             "mode": record.mode.as_str(),
@@ -69,23 +68,25 @@ impl App {
         Ok(answer)
     }
 
-    /// Creates the multipart upload of a record just stored, and records its id. On a failure the upload is removed
-    /// again; the client never learned its id, so a failure that may have landed is left to TTL and cleanup, as for
-    /// a first chunk.
-    pub(super) async fn start_multipart(
+    /// Stores a new upload's record, then creates its multipart upload at `key` (with `checksums`) and records it: an
+    /// upload that takes its bytes later (a parallel, direct, tus or Uppy one); returns the multipart upload's id.
+    /// What fails is removed again.
+    pub(super) async fn start(
         &self,
         record: &UploadRecord,
         key: &ObjectKey,
         checksums: PartChecksums,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
+        self.table.create_within(record, self.config.limits).await?;
         let disposition = attachment_disposition(&record.filename);
         let created = async {
             let (content_type, storage_class) = (&record.content_type, &self.config.storage_class);
             let id = self.bucket.create_multipart(key, content_type, &disposition, storage_class, checksums).await?;
-            self.table.set_multipart(&record.upload_id, &id).await
+            self.table.set_multipart(&record.upload_id, &id).await.map(|written| (written, id))
         };
         match created.await {
-            Ok(Written::Won(_)) => Ok(()),
+            Ok((Written::Won(_), id)) => Ok(id),
+            // The client never learned the id: as for a first chunk, the upload is left to TTL and cleanup.
             Err(ApiError::Ambiguous(detail)) => Err(ApiError::Unavailable(detail)),
             failed => {
                 self.discard_quietly(record).await;

@@ -36,6 +36,9 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
             }
         }
     }
+    if let Some(tus) = &record.tus {
+        answer["tus"] = tus.to_json();
+    }
     answer
 }
 

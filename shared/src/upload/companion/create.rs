@@ -20,8 +20,7 @@ pub struct UppyFile {
 impl App {
     pub async fn uppy_create(&self, caller: &Caller, file: UppyFile) -> Result<Value, ApiError> {
         let (record, key) = self.uppy_record(caller, &file);
-        self.table.create_within(&record, self.config.limits).await?;
-        self.start_multipart(&record, &key, PartChecksums::None).await?;
+        self.start(&record, &key, PartChecksums::None).await?;
         Ok(with_secret(
             json!({
                 "key": record.key,

@@ -31,7 +31,12 @@ impl App {
             metadata: &[(UPLOAD_ID_METADATA, record.upload_id.as_str())],
             max_bytes: self.config.size_limit(),
         };
-        let post = match self.bucket.presign_post(form, self.url_lifetime(&record, now_ms())).await {
+        let signed = async {
+            let signer = self.bucket.signer().await?;
+            let lifetime = self.url_lifetime(&record, now_ms(), &signer)?;
+            self.bucket.presign_post(&signer, form, lifetime).await
+        };
+        let post = match signed.await {
             Ok(post) => post,
             Err(e) => {
                 // Nothing can reach S3 without the form: the record is forgotten again.

@@ -64,7 +64,7 @@ impl App {
         let caller = match record.secret_hash {
             None => Caller::Principal(record.owner.clone()),
             // The hook is told only that the caller was anonymous, never a secret: any stands in for theirs.
-            Some(_) => Caller::Anonymous(UploadSecret::generate()),
+            Some(_) => Caller::Anonymous(UploadSecret::generate(), None),
         };
         let deadline = Instant::now() + self.config.request_timeout;
         let answered = self.answer(record, &caller, deadline).await;

@@ -27,11 +27,12 @@ impl App {
         let now = now_ms();
         self.check_taking(&record, now)?;
         let multipart_id = record.multipart_id.as_deref().ok_or_else(not_multipart)?;
-        let lifetime = self.url_lifetime(&record, now);
+        let signer = self.bucket.signer().await?;
+        let lifetime = self.url_lifetime(&record, now, &signer)?;
         let mut urls = Vec::with_capacity(numbers.len());
         // Signing is local: no call to S3.
         for &number in numbers {
-            urls.push(self.bucket.presign_part(&record.key, multipart_id, number, None, lifetime).await?.url);
+            urls.push(self.bucket.presign_part(&signer, &record.key, multipart_id, number, None, lifetime).await?.url);
         }
         self.metrics.emit(Metric::PartUrlsIssued { count: urls.len() as u64 });
         Ok((urls, lifetime))
