@@ -21,6 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use shared::app::Function;
 use shared::local::{API_GATEWAY_BODY_LIMIT, dev_token, invoke};
+use shared::store::Bucket;
 use shared::{App, handlers, lambda};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -51,7 +52,10 @@ async fn main() -> ExitCode {
         App::from_env_as(Function::Tus).await,
     );
     let app = match apps {
-        (Ok(chunk), Ok(complete), Ok(tus)) => Arc::new(Apps { chunk, complete, tus }),
+        (Ok(chunk), Ok(complete), Ok(tus)) => {
+            let posted = complete.bucket.with_own_retries("posted-objects");
+            Arc::new(Apps { chunk, complete, tus, posted })
+        }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -93,6 +97,8 @@ struct Apps {
     chunk: App,
     complete: App,
     tus: App,
+    /// The bucket as the watch for posted objects looks at it (`posted`): its retries apart from the requests'.
+    posted: Bucket,
 }
 
 async fn serve(

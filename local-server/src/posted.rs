@@ -35,7 +35,8 @@ pub fn watch_for_form(apps: &Arc<Apps>, method: &Method, path: &str, response: &
         let until = Instant::now() + Duration::from_secs(expires);
         let mut between = Duration::from_millis(100);
         while Instant::now() < until {
-            match app.bucket.stored(&key).await {
+            // Hundreds of forms may be watched at once: their looks must not use up the retries requests need.
+            match apps.posted.stored(&key).await {
                 Ok(Some(_)) => {
                     report(app, key).await;
                     return;

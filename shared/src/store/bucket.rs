@@ -10,6 +10,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryPartition;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
@@ -138,6 +139,14 @@ fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 impl Bucket {
     pub fn new(client: Client, name: String, credentials: Option<SharedCredentialsProvider>) -> Self {
         Bucket { client, name, credentials }
+    }
+
+    /// The same bucket through a client whose retries draw on a quota of their own, named `partition`. The SDK's
+    /// retry quota is one per partition in the whole process, so calls made for something else than a request (the
+    /// local server's watch for posted objects) must not spend the one every request's retries need.
+    pub fn with_own_retries(&self, partition: &'static str) -> Bucket {
+        let config = self.client.config().to_builder().retry_partition(RetryPartition::new(partition)).build();
+        Bucket { client: Client::from_conf(config), name: self.name.clone(), credentials: self.credentials.clone() }
     }
 
     pub fn name(&self) -> &str {
