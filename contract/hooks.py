@@ -26,6 +26,12 @@ two false alarms of schemathesis' checks:
        each part's bytes to the URL it gets, with the headers it names, as a client does;
      - a complete for either gets the whole file's CRC64NVME and no `md5` (which those modes refuse), except when
        the generated MD5 starts with `0` or `1` (kept as generated: the refusal and mismatch paths).
+   Uppy S3 uploads (Companion's /s3/ routes) this run created (POST /s3/multipart, whose links give the upload's id
+   and key) are completed the way the plugin completes them: a positive completion is sent to the last of them not
+   yet completed or aborted (when it names none of them: the run seldom follows the link), without an upload secret
+   (optional, and the run's token makes it moot), and gets part 1 sent to S3 through a URL the API signs, named with
+   S3's ETag; except for one in four, chosen by the generated first ETag, kept as generated (the refusal of parts S3
+   does not hold).
    Every decision depends only on the generated data and earlier answers, so a fixed seed gives the same run.
    The listing (GET /upload) lists the run's user's uploads: before its first call, if the run has made none yet
    (the examples phase reaches it first), the hook starts one upload and completes another through the API
@@ -54,6 +60,7 @@ import json
 import os
 import random
 import threading
+import urllib.parse
 import urllib.request
 import zlib
 
@@ -72,6 +79,8 @@ _LANES: dict[str, dict] = {}
 _PENDING_CHUNK: dict[int, tuple[str, int]] = {}
 # id(case) of the positive POSTs this hook may have shaped
 _SHAPED: set[int] = set()
+# uploadId -> {"key", "state": "uploading" | "complete" | "aborted"} of the Uppy S3 uploads this run created
+_UPPY: dict[str, dict] = {}
 # tus uploads this run created: upload id -> {"data": the file, "offset": bytes the server has}
 _TUS: dict[str, dict] = {}
 # id(case) -> (the file's length, its first bytes sent with the creation) for a tus creation this hook shaped
@@ -284,6 +293,36 @@ def _shape_lane_complete(case, lane: dict) -> None:
     case.body["crc64nvme"] = lane["crc64nvme"]
 
 
+def _shape_uppy_complete(case) -> None:
+    """Sends part 1 of an Uppy S3 upload this run created to S3, as the plugin does, and names it in the completion."""
+    parts = case.body.get("parts") if isinstance(case.body, dict) else None
+    if not isinstance(parts, list) or not parts or not isinstance(parts[0], dict):
+        return
+    if zlib.crc32(str(parts[0].get("ETag", "")).encode()) % 4 == 0:
+        return
+    upload_id = (case.path_parameters or {}).get("uploadId")
+    with _LOCK:
+        known = _UPPY.get(upload_id) if isinstance(upload_id, str) else None
+        if known is None:
+            unfinished = [i for i, u in _UPPY.items() if u["state"] == "uploading"]
+            if not unfinished:
+                return
+            upload_id, known = unfinished[-1], _UPPY[unfinished[-1]]
+    key = known["key"]
+    case.path_parameters = {**(case.path_parameters or {}), "uploadId": upload_id}
+    case.query = {**(case.query or {}), "key": key}
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "x-upload-secret"}
+    query = urllib.parse.urlencode({"key": key})
+    try:
+        url = _api("GET", f"/s3/multipart/{upload_id}/1?{query}")["url"]
+        request = urllib.request.Request(url, data=random.Random(upload_id).randbytes(1000), method="PUT")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            etag = response.headers["ETag"]
+    except OSError:  # aborted or completed already: the completion answers what it is then
+        return
+    case.body = {"parts": [{"PartNumber": 1, "ETag": etag.strip('"')}]}
+
+
 def _api(method: str, path: str, data: bytes = b"", headers: dict | None = None) -> dict:
     request = urllib.request.Request(os.environ["CONTRACT_BASE_URL"] + path, data=data or None, method=method)
     request.add_header("Authorization", f"Bearer {os.environ['CONTRACT_TOKEN']}")
@@ -421,6 +460,8 @@ def before_call(context, case, kwargs):
         _shape_open(case)
     elif case.path == "/upload/{upload_id}/parts":
         _shape_parts(case)
+    elif case.path == "/s3/multipart/{uploadId}/complete":
+        _shape_uppy_complete(case)
 
 
 def _opened(body: dict) -> None:
@@ -473,6 +514,16 @@ def after_call(context, case, response):
         lane = _lane((case.path_parameters or {}).get("upload_id"))
         if lane is not None and lane["mode"] == "direct":
             _put_parts(lane, body)
+        return
+    if case.path.startswith("/s3/multipart") and isinstance(body, dict):
+        with _LOCK:
+            if case.method.upper() == "POST" and case.path == "/s3/multipart":
+                _UPPY[body["uploadId"]] = {"key": body["key"], "state": "uploading"}
+            elif (upload := _UPPY.get((case.path_parameters or {}).get("uploadId"))) is not None:
+                if case.path.endswith("/complete"):
+                    upload["state"] = "complete"
+                elif case.method.upper() == "DELETE":
+                    upload["state"] = "aborted"
         return
     if not isinstance(body, dict) or not isinstance(body.get("upload_id"), str):
         return

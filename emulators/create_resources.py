@@ -1,7 +1,7 @@
 """Create (idempotently) the bucket and table the service needs, in the emulators.
 
 The bucket gets the CORS rule of emulators/bucket-cors.json (template.yaml's rule for browser PUTs of presigned
-parts, with the local server's origins on any port), replaced whenever it differs, so running this again applies
+parts and POSTs of presigned forms, with the local server's origins on any port), replaced whenever it differs, so running this again applies
 an edited rule to a running LocalStack.
 
 Reads AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, CHUNKED_UPLOAD_BUCKET,

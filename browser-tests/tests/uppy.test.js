@@ -35,7 +35,7 @@ describe('Uppy with its Tus plugin in Chromium, from another origin', { concurre
     const origin = await startFixtureServer(t);
     const page = await newPage(browser, t);
     const patches = await interceptChunks(page, plan, { matches: isPatch });
-    const query = new URLSearchParams({ api: API_URL, token: TOKEN, plugin: 'tus' });
+    const query = new URLSearchParams({ api: API_URL, token: TOKEN, uploader: 'tus' });
     await page.goto(`${origin}/examples/uppy/index.html?${query}`);
     await page.waitForFunction(() => window.uppy, null, { timeout: WAIT_MS });
     return { page, patches };

@@ -2,8 +2,10 @@
 //! the very handlers the Lambda functions run. For development; see `shared::local` for what is emulated. It also
 //! serves the demo page (`/`, `/demo/…`) and the browser client (`/client/…`), and answers CORS as the template's
 //! HTTP API does. `CHUNKED_UPLOAD_COMPLETION_HOOK` may name a command (`cmd:...`) or a local URL (`http://...`) as
-//! well as a Lambda function: hooks can be developed without deploying one.
+//! well as a Lambda function: hooks can be developed without deploying one. S3's reports of objects POSTed with
+//! forms from `GET /s3/params` are emulated (`posted`).
 
+mod posted;
 mod site;
 
 use std::convert::Infallible;
@@ -19,6 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use shared::app::Function;
 use shared::local::{API_GATEWAY_BODY_LIMIT, dev_token, invoke};
+use shared::store::Bucket;
 use shared::{App, handlers, lambda};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,7 +52,10 @@ async fn main() -> ExitCode {
         App::from_env_as(Function::Tus).await,
     );
     let app = match apps {
-        (Ok(chunk), Ok(complete), Ok(tus)) => Arc::new(Apps { chunk, complete, tus }),
+        (Ok(chunk), Ok(complete), Ok(tus)) => {
+            let posted = complete.bucket.with_own_retries("posted-objects");
+            Arc::new(Apps { chunk, complete, tus, posted })
+        }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -91,6 +97,8 @@ struct Apps {
     chunk: App,
     complete: App,
     tus: App,
+    /// The bucket as the watch for posted objects looks at it (`posted`): its retries apart from the requests'.
+    posted: Bucket,
 }
 
 async fn serve(
@@ -114,15 +122,19 @@ async fn call_api(app: Arc<Apps>, req: Request<Incoming>) -> Response<Full<Bytes
         Ok(collected) => collected.to_bytes(),
         Err(_) => return too_large(),
     };
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
     let request = Request::from_parts(parts, body);
     // A task of its own, so it runs to its end when the client goes away, as a Lambda invocation does: hyper drops a
     // connection's futures, which would leave a cut completion holding its lease until it runs out.
-    let handled =
-        tokio::spawn(
-            async move { invoke(&|r| handlers::handle(&app.chunk, &app.complete, &app.tus, r), request).await },
-        );
+    let serving = app.clone();
+    let handled = tokio::spawn(async move {
+        invoke(&|r| handlers::handle(&serving.chunk, &serving.complete, &serving.tus, r), request).await
+    });
     match handled.await {
-        Ok(response) => response.map(Full::new),
+        Ok(response) => {
+            posted::watch_for_form(&app, &method, &path, &response);
+            response.map(Full::new)
+        }
         Err(e) => {
             eprintln!("a request's handler failed: {e}");
             gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::app::{App, Function};
 use crate::clock::now_ms;
+use crate::companion;
 use crate::error::{ApiError, json_response};
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
@@ -40,6 +41,8 @@ pub enum Route {
     Parts,
     /// `GET /upload`: the caller's uploads.
     List,
+    /// One of Companion's S3 endpoints, for Uppy's S3 plugin (`companion`).
+    Companion(companion::Route),
     /// `/files` and `/files/{upload_id}`: tus, on the tus function, in that protocol's own way (`crate::tus`).
     Tus,
 }
@@ -54,10 +57,15 @@ impl Route {
             Route::Open => "open",
             Route::Parts => "parts",
             Route::List => "list",
+            Route::Companion(route) => route.name(),
             Route::Tus => "tus",
         }
     }
 }
+
+/// The path parameter naming an upload: ours, and Companion's S3 routes' (Uppy's plugin builds those paths).
+const UPLOAD_ID: &str = "upload_id";
+const UPPY_UPLOAD_ID: &str = "uploadId";
 
 /// The route of a request, and the upload id its path names: from the event API Gateway made, its route key (HTTP
 /// API) or resource (REST API) and its path parameters. An event from a route the table does not name (a `$default`
@@ -74,7 +82,8 @@ pub fn route_of(req: &Request) -> Result<(Row, Option<String>), ApiError> {
         _ => None,
     };
     if let Some(row) = declared {
-        let id = req.path_parameters_ref().and_then(|p| p.first("upload_id")).map(str::to_string);
+        let id = req.path_parameters_ref().and_then(|p| p.first(UPLOAD_ID).or_else(|| p.first(UPPY_UPLOAD_ID)));
+        let id = id.map(str::to_string);
         return Ok((row, id));
     }
     let path = req.uri().path();
@@ -82,7 +91,8 @@ pub fn route_of(req: &Request) -> Result<(Row, Option<String>), ApiError> {
     let mut allowed: Vec<&str> = Vec::new();
     for tail in tails {
         if let Some(matched) = routes::select(method, tail) {
-            return Ok((matched.row, matched.parameters.get("upload_id").cloned()));
+            let id = matched.parameters.get(UPLOAD_ID).or_else(|| matched.parameters.get(UPPY_UPLOAD_ID));
+            return Ok((matched.row, id.cloned()));
         }
         allowed.extend(routes::ROUTES.iter().filter(|r| routes::select(r.method, tail).is_some()).map(|r| r.method));
     }
@@ -103,7 +113,8 @@ pub async fn handle(chunk: &App, complete: &App, tus: &App, req: Request) -> Res
     }
 }
 
-/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads.
+/// The chunk function: chunks, status, abort, the listing, and opening and presigning parallel and direct uploads;
+/// Companion's S3 routes but its completion.
 pub async fn chunk_function(app: &App, req: Request) -> Response<Body> {
     serve(app, req, Function::Chunk).await
 }
@@ -113,7 +124,7 @@ pub async fn tus_function(app: &App, req: Request) -> Response<Body> {
     crate::tus::serve(app, req).await
 }
 
-/// The complete function.
+/// The complete function: both protocols' completions.
 pub async fn complete_function(app: &App, req: Request) -> Response<Body> {
     serve(app, req, Function::Complete).await
 }
@@ -300,6 +311,12 @@ async fn dispatch(
             }
             Err(e) => (None, Err(e)),
         },
+        Route::Companion(route) => {
+            let late = if route.may_land_late() { Late::MayHaveLanded } else { Late::Retry };
+            let served = companion::serve(app, req, route, (principal, network), path_id.as_ref(), deadline);
+            let result = by(deadline, late, served).await;
+            (path_id, result)
+        }
         Route::Status | Route::Abort => {
             let Some(id) = path_id else { return (None, Err(ApiError::NotFound)) };
             let caller = match request::upload_secret(&req).and_then(|secret| Caller::naming(principal, secret)) {

@@ -27,7 +27,7 @@ use lambda_http::aws_lambda_events::encodings::Body as EventBody;
 use lambda_http::http::HeaderMap;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response, service_fn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::filter::Targets;
 
 use crate::error::ApiError;
@@ -45,6 +45,19 @@ pub enum ApiResponse {
     V2(ApiGatewayV2httpResponse),
 }
 
+/// Runs a service of invocations. The runtime does everything else (the Runtime API, context, deadline, errors, the
+/// X-Ray header); the outer layer sees each invocation's raw bytes before the runtime parses them. As
+/// `lambda_runtime::run`, with tracing.
+macro_rules! run_service {
+    ($service:expr) => {
+        Runtime::new($service)
+            .layer(lambda_runtime::layers::TracingLayer::new())
+            .layer(layer_fn(|inner| CutBody { inner }))
+            .run()
+            .await
+    };
+}
+
 /// Runs a Lambda function whose every request goes to `handler`.
 pub async fn run<H, F>(handler: H) -> Result<(), Error>
 where
@@ -54,22 +67,78 @@ where
     init_logging();
     reuse_large_allocations();
     let service = service_fn(|event: LambdaEvent<LambdaRequest>| {
-        // The invocation's context goes with the request: its deadline bounds the handler's (`handlers`).
-        let context = event.context;
-        let handler = &handler;
+        let answer = answer_http(&handler, event.payload, event.context);
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+    });
+    run_service!(service)
+}
+
+/// S3's report of an object created, as EventBridge delivers it to a function (`detail-type` `Object Created`,
+/// source `aws.s3`; README: Uppy S3).
+#[derive(Debug, Deserialize)]
+pub struct ObjectCreated {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub detail: ObjectCreatedDetail,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ObjectCreatedDetail {
+    pub object: CreatedObject,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreatedObject {
+    pub key: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Http(Box<ApiResponse>),
+    ObjectCreated(serde_json::Value),
+}
+
+/// Runs a Lambda function whose HTTP requests go to `handler` and S3's reports of created objects to `objects`. A
+/// report that fails fails its invocation, which Lambda retries (EventBridge invokes asynchronously), then sends to
+/// the function's failure destination.
+pub async fn run_with_objects<H, F, O, G, T>(handler: H, objects: O) -> Result<(), Error>
+where
+    H: Fn(Request) -> F,
+    F: Future<Output = Response<Body>>,
+    O: Fn(ObjectCreated) -> G,
+    G: Future<Output = Result<T, ApiError>>,
+    T: Serialize,
+{
+    init_logging();
+    reuse_large_allocations();
+    // An EventBridge event has a `detail-type`, an API Gateway event never. (Parsed as a value first: serde's untagged
+    // enums cannot hold lambda_http's event types.)
+    let service = service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let (handler, objects) = (&handler, &objects);
         async move {
-            let body = CUT_BODY.try_with(Cell::take).ok().flatten();
-            let with_context = |req: Request| handler(req.with_lambda_context(context.clone()));
-            Ok::<_, std::convert::Infallible>(serve_cut(&with_context, event.payload, body).await)
+            if event.payload.get("detail-type").is_some() {
+                let outcome = objects(serde_json::from_value(event.payload)?).await.map_err(|e| e.to_string())?;
+                return Ok::<_, Error>(Answer::ObjectCreated(serde_json::to_value(outcome)?));
+            }
+            let request = serde_json::from_value(event.payload)?;
+            Ok(Answer::Http(Box::new(answer_http(handler, request, event.context).await)))
         }
     });
-    // The runtime does everything else (the Runtime API, context, deadline, errors, the X-Ray header); the outer
-    // layer sees each invocation's raw bytes before the runtime parses them. As `lambda_runtime::run`, with tracing.
-    Runtime::new(service)
-        .layer(lambda_runtime::layers::TracingLayer::new())
-        .layer(layer_fn(|inner| CutBody { inner }))
-        .run()
-        .await
+    run_service!(service)
+}
+
+/// Answers an API Gateway event whose body [`CutBody`] cut out, with the invocation's context, whose deadline bounds
+/// the handler's (`handlers`).
+async fn answer_http<H, F>(handler: &H, event: LambdaRequest, context: lambda_runtime::Context) -> ApiResponse
+where
+    H: Fn(Request) -> F,
+    F: Future<Output = Response<Body>>,
+{
+    let body = CUT_BODY.try_with(Cell::take).ok().flatten();
+    let with_context = |req: Request| handler(req.with_lambda_context(context.clone()));
+    serve_cut(&with_context, event, body).await
 }
 
 tokio::task_local! {

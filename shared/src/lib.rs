@@ -14,6 +14,7 @@ pub mod app;
 pub mod checksum;
 pub mod cleanup;
 pub mod clock;
+pub mod companion;
 pub mod config;
 pub mod error;
 pub mod events;

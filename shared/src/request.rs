@@ -19,7 +19,7 @@ use crate::upload::{Chunk, Listing, Opening};
 pub const CRC64_HEADER: &str = "x-checksum-crc64nvme";
 
 /// Longest text field we read (ids, names, checksums); anything longer is not ours.
-const MAX_TEXT_FIELD: usize = 4096;
+pub(crate) const MAX_TEXT_FIELD: usize = 4096;
 
 /// The caller's identity as API Gateway's authorizer established it: the `sub` claim of an HTTP API JWT authorizer,
 /// or of a REST API Cognito authorizer (or a Lambda authorizer's `sub`/`principalId`); `None` without an authorizer.
@@ -274,15 +274,16 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> 
     }
 }
 
-/// The JSON object of a request that must send one (`POST /upload/create`, `POST /upload/{id}/parts`).
-fn json_body(req: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
+/// The JSON object of a request that must send one (`POST /upload/create`, `POST /upload/{id}/parts`, Companion's
+/// `POST /s3/multipart` and its completion).
+pub(crate) fn json_body(req: Request) -> Result<serde_json::Map<String, Value>, ApiError> {
     if media_type(&req)?.as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType("Send a JSON body (application/json)".into()));
     }
     json_object(&body_bytes(req.into_body()))
 }
 
-fn text_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn text_field(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.len() <= MAX_TEXT_FIELD => Ok(Some(s.clone())),

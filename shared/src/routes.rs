@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use crate::app::Function;
+use crate::companion::Route as Companion;
 use crate::handlers::Route;
 
 /// A route: method, path template (as in template.yaml, `{name}` a path parameter), what it does, and which function
@@ -38,6 +39,13 @@ pub const ROUTES: &[Row] = &[
     Row::new("POST", "/upload/{upload_id}/parts", Route::Parts, Function::Chunk),
     Row::new("GET", "/upload/{upload_id}", Route::Status, Function::Chunk),
     Row::new("DELETE", "/upload/{upload_id}", Route::Abort, Function::Chunk),
+    Row::new("POST", "/s3/multipart", Route::Companion(Companion::Create), Function::Chunk),
+    Row::new("GET", "/s3/params", Route::Companion(Companion::Params), Function::Chunk),
+    Row::new("GET", "/s3/multipart/{uploadId}", Route::Companion(Companion::ListParts), Function::Chunk),
+    Row::new("DELETE", "/s3/multipart/{uploadId}", Route::Companion(Companion::Abort), Function::Chunk),
+    Row::new("GET", "/s3/multipart/{uploadId}/{partNumber}", Route::Companion(Companion::SignPart), Function::Chunk),
+    Row::new("GET", "/s3/multipart/{uploadId}/batch", Route::Companion(Companion::SignBatch), Function::Chunk),
+    Row::new("POST", "/s3/multipart/{uploadId}/complete", Route::Companion(Companion::Complete), Function::Complete),
     Row::new("POST", "/files", Route::Tus, Function::Tus),
     Row::new("OPTIONS", "/files", Route::Tus, Function::Tus),
     Row::new("HEAD", "/files/{upload_id}", Route::Tus, Function::Tus),

@@ -700,17 +700,24 @@ pub fn crc64(data: &[u8]) -> String {
 /// PUTs `body` to a presigned URL with the headers the API gave: what a client does with a direct part. Returns
 /// S3's status.
 pub async fn put_presigned(part: &Value, body: &[u8]) -> u16 {
-    use http_body_util::Full;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = http::Request::builder().method("PUT").uri(part["url"].as_str().expect("url"));
     for (name, value) in part["headers"].as_object().expect("headers") {
         request = request.header(name.as_str(), value.as_str().expect("header value"));
     }
-    let request = request.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
-    client.request(request).await.expect("S3 answers").status().as_u16()
+    to_s3(request.body(Bytes::copy_from_slice(body)).expect("request")).await.0
+}
+
+/// Sends a request straight to S3 (a presigned URL's, a form's), as a browser would; returns S3's status, headers
+/// and body.
+pub async fn to_s3(request: http::Request<Bytes>) -> (u16, http::HeaderMap, Bytes) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request.map(Full::new)).await.expect("S3 answers");
+    let (parts, body) = response.into_parts();
+    (parts.status.as_u16(), parts.headers, body.collect().await.expect("S3's body").to_bytes())
 }
 
 /// The namespace of the lines [`Service::collect_metrics`] collects.

@@ -47,6 +47,10 @@ pub enum Mode {
     Parallel,
     /// Parts PUT straight to S3 with presigned URLs.
     Direct,
+    /// Uppy's S3 plugin through Companion's S3 endpoints: parts (or a small file's one POST) straight to S3, on the
+    /// client's own plan, without checksums.
+    #[serde(rename = "uppy-s3")]
+    UppyS3,
 }
 
 impl Mode {
@@ -55,11 +59,12 @@ impl Mode {
             Mode::Sequential => "sequential",
             Mode::Parallel => "parallel",
             Mode::Direct => "direct",
+            Mode::UppyS3 => "uppy-s3",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Mode::Sequential, Mode::Parallel, Mode::Direct].into_iter().find(|m| m.as_str() == s)
+        [Mode::Sequential, Mode::Parallel, Mode::Direct, Mode::UppyS3].into_iter().find(|m| m.as_str() == s)
     }
 }
 
@@ -89,7 +94,7 @@ mod tests {
 
     #[test]
     fn modes_by_name_and_in_json() {
-        for mode in [Mode::Sequential, Mode::Parallel, Mode::Direct] {
+        for mode in [Mode::Sequential, Mode::Parallel, Mode::Direct, Mode::UppyS3] {
             assert_eq!(Mode::parse(mode.as_str()), Some(mode));
             assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{}\"", mode.as_str()));
             assert_eq!(serde_json::from_str::<Mode>(&format!("\"{}\"", mode.as_str())).unwrap(), mode);

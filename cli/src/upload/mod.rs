@@ -205,6 +205,8 @@ impl Uploader<'_> {
             }
             Mode::Parallel => run.lane(held(&status["chunks_held"], 0)).await,
             Mode::Direct => run.lane(held(&status["parts_held"], 1)).await,
+            // Only Uppy's S3 plugin opens those; a state file of this tool never names one.
+            Mode::UppyS3 => Err(Error::Local("an Uppy S3 upload cannot be resumed by this tool".into())),
         }
     }
 

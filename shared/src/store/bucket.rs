@@ -3,12 +3,14 @@
 //! Bodies are sent with unsigned payloads: signing would hash every byte with SHA-256 on top of the MD5 the
 //! protocol needs, while TLS and the CRC64NVME each part and chunk carries (which S3 verifies) already protect them.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryPartition;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
@@ -18,6 +20,7 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
     StorageClass,
 };
+use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -87,6 +90,48 @@ pub struct Presigned {
     pub headers: Vec<(String, String)>,
 }
 
+/// What the parts of a multipart upload carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartChecksums {
+    /// Each part its CRC64NVME, which S3 checks; the completion declares the whole file's.
+    Crc64Nvme,
+    /// None (Uppy's S3 plugin sends none). S3 takes such parts, and gives the completed object the full-object
+    /// CRC64NVME it computes itself (its default integrity protection). Created with `CRC64NVME`, S3 would take them
+    /// too, but LocalStack refuses them.
+    None,
+}
+
+/// What a presigned part URL pins: the part's exact length and CRC64NVME, both signed headers.
+#[derive(Debug, Clone, Copy)]
+pub struct PartPin {
+    pub crc: Crc64,
+    pub len: u64,
+}
+
+/// What a presigned POST puts: one object, under `key`, with these headers and user metadata, of at most `max_bytes`.
+pub struct PostForm<'a> {
+    pub key: &'a ObjectKey,
+    pub content_type: &'a str,
+    pub content_disposition: &'a str,
+    pub storage_class: &'a str,
+    pub metadata: &'a [(&'a str, &'a str)],
+    pub max_bytes: u64,
+}
+
+/// A presigned POST: the client sends `fields`, then the file as the field `file`, to `url`, within `expires_in`.
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+    pub expires_in: Duration,
+}
+
+/// An object as S3 holds it: what a completion records, its size and its user metadata.
+pub struct StoredObject {
+    pub finished: Finished,
+    pub size: u64,
+    pub metadata: HashMap<String, String>,
+}
+
 fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
     err.as_service_error().and_then(ProvideErrorMetadata::code)
 }
@@ -94,6 +139,14 @@ fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 impl Bucket {
     pub fn new(client: Client, name: String, credentials: Option<SharedCredentialsProvider>) -> Self {
         Bucket { client, name, credentials }
+    }
+
+    /// The same bucket through a client whose retries draw on a quota of their own, named `partition`. The SDK's
+    /// retry quota is one per partition in the whole process, so calls made for something else than a request (the
+    /// local server's watch for posted objects) must not spend the one every request's retries need.
+    pub fn with_own_retries(&self, partition: &'static str) -> Bucket {
+        let config = self.client.config().to_builder().retry_partition(RetryPartition::new(partition)).build();
+        Bucket { client: Client::from_conf(config), name: self.name.clone(), credentials: self.credentials.clone() }
     }
 
     pub fn name(&self) -> &str {
@@ -104,29 +157,29 @@ impl Bucket {
         &self.client
     }
 
-    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. Each
-    /// part carries its CRC64NVME, and S3 combines them into the object's (`FULL_OBJECT`), which a completion may
-    /// declare for S3 to check.
+    /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. With
+    /// [`PartChecksums::Crc64Nvme`] each part carries its CRC64NVME, and S3 combines them into the object's
+    /// (`FULL_OBJECT`), which a completion may declare for S3 to check.
     pub async fn create_multipart(
         &self,
         key: &ObjectKey,
         content_type: &str,
         content_disposition: &str,
         storage_class: &str,
+        checksums: PartChecksums,
     ) -> Result<String, ApiError> {
-        let out = self
+        let mut request = self
             .client
             .create_multipart_upload()
             .bucket(&self.name)
             .key(key.as_str())
             .content_type(content_type)
             .content_disposition(content_disposition)
-            .storage_class(StorageClass::from(storage_class))
-            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_type(ChecksumType::FullObject)
-            .send()
-            .await
-            .map_err(|e| unavailable("CreateMultipartUpload", &e))?;
+            .storage_class(StorageClass::from(storage_class));
+        if checksums == PartChecksums::Crc64Nvme {
+            request = request.checksum_algorithm(ChecksumAlgorithm::Crc64Nvme).checksum_type(ChecksumType::FullObject);
+        }
+        let out = request.send().await.map_err(|e| unavailable("CreateMultipartUpload", &e))?;
         out.upload_id.ok_or_else(|| ApiError::Unavailable("CreateMultipartUpload returned no id".into()))
     }
 
@@ -303,24 +356,27 @@ impl Bucket {
         Ok(Signer { credentials, left })
     }
 
-    /// Presigns the `UploadPart` of part `number` with `signer`'s credentials: only bytes of length `len` whose
-    /// CRC64NVME is `crc` are taken, until `expires_in` has passed.
-    #[allow(clippy::too_many_arguments)]
+    /// Presigns the `UploadPart` of part `number` with `signer`'s credentials, until `expires_in` has passed. Pinned
+    /// (the direct mode), only bytes of that length and CRC64NVME are taken; unpinned (Uppy's plan, unknown here), any
+    /// bytes S3 takes for a part, and the URL needs no header.
     pub async fn presign_part(
         &self,
         signer: &Signer,
         key: &str,
         multipart_id: &str,
         number: u32,
-        crc: Crc64,
-        len: u64,
+        pin: Option<PartPin>,
         expires_in: Duration,
     ) -> Result<Presigned, ApiError> {
         let config =
             PresigningConfig::expires_in(expires_in).map_err(|e| ApiError::Unavailable(format!("presigning: {e}")))?;
-        let request = self
-            .part_request(key, multipart_id, number, crc)
-            .content_length(len as i64)
+        let request = match pin {
+            Some(PartPin { crc, len }) => self.part_request(key, multipart_id, number, crc).content_length(len as i64),
+            None => {
+                self.client.upload_part().bucket(&self.name).key(key).upload_id(multipart_id).part_number(number as i32)
+            }
+        };
+        let request = request
             .customize()
             .config_override(aws_sdk_s3::config::Builder::default().credentials_provider(signer.credentials.clone()))
             .presigned(config)
@@ -328,6 +384,88 @@ impl Bucket {
             .map_err(|e| ApiError::Unavailable(format!("presigning UploadPart: {e}")))?;
         let headers = request.headers().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         Ok(Presigned { url: request.uri().to_string(), headers })
+    }
+
+    /// A presigned POST of one object (S3's browser-based upload): the form a client sends to the bucket's URL, its
+    /// fields then the file. The form's policy, signed with `signer`'s credentials, fixes every field's value and the
+    /// largest size, and ends after `expires_in` (which the caller bounds by the credentials' own expiry).
+    pub async fn presign_post(
+        &self,
+        signer: &Signer,
+        form: PostForm<'_>,
+        expires_in: Duration,
+    ) -> Result<PresignedPost, ApiError> {
+        let signing = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("presigning a POST: {e}"));
+        let credentials = &signer.credentials;
+        let region = self.client.config().region().map(ToString::to_string).ok_or_else(|| signing(&"no region"))?;
+        let now = SystemTime::now();
+        let at = time::OffsetDateTime::from(now);
+        let day = at.format(time::macros::format_description!("[year][month][day]")).map_err(|e| signing(&e))?;
+        let stamp = at
+            .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+            .map_err(|e| signing(&e))?;
+        let mut fields: Vec<(String, String)> = vec![
+            ("key".into(), form.key.as_str().into()),
+            ("Content-Type".into(), form.content_type.into()),
+            ("Content-Disposition".into(), form.content_disposition.into()),
+            ("x-amz-storage-class".into(), form.storage_class.into()),
+            ("success_action_status".into(), "201".into()),
+        ];
+        fields.extend(form.metadata.iter().map(|(name, value)| (format!("x-amz-meta-{name}"), (*value).to_string())));
+        fields.extend([
+            ("x-amz-algorithm".into(), "AWS4-HMAC-SHA256".into()),
+            ("x-amz-credential".into(), format!("{}/{day}/{region}/s3/aws4_request", credentials.access_key_id())),
+            ("x-amz-date".into(), stamp),
+        ]);
+        if let Some(token) = credentials.session_token() {
+            fields.push(("x-amz-security-token".into(), token.into()));
+        }
+        let mut conditions = vec![serde_json::json!({"bucket": self.name})];
+        conditions.extend(fields.iter().map(|(name, value)| serde_json::json!(["eq", format!("${name}"), value])));
+        conditions.push(serde_json::json!(["content-length-range", 0, form.max_bytes]));
+        let expiration = crate::clock::iso8601(crate::clock::now_ms() + expires_in.as_millis() as u64);
+        let policy = serde_json::json!({"expiration": expiration, "conditions": conditions}).to_string();
+        let policy = base64_simd::STANDARD.encode_to_string(policy);
+        let key = generate_signing_key(credentials.secret_access_key(), now, &region, "s3");
+        let signature = calculate_signature(key, policy.as_bytes());
+        fields.extend([("policy".into(), policy), ("x-amz-signature".into(), signature)]);
+        Ok(PresignedPost { url: self.bucket_url().await?, fields, expires_in })
+    }
+
+    /// The bucket's URL, ending in `/`, as the client addresses it (virtual-hosted, or path-style for emulators):
+    /// where a browser POSTs a form, and the start of every object's URL. Taken from a presigned request (made
+    /// locally, never sent), so it is the endpoint the SDK resolves.
+    async fn bucket_url(&self) -> Result<String, ApiError> {
+        let config = PresigningConfig::expires_in(Duration::from_secs(60))
+            .map_err(|e| ApiError::Unavailable(format!("presigning: {e}")))?;
+        // Any object's URL is the bucket's followed by its key.
+        const PROBE: &str = "k";
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(PROBE)
+            .presigned(config)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("presigning GetObject: {e}")))?;
+        let object = request.uri().split('?').next().unwrap_or_default();
+        object
+            .strip_suffix(PROBE)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Unavailable(format!("an object URL that does not end in its key: {object}")))
+    }
+
+    /// An object's URL, its key percent-encoded as S3's `Location` has it.
+    pub async fn object_url(&self, key: &str) -> Result<String, ApiError> {
+        let mut url = self.bucket_url().await?;
+        for byte in key.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+                url.push(char::from(byte));
+            } else {
+                url.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        Ok(url)
     }
 
     /// Completes with exactly these parts and ETags; S3 checks the parts make `crc`, the whole file's CRC64NVME.
@@ -338,6 +476,28 @@ impl Bucket {
         parts: &[Part],
         crc: Crc64,
     ) -> Result<Finished, CompleteFailure> {
+        self.complete_declaring(key, multipart_id, parts, Some(crc)).await
+    }
+
+    /// Completes a multipart upload started with [`PartChecksums::None`] with exactly these parts and
+    /// ETags; there is no checksum to declare, and S3 computes the object's full-object CRC64NVME. `Finished::crc64`
+    /// is empty if S3 did not say it.
+    pub async fn complete_unchecked(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        parts: &[Part],
+    ) -> Result<Finished, CompleteFailure> {
+        self.complete_declaring(key, multipart_id, parts, None).await
+    }
+
+    async fn complete_declaring(
+        &self,
+        key: &str,
+        multipart_id: &str,
+        parts: &[Part],
+        crc: Option<Crc64>,
+    ) -> Result<Finished, CompleteFailure> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -346,20 +506,22 @@ impl Bucket {
                     .collect(),
             ))
             .build();
-        let result = self
+        let mut request = self
             .client
             .complete_multipart_upload()
             .bucket(&self.name)
             .key(key)
             .upload_id(multipart_id)
-            .multipart_upload(completed)
-            .checksum_type(ChecksumType::FullObject)
-            .checksum_crc64_nvme(crc.to_base64())
-            .send()
-            .await;
-        match result {
+            .multipart_upload(completed);
+        if let Some(crc) = crc {
+            request = request.checksum_type(ChecksumType::FullObject).checksum_crc64_nvme(crc.to_base64());
+        }
+        match request.send().await {
             Ok(out) => match out.e_tag {
-                Some(etag) => Ok(Finished { etag, crc64: out.checksum_crc64_nvme.unwrap_or_else(|| crc.to_base64()) }),
+                Some(etag) => Ok(Finished {
+                    etag,
+                    crc64: out.checksum_crc64_nvme.or_else(|| crc.map(Crc64::to_base64)).unwrap_or_default(),
+                }),
                 None => Err(CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))),
             },
             Err(SdkError::TimeoutError(_)) => Err(CompleteFailure::Unanswered),
@@ -379,11 +541,20 @@ impl Bucket {
 
     /// ETag and full-object CRC64NVME of an object, or `None` if there is none.
     pub async fn head(&self, key: &str) -> Result<Option<Finished>, ApiError> {
+        Ok(self.stored(key).await?.map(|object| object.finished))
+    }
+
+    /// An object as S3 holds it, or `None` if there is none.
+    pub async fn stored(&self, key: &str) -> Result<Option<StoredObject>, ApiError> {
         let head = self.client.head_object().bucket(&self.name).key(key).checksum_mode(ChecksumMode::Enabled);
         match head.send().await {
-            Ok(out) => Ok(Some(Finished {
-                etag: out.e_tag.unwrap_or_default(),
-                crc64: out.checksum_crc64_nvme.unwrap_or_default(),
+            Ok(out) => Ok(Some(StoredObject {
+                size: out.content_length.and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+                metadata: out.metadata.unwrap_or_default(),
+                finished: Finished {
+                    etag: out.e_tag.unwrap_or_default(),
+                    crc64: out.checksum_crc64_nvme.unwrap_or_default(),
+                },
             })),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(unavailable("HeadObject", &e)),

@@ -1,6 +1,7 @@
 //! Storage: the upload record in DynamoDB and the bytes in S3, each in its own file.
 
 pub mod bucket;
+pub mod companion;
 pub mod ledger;
 pub mod listing;
 pub mod marker;
@@ -11,7 +12,10 @@ pub mod sizing;
 pub mod table;
 pub mod tus;
 
-pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Part, Presigned};
+pub use bucket::{
+    Bucket, CompleteFailure, Finished, HeldPart, Part, PartChecksums, PartPin, PostForm, Presigned, PresignedPost,
+    StoredObject,
+};
 pub use ledger::{BufferChain, BufferedChunk, FlushLease, Listed, PartLedger};
 pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};

@@ -50,16 +50,16 @@ pub struct ChunkCommit<'a> {
     pub lease: Option<&'a FlushLease>,
 }
 
-fn n(v: u64) -> AttributeValue {
+pub(super) fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn s(v: &str) -> AttributeValue {
+pub(super) fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
 }
 
 /// `#name` placeholders for every attribute used in expressions (many of ours are DynamoDB reserved words).
-fn names(list: &[&str]) -> HashMap<String, String> {
+pub(super) fn names(list: &[&str]) -> HashMap<String, String> {
     list.iter().map(|a| (format!("#{a}"), (*a).to_string())).collect()
 }
 
@@ -77,7 +77,7 @@ impl Table {
     }
 
     /// An update of one upload's item that returns the item: as it is now, or as it was if the condition failed.
-    fn update(&self, upload_id: &UploadId) -> UpdateItemFluentBuilder {
+    pub(super) fn update(&self, upload_id: &UploadId) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.name)
@@ -400,7 +400,7 @@ fn owned_by(request: UpdateItemFluentBuilder, caller: &Caller) -> UpdateItemFlue
 }
 
 /// Sends a conditional update and sorts its result into won, lost (with the item as it was), or a storage failure.
-async fn conditional(request: UpdateItemFluentBuilder) -> Result<Written, ApiError> {
+pub(super) async fn conditional(request: UpdateItemFluentBuilder) -> Result<Written, ApiError> {
     match request.send().await {
         Ok(out) => match out.attributes {
             Some(item) => Ok(Written::Won(UploadRecord::from_item(&item)?)),

@@ -79,6 +79,7 @@ impl App {
             }
             Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
             Mode::Parallel | Mode::Direct => {}
+            Mode::UppyS3 => return Err(super::companion::served_elsewhere()),
         }
         // A lease outlives the longest a request can run (its deadline), plus a margin for S3 to finish a completion
         // it already received: past that, its holder is gone.
@@ -152,7 +153,7 @@ impl App {
     /// A completed upload's answer: its result, with the hook's answer. A hook that has not answered yet (never
     /// called, or failed) is called now; what it says is kept, unless another request's call answered first, whose
     /// answer everybody gets then. The completion stands whatever the hook does.
-    async fn answer(&self, record: UploadRecord, caller: &Caller, deadline: Instant) -> Value {
+    pub(super) async fn answer(&self, record: UploadRecord, caller: &Caller, deadline: Instant) -> Value {
         let Some(hook) = &self.hook else { return self.result_json(&record) };
         if let Some(HookOutcome::Answered(_)) = record.hook {
             return self.result_json(&record);
@@ -214,6 +215,7 @@ impl App {
                 let items = self.table.part_items(&record.upload_id, &numbers).await?;
                 grid_parts(record, &held, |n| items.get(&n).and_then(|i| i.crc64))?
             }
+            Mode::UppyS3 => return Err(super::companion::served_elsewhere()),
         };
         if declared.is_some_and(|d| d != whole) {
             return Err(mismatch());
@@ -242,6 +244,7 @@ impl App {
             Mode::Sequential => record.parts.crc.to_base64() == object.crc64,
             // The whole file's CRC, which the client declared and S3 checked at that completion.
             Mode::Parallel | Mode::Direct => declared.is_some_and(|d| d.to_base64() == object.crc64),
+            Mode::UppyS3 => false,
         };
         if ours { Ok(object) } else { Err(ApiError::Expired) }
     }

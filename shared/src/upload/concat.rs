@@ -31,7 +31,7 @@ use crate::protocol::{MIB, UploadId, plan_part_size};
 use crate::secret::Caller;
 use crate::store::bucket::{PartSource, Piece};
 use crate::store::tus::MAX_PIECES;
-use crate::store::{CompleteFailure, Concat, Finished, Part, Status, TusRecord, UploadRecord};
+use crate::store::{CompleteFailure, Concat, Finished, Part, PartChecksums, Status, TusRecord, UploadRecord};
 use crate::tus::metadata::Metadata;
 
 /// Parts made at once: copies run inside S3, so more in flight only waits on S3.
@@ -235,7 +235,7 @@ impl App {
             }),
             ..base
         };
-        record.multipart_id = Some(self.start(&record, &key).await?);
+        record.multipart_id = Some(self.start(&record, &key, PartChecksums::Crc64Nvme).await?);
         Ok(record)
     }
 

@@ -9,7 +9,7 @@ use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::protocol::{self, ObjectKey, attachment_disposition, plan_part_size};
 use crate::secret::Caller;
-use crate::store::{ChunkCommit, UploadRecord};
+use crate::store::{ChunkCommit, PartChecksums, UploadRecord};
 
 impl App {
     pub(super) async fn create(&self, caller: &Caller, chunk: Chunk, crc: Crc64) -> Result<Accepted, ApiError> {
@@ -56,7 +56,9 @@ impl App {
     ) -> Result<(), ApiError> {
         let disposition = attachment_disposition(&record.filename);
         let storage_class = &self.config.storage_class;
-        let multipart_id = self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class).await?;
+        let checksums = PartChecksums::Crc64Nvme;
+        let multipart_id =
+            self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class, checksums).await?;
         record.multipart_id = Some(multipart_id);
         let range = protocol::ContentRange { start: 0, end: data.len() as u64 - 1, total: record.total };
         let staged = self.stage(record, &range, data, crc, flushes.then_some(1)).await?;

@@ -15,6 +15,8 @@ use crate::grid::Mode;
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::secret::Caller;
+use crate::store::bucket::Signer;
+use crate::store::{PartPin, UploadRecord};
 
 /// Part URLs one request may ask for.
 pub const MAX_URLS_PER_REQUEST: usize = 100;
@@ -45,14 +47,8 @@ impl App {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
         })?;
-        // A URL never outlives the upload: past its expiry S3 must not take its bytes either. Nor the credentials it
-        // is signed with: S3 refuses it when they expire (400 ExpiredToken), and a client then asks for another.
         let signer = self.bucket.signer().await?;
-        let upload_left = Duration::from_millis(record.expires_at_ms.saturating_sub(now));
-        let lifetime = self.config.presign_expiry.min(upload_left).min(signer.left.unwrap_or(Duration::MAX));
-        if lifetime < Duration::from_secs(1) {
-            return Err(ApiError::Unavailable("The credentials to sign part URLs with are about to expire".into()));
-        }
+        let lifetime = self.url_lifetime(&record, now, &signer)?;
         let ttl = self.part_ttl(&record);
         let (key, signer) = (record.key.as_str(), &signer);
         // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
@@ -65,7 +61,8 @@ impl App {
                     )));
                 }
                 let (_, len) = grid.part_span(number);
-                let signed = self.bucket.presign_part(signer, key, multipart_id, number, crc, len, lifetime).await?;
+                let pin = Some(PartPin { crc, len });
+                let signed = self.bucket.presign_part(signer, key, multipart_id, number, pin, lifetime).await?;
                 let headers: serde_json::Map<String, Value> =
                     signed.headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
                 Ok(json!({"number": number, "size": len, "url": signed.url, "method": "PUT", "headers": headers}))
@@ -78,5 +75,22 @@ impl App {
             "parts": parts,
             "expires": iso8601(now + lifetime.as_millis() as u64),
         }))
+    }
+
+    /// How long a URL handed out now for this upload lives: `CHUNKED_UPLOAD_PRESIGN_EXPIRY_SECS`, and never past the
+    /// upload's expiry (after which S3 must not take its bytes either), nor past the credentials it is signed with:
+    /// S3 refuses it when they expire (400 ExpiredToken), and a client then asks for another.
+    pub(super) fn url_lifetime(
+        &self,
+        record: &UploadRecord,
+        now_ms: u64,
+        signer: &Signer,
+    ) -> Result<Duration, ApiError> {
+        let upload_left = Duration::from_millis(record.expires_at_ms.saturating_sub(now_ms));
+        let lifetime = self.config.presign_expiry.min(upload_left).min(signer.left.unwrap_or(Duration::MAX));
+        if lifetime < Duration::from_secs(1) {
+            return Err(ApiError::Unavailable("The credentials to sign URLs with are about to expire".into()));
+        }
+        Ok(lifetime)
     }
 }

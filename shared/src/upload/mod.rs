@@ -6,6 +6,7 @@
 
 mod abort;
 mod append;
+mod companion;
 mod complete;
 mod concat;
 mod create;
@@ -16,6 +17,7 @@ mod parallel;
 mod status;
 mod tus;
 
+pub use companion::{NamedPart, Posted, UppyFile};
 pub use complete::Declared;
 pub use list::Listing;
 pub use open::Opening;
@@ -270,6 +272,7 @@ impl App {
                     "This upload is in direct mode: PUT its parts to S3 with URLs from POST /upload/{id}/parts".into(),
                 ));
             }
+            Mode::UppyS3 => return Err(companion::served_elsewhere()),
         }
         if range.total != record.total {
             return Err(ApiError::BadRequest(format!(

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::protocol::{MIB, ObjectKey, attachment_disposition};
 use crate::secret::{self, Caller};
-use crate::store::{UploadRecord, Written};
+use crate::store::{PartChecksums, UploadRecord, Written};
 
 /// A parallel part's chunks are slots of its item (`store::parts`): this many keep the item within two write units,
 /// and a part's flush within as many reads.
@@ -49,7 +49,7 @@ impl App {
             chunk_size: grid.chunk_size,
             ..base
         };
-        self.start(&record, &key).await?;
+        self.start(&record, &key, PartChecksums::Crc64Nvme).await?;
         let mut answer = json!({
             "upload_id": record.upload_id,
             "mode": record.mode.as_str(),
@@ -68,15 +68,20 @@ impl App {
         Ok(answer)
     }
 
-    /// Stores a new upload's record, then creates its multipart upload at `key` and records it: an upload that takes
-    /// its bytes later (a parallel or direct one, a tus one); returns the multipart upload's id. What fails is removed
-    /// again.
-    pub(super) async fn start(&self, record: &UploadRecord, key: &ObjectKey) -> Result<String, ApiError> {
+    /// Stores a new upload's record, then creates its multipart upload at `key` (with `checksums`) and records it: an
+    /// upload that takes its bytes later (a parallel, direct, tus or Uppy one); returns the multipart upload's id.
+    /// What fails is removed again.
+    pub(super) async fn start(
+        &self,
+        record: &UploadRecord,
+        key: &ObjectKey,
+        checksums: PartChecksums,
+    ) -> Result<String, ApiError> {
         self.table.create_within(record, self.config.limits).await?;
         let disposition = attachment_disposition(&record.filename);
         let created = async {
-            let storage_class = &self.config.storage_class;
-            let id = self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class).await?;
+            let (content_type, storage_class) = (&record.content_type, &self.config.storage_class);
+            let id = self.bucket.create_multipart(key, content_type, &disposition, storage_class, checksums).await?;
             self.table.set_multipart(&record.upload_id, &id).await.map(|written| (written, id))
         };
         match created.await {
@@ -103,6 +108,9 @@ impl App {
         match opening.mode {
             Mode::Sequential => Err(ApiError::BadRequest(
                 "A sequential upload starts with its first chunk (POST /upload); open parallel or direct ones".into(),
+            )),
+            Mode::UppyS3 => Err(ApiError::BadRequest(
+                "Uppy S3 uploads start at POST /s3/multipart or GET /s3/params; open parallel or direct ones".into(),
             )),
             Mode::Direct => {
                 Grid::plan_direct(opening.size, opening.part_size, config.min_part_bytes, config.max_part_bytes)

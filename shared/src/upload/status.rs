@@ -29,6 +29,12 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
             answer["chunk_size"] = json!(record.chunk_size);
         }
         Mode::Direct => answer["part_size"] = json!(record.part_size),
+        // The plugin announces no size and picks its own parts: the size is known once S3 holds them all.
+        Mode::UppyS3 => {
+            if let Some(fields) = answer.as_object_mut() {
+                fields.remove("size");
+            }
+        }
     }
     if let Some(tus) = &record.tus {
         answer["tus"] = tus.to_json();
@@ -52,14 +58,16 @@ impl App {
                         answer["parts_held"] = json!(ranges(parts));
                         answer["chunks_held"] = json!(ranges(chunks));
                     }
-                    Mode::Direct => answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?)),
+                    Mode::Direct | Mode::UppyS3 => {
+                        answer["parts_held"] = json!(ranges(self.direct_holdings(&record).await?))
+                    }
                 }
                 Ok(answer)
             }
         }
     }
 
-    /// The parts S3 holds for a direct upload: S3 is their record.
+    /// The parts S3 holds for a direct (or Uppy S3) upload: S3 is their record.
     async fn direct_holdings(&self, record: &UploadRecord) -> Result<Vec<u64>, ApiError> {
         let Some(multipart_id) = record.multipart_id.as_deref() else { return Ok(Vec::new()) };
         match self.bucket.list_parts(&record.key, multipart_id).await {

@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::protocol::{ContentRange, ObjectKey, UploadId, plan_part_size};
 use crate::secret::{Caller, UploadSecret};
-use crate::store::{Concat, Status, TusRecord, UploadRecord};
+use crate::store::{Concat, PartChecksums, Status, TusRecord, UploadRecord};
 use crate::tus::metadata::Metadata;
 
 /// What a tus creation asks for.
@@ -94,7 +94,7 @@ impl App {
             tus: Some(TusRecord { metadata: metadata.raw().to_string(), concat, deferred }),
             ..base
         };
-        self.start(&record, &key).await?;
+        self.start(&record, &key, PartChecksums::Crc64Nvme).await?;
         if total == 0 && !creation.partial {
             // Complete at once: tus clients send no PATCH for an empty file.
             self.finish_tus(caller, &record.upload_id, deadline).await?;
