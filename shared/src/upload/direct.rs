@@ -11,10 +11,11 @@ use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
-use crate::grid::Mode;
+use crate::grid::{Grid, Mode};
 use crate::metrics::Metric;
 use crate::protocol;
 use crate::secret::Caller;
+use crate::store::UploadRecord;
 
 /// Part URLs one request may ask for.
 pub const MAX_URLS_PER_REQUEST: usize = 100;
@@ -30,25 +31,34 @@ impl App {
         wanted: Vec<(u32, Crc64)>,
     ) -> Result<Value, ApiError> {
         protocol::validate_upload_id(upload_id)?;
-        if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
-            return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
-        }
+        check_count(&wanted)?;
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         self.check_taking(&record, now)?;
         if record.mode != Mode::Direct {
             return Err(ApiError::BadRequest("Only direct uploads have part URLs".into()));
         }
+        self.sign_parts(&record, wanted, now).await
+    }
+
+    /// URLs for parts of a direct upload that takes bytes (the caller checked whose it is): each part's CRC declared
+    /// once, then its `UploadPart` signed for exactly its length and that CRC. The answer of `POST
+    /// /upload/{id}/parts`, which opening also gives for the first parts.
+    pub(super) async fn sign_parts(
+        &self,
+        record: &UploadRecord,
+        wanted: Vec<(u32, Crc64)>,
+        now: u64,
+    ) -> Result<Value, ApiError> {
         let grid = record.grid();
-        if let Some((number, _)) = wanted.iter().find(|(n, _)| !grid.has_part(*n)) {
-            return Err(ApiError::BadRequest(format!("Part {number} is not one of this upload's {}", grid.parts())));
-        }
+        check_on_grid(&grid, &wanted)?;
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
         })?;
+        let upload_id = record.upload_id.as_str();
         // A URL never outlives the upload: past its expiry S3 must not take its bytes either.
         let lifetime = self.config.presign_expiry.min(Duration::from_millis(record.expires_at_ms.saturating_sub(now)));
-        let ttl = self.part_ttl(&record);
+        let ttl = self.part_ttl(record);
         let key = record.key.as_str();
         // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
         let signing: Vec<_> = wanted
@@ -73,5 +83,23 @@ impl App {
             "parts": parts,
             "expires": iso8601(now + lifetime.as_millis() as u64),
         }))
+    }
+}
+
+/// A request names 1 to [`MAX_URLS_PER_REQUEST`] parts.
+pub(super) fn check_count(wanted: &[(u32, Crc64)]) -> Result<(), ApiError> {
+    if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
+    }
+    Ok(())
+}
+
+/// Every part named is one of the grid's.
+pub(super) fn check_on_grid(grid: &Grid, wanted: &[(u32, Crc64)]) -> Result<(), ApiError> {
+    match wanted.iter().find(|(n, _)| !grid.has_part(*n)) {
+        Some((number, _)) => {
+            Err(ApiError::BadRequest(format!("Part {number} is not one of this upload's {}", grid.parts())))
+        }
+        None => Ok(()),
     }
 }
