@@ -47,6 +47,8 @@ const RECEIVE_BUFFER: u32 = 256 * 1024;
 const READ_BYTES: usize = 64 * 1024;
 /// Links without a bandwidth of their own (in-region) are accounted at this rate.
 const UNSHAPED_MBIT: f64 = 100_000.0;
+/// The resolution of Tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 #[derive(Deserialize)]
 struct Config {
@@ -109,6 +111,8 @@ struct Run {
     generation: u64,
     mark: Instant,
     cut_after: Option<u64>,
+    /// When the cut came: connections accepted before it are dying, and count no more.
+    cut: Option<Instant>,
 }
 
 impl Link {
@@ -126,6 +130,7 @@ impl Link {
         run.generation += 1;
         run.mark = Instant::now();
         run.cut_after = None;
+        run.cut = None;
     }
 
     /// Time as an offset from the model's origin, and back.
@@ -233,7 +238,7 @@ async fn run(config: Config) -> Result<(), String> {
         let profile = link.profile.ok_or_else(|| format!("link {} has no profile", link.name))?.profile();
         shapers.insert(link.name.clone(), json!(profile.shaper_bits_per_second()));
         let (cuts, _) = watch::channel(0);
-        let run = Run { ledger: Ledger::default(), generation: 0, mark: origin, cut_after: None };
+        let run = Run { ledger: Ledger::default(), generation: 0, mark: origin, cut_after: None, cut: None };
         let link = Arc::new(Link { config: link, profile: RwLock::new(profile), run: Mutex::new(run), cuts, origin });
         tokio::spawn(accept(link.clone(), listener));
         links.insert(link.config.name.clone(), link);
@@ -472,7 +477,7 @@ impl Connection {
         record: Option<RecordId>,
         starts_request: bool,
     ) -> Result<Instant, String> {
-        let link = self.link.clone();
+        let (link, accepted) = (self.link.clone(), self.accepted);
         let profile = link.profile();
         let upstream = self.upstream(destination, now);
         let ready = link.since_origin(now.max(upstream.ready_at));
@@ -489,26 +494,37 @@ impl Connection {
             let piece = bytes.slice(offset..offset + len as usize);
             offset += len as usize;
             last_leaves = link.at(leaves);
-            link.on_link(record, last_leaves, link.at(handed_on), len, payload, starts_request);
+            let sent = Sent { record, leaves: last_leaves, handed_on: link.at(handed_on), len, payload, starts_request };
+            link.on_link(accepted, sent);
             upstream.bytes.send((link.at(handed_on), piece)).map_err(|_| format!("{destination} closed"))?;
         }
         Ok(last_leaves)
     }
 }
 
+/// Bytes put on the link: which request's, when they leave and reach the far side.
+struct Sent {
+    record: Option<RecordId>,
+    leaves: Instant,
+    handed_on: Instant,
+    len: u64,
+    payload: bool,
+    starts_request: bool,
+}
+
 impl Link {
-    fn on_link(
-        &self,
-        record: Option<RecordId>,
-        leaves: Instant,
-        handed_on: Instant,
-        len: u64,
-        payload: bool,
-        starts_request: bool,
-    ) {
+    /// Counts bytes of a connection accepted at `accepted` in the run's ledger, and fires an armed cut.
+    fn on_link(&self, accepted: Instant, sent: Sent) {
+        let Sent { record, leaves, handed_on, len, payload, starts_request } = sent;
         let mut run = self.run();
+        if run.cut.is_some_and(|cut| accepted < cut) {
+            return;
+        }
         let (t, delivered) = (seconds_since(run.mark, leaves), seconds_since(run.mark, handed_on));
         run.ledger.on_link(t, len, payload);
+        if payload && run.cut.is_some() {
+            run.ledger.resumed(t);
+        }
         if starts_request {
             run.ledger.request_started(t);
         }
@@ -523,8 +539,10 @@ impl Link {
         }
         if payload && run.cut_after.is_some_and(|after| run.ledger.payload_bytes() >= after) {
             run.cut_after = None;
-            let now = seconds_since(run.mark, Instant::now());
-            run.ledger.cut(now);
+            let now = Instant::now();
+            run.cut = Some(now);
+            let at = seconds_since(run.mark, now);
+            run.ledger.cut(at);
             self.cuts.send_modify(|cuts| *cuts += 1);
         }
     }
@@ -553,7 +571,7 @@ async fn forward(
     // Aborted with this task (a cut); otherwise awaited, as the far side answers what it was sent, then closes.
     let mut answers = Task(tokio::spawn(answers(link, reader, down, waiting)));
     while let Some((at, bytes)) = to_send.recv().await {
-        sleep_until(at.into()).await;
+        hand_on(at).await;
         if writer.write_all(&bytes).await.is_err() {
             break;
         }
@@ -602,19 +620,25 @@ async fn deliver(link: Arc<Link>, mut writer: OwnedWriteHalf, mut from_far_side:
     while let Some(down) = from_far_side.recv().await {
         match down {
             Down::Bytes { at, bytes, record } => {
-                sleep_until(at.into()).await;
+                hand_on(at).await;
                 if writer.write_all(&bytes).await.is_err() {
                     return;
                 }
                 link.delivered(Instant::now(), bytes.len(), record);
             }
             Down::Close { at } => {
-                sleep_until(at.into()).await;
+                hand_on(at).await;
                 let _ = writer.shutdown().await;
                 return;
             }
         }
     }
+}
+
+/// Waits until bytes are due. Tokio's timer fires on the first millisecond tick after a deadline: aiming half a
+/// tick early centres the delay line's error on zero instead of adding half a millisecond to every hop.
+async fn hand_on(at: Instant) {
+    sleep_until(at.checked_sub(TIMER_TICK / 2).unwrap_or(at).into()).await;
 }
 
 // ------------------------------------------------------------------------------------------- HTTP servers

@@ -42,6 +42,7 @@ pub struct Ledger {
     connections: BTreeMap<String, u64>,
     requests: Vec<RequestRecord>,
     cut_at: Option<f64>,
+    resumed_at: Option<f64>,
 }
 
 /// A run's figures on one link, as the report gives them.
@@ -59,7 +60,7 @@ pub struct Summary {
     /// Seconds within `[first_payload, last_payload]` in which the link carried nothing.
     pub idle_seconds: f64,
     pub connections: BTreeMap<String, u64>,
-    /// Payload bytes on the link before the cut, and the first payload byte after it.
+    /// Payload bytes on the link before the cut, and the first payload byte on a connection opened after it.
     pub cut_at: Option<f64>,
     pub payload_before_cut: Option<u64>,
     pub resumed_at: Option<f64>,
@@ -111,6 +112,11 @@ impl Ledger {
         self.cut_at.get_or_insert(at);
     }
 
+    /// Payload left at `at` on a connection opened after the cut: bytes flow again.
+    pub fn resumed(&mut self, at: f64) {
+        self.resumed_at = Some(self.resumed_at.map_or(at, |t| t.min(at)));
+    }
+
     /// The figures, for a link whose payload crosses at `bytes_per_second`.
     pub fn summary(&self, bytes_per_second: f64) -> Summary {
         let payload_times = || self.sent.iter().filter(|(_, _, payload)| *payload).map(|(t, _, _)| *t);
@@ -133,7 +139,7 @@ impl Ledger {
             connections: self.connections.clone(),
             cut_at: self.cut_at,
             payload_before_cut: self.cut_at.map(before_cut),
-            resumed_at: self.cut_at.and_then(|cut| payload_times().filter(|t| *t > cut).reduce(f64::min)),
+            resumed_at: self.resumed_at,
         }
     }
 }
@@ -194,6 +200,7 @@ mod tests {
         ledger.on_link(0.3, 1000, true);
         ledger.cut(0.35);
         ledger.on_link(1.1, 1000, true);
+        ledger.resumed(1.1);
         ledger.delivered_to_client(1.3, 50);
         ledger.connection_opened("127.0.0.1:4566");
         ledger.connection_opened("127.0.0.1:4566");
