@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bench::link::http1::{self, Framer, Head, Segment};
 use bench::link::ledger::{Ledger, RequestRecord};
-use bench::link::model::{Profile, SlowStart, hand_on_at};
+use bench::link::model::{Profile, SlowStart, hand_on_at, paced};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -104,6 +104,8 @@ struct Link {
     run: Mutex<Run>,
     cuts: watch::Sender<u64>,
     origin: Instant,
+    /// When the last bytes put on the link finish crossing it (all its connections share it).
+    busy_until: Mutex<Duration>,
 }
 
 struct Run {
@@ -140,6 +142,13 @@ impl Link {
 
     fn at(&self, offset: Duration) -> Instant {
         self.origin + offset
+    }
+
+    /// When `len` bytes ready at `ready` have crossed the link, one after another with all its connections' bytes.
+    fn cross(&self, ready: Duration, len: u64, profile: &Profile) -> Duration {
+        let mut busy = self.busy_until.lock().unwrap_or_else(PoisonError::into_inner);
+        *busy = paced(ready, *busy, len, profile.uplink_bits_per_second);
+        *busy
     }
 
     fn destination(&self, wanted: String) -> String {
@@ -239,7 +248,15 @@ async fn run(config: Config) -> Result<(), String> {
         shapers.insert(link.name.clone(), json!(profile.shaper_bits_per_second()));
         let (cuts, _) = watch::channel(0);
         let run = Run { ledger: Ledger::default(), generation: 0, mark: origin, cut_after: None, cut: None };
-        let link = Arc::new(Link { config: link, profile: RwLock::new(profile), run: Mutex::new(run), cuts, origin });
+        let busy_until = Mutex::new(Duration::ZERO);
+        let link = Arc::new(Link {
+            config: link,
+            profile: RwLock::new(profile),
+            run: Mutex::new(run),
+            cuts,
+            origin,
+            busy_until,
+        });
         tokio::spawn(accept(link.clone(), listener));
         links.insert(link.config.name.clone(), link);
     }
@@ -488,13 +505,15 @@ impl Connection {
         };
         let mut offset = 0;
         let mut last_leaves = now;
-        for (leaves, len) in pieces {
+        for (ready, len) in pieces {
+            let leaves = link.cross(ready, len, &profile);
             let handed_on = hand_on_at(leaves, profile.one_way(), upstream.last_handed_on);
             upstream.last_handed_on = handed_on;
             let piece = bytes.slice(offset..offset + len as usize);
             offset += len as usize;
             last_leaves = link.at(leaves);
-            let sent = Sent { record, leaves: last_leaves, handed_on: link.at(handed_on), len, payload, starts_request };
+            let sent =
+                Sent { record, leaves: last_leaves, handed_on: link.at(handed_on), len, payload, starts_request };
             link.on_link(accepted, sent);
             upstream.bytes.send((link.at(handed_on), piece)).map_err(|_| format!("{destination} closed"))?;
         }

@@ -6,6 +6,8 @@
 //! - the one-way delay (half the round trip), per direction;
 //! - a new connection's handshakes: bytes leave no earlier than one round trip (TCP) after the connection was opened,
 //!   two with TLS (1.3: one more round trip);
+//! - the link's rate for the bytes it held back, which the kernel's shaper let through before the proxy could take
+//!   them (a client's first bytes cross the shaper during the modeled handshake);
 //! - with slow start on, a congestion window per connection: 10 segments in the first round trip, doubling each round
 //!   trip in which the sender used all of it, back to 10 after an idle spell longer than the retransmission timeout
 //!   (Linux's `tcp_slow_start_after_idle`). No losses are modeled, so the window never shrinks otherwise.
@@ -128,6 +130,14 @@ fn initial_window() -> u64 {
     INITIAL_WINDOW_SEGMENTS * MSS
 }
 
+/// When `len` bytes that may leave at `ready` have crossed a link of `bits_per_second` whose earlier bytes finished
+/// crossing at `previous`: one byte at a time on the link. The kernel's shaper already spaces the bytes the proxy
+/// reads; this spaces out those the model held back (a handshake, a window), which the shaper let through early and
+/// the proxy then takes at once.
+pub fn paced(ready: Duration, previous: Duration, len: u64, bits_per_second: u64) -> Duration {
+    ready.max(previous + Duration::from_secs_f64(len as f64 * 8.0 / bits_per_second as f64))
+}
+
 /// The time a delay line hands bytes on: never before they could leave (`leaves`), one one-way delay later, and never
 /// before the bytes it handed on earlier (a connection's bytes stay in order).
 pub fn hand_on_at(leaves: Duration, one_way: Duration, previous: Duration) -> Duration {
@@ -197,6 +207,14 @@ mod tests {
         // Idle for longer: one initial window again.
         let later = last + p.rto() + p.rto() + MS;
         assert_eq!(window.schedule(later, 2 * iw), vec![(later, iw), (later + p.rtt, iw)]);
+    }
+
+    #[test]
+    fn bytes_held_back_cross_the_link_at_its_rate_when_let_go() {
+        // 1 Mbit/s: 125,000 bytes take a second.
+        assert_eq!(paced(MS * 500, MS * 100, 125_000, 1_000_000), MS * 1100);
+        // Bytes the shaper spaced already are not delayed.
+        assert_eq!(paced(MS * 1500, MS * 100, 125_000, 1_000_000), MS * 1500);
     }
 
     #[test]
