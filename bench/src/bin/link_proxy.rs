@@ -263,7 +263,7 @@ async fn run(config: Config) -> Result<(), String> {
     let control = TcpListener::bind(&config.control).await.map_err(|e| format!("control {}: {e}", config.control))?;
     let addr = control.local_addr().map_err(|e| e.to_string())?;
     println!("{}", json!({"control": addr.to_string(), "links": bound, "shaper_bits_per_second": shapers}));
-    serve_http(control, Arc::new(links), |links, req| control_request(links, req)).await;
+    serve_http(control, Arc::new(links), control_request).await;
     Ok(())
 }
 
