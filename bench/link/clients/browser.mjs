@@ -17,6 +17,7 @@
 // CLOCK_MONOTONIC (taken here, right before the page is told to upload).
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS } from '../../../browser-tests/lib/chromium-args.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -49,13 +50,7 @@ async function control(path) {
 const browser = await chromium.launch({
   executablePath: opt.chromium,
   args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
+    ...CHROMIUM_ARGS,
     `--proxy-server=${opt.proxy}`,
     // Chromium sends loopback addresses past a proxy unless told not to.
     '--proxy-bypass-list=<-loopback>',
