@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bench::link::http1::{self, Framer, Head, Segment};
 use bench::link::ledger::{Ledger, RequestRecord};
-use bench::link::model::{Profile, SlowStart, hand_on_at, paced};
+use bench::link::model::{Profile, SlowStart, crossed, hand_on_at};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -144,11 +144,13 @@ impl Link {
         self.origin + offset
     }
 
-    /// When `len` bytes ready at `ready` have crossed the link, one after another with all its connections' bytes.
-    fn cross(&self, ready: Duration, len: u64, profile: &Profile) -> Duration {
+    /// When `len` bytes read at `read` and let go at `ready` have crossed the link (`model::crossed`), after all its
+    /// connections' bytes before them.
+    fn cross(&self, read: Duration, ready: Duration, len: u64, profile: &Profile) -> Duration {
         let mut busy = self.busy_until.lock().unwrap_or_else(PoisonError::into_inner);
-        *busy = paced(ready, *busy, len, profile.uplink_bits_per_second);
-        *busy
+        let done = crossed(read, ready, *busy, len, profile.uplink_bits_per_second);
+        *busy = (*busy).max(done);
+        done
     }
 
     fn destination(&self, wanted: String) -> String {
@@ -505,8 +507,9 @@ impl Connection {
         };
         let mut offset = 0;
         let mut last_leaves = now;
+        let read = link.since_origin(now);
         for (ready, len) in pieces {
-            let leaves = link.cross(ready, len, &profile);
+            let leaves = link.cross(read, ready, len, &profile);
             let handed_on = hand_on_at(leaves, profile.one_way(), upstream.last_handed_on);
             upstream.last_handed_on = handed_on;
             let piece = bytes.slice(offset..offset + len as usize);

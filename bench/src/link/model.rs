@@ -130,11 +130,14 @@ fn initial_window() -> u64 {
     INITIAL_WINDOW_SEGMENTS * MSS
 }
 
-/// When `len` bytes that may leave at `ready` have crossed a link of `bits_per_second` whose earlier bytes finished
-/// crossing at `previous`: one byte at a time on the link. The kernel's shaper already spaces the bytes the proxy
-/// reads; this spaces out those the model held back (a handshake, a window), which the shaper let through early and
-/// the proxy then takes at once.
-pub fn paced(ready: Duration, previous: Duration, len: u64, bits_per_second: u64) -> Duration {
+/// When `len` bytes have crossed a link of `bits_per_second` whose earlier bytes finished crossing at `previous`:
+/// bytes the proxy read at `read` (already spaced by the kernel's shaper) at once; bytes the model held back until
+/// `ready` (a handshake, a window), which the shaper let through early and the proxy then takes all together, one
+/// after another at the link's rate from `ready` on.
+pub fn crossed(read: Duration, ready: Duration, previous: Duration, len: u64, bits_per_second: u64) -> Duration {
+    if ready <= read {
+        return ready;
+    }
     ready.max(previous + Duration::from_secs_f64(len as f64 * 8.0 / bits_per_second as f64))
 }
 
@@ -211,10 +214,13 @@ mod tests {
 
     #[test]
     fn bytes_held_back_cross_the_link_at_its_rate_when_let_go() {
-        // 1 Mbit/s: 125,000 bytes take a second.
-        assert_eq!(paced(MS * 500, MS * 100, 125_000, 1_000_000), MS * 1100);
-        // Bytes the shaper spaced already are not delayed.
-        assert_eq!(paced(MS * 1500, MS * 100, 125_000, 1_000_000), MS * 1500);
+        // 1 Mbit/s: 125,000 bytes take a second, after the link's earlier bytes.
+        assert_eq!(crossed(MS * 10, MS * 500, MS * 100, 125_000, 1_000_000), MS * 1100);
+        assert_eq!(crossed(MS * 10, MS * 500, MS * 900, 125_000, 1_000_000), MS * 1900);
+        // Held until long after the link fell quiet: they leave when let go.
+        assert_eq!(crossed(MS * 10, MS * 1500, MS * 100, 125_000, 1_000_000), MS * 1500);
+        // Bytes not held back were spaced by the shaper already: they crossed when read.
+        assert_eq!(crossed(MS * 500, MS * 500, MS * 900, 125_000, 1_000_000), MS * 500);
     }
 
     #[test]
