@@ -214,8 +214,9 @@ def detail_tables(link: Link) -> list[str]:
         return []
     lines = ["## Where the time goes, per profile", "",
              f"{link.big // MIB} MiB, medians. Before the first byte: from the client's start to the first byte of "
-             "file data on the link; link idle: seconds the link carried nothing between the first and the last byte "
-             "of file data; after the last byte: from it to the completion's answer. Connections: new connections "
+             "file data on the link; link idle: the link's capacity left unused between the first and the last byte "
+             "of file data, in seconds (that span less the time its bytes take at the link's rate); after the last "
+             "byte: from it to the completion's answer. Connections: new connections "
              "by destination (a TCP handshake each, and a TLS one when on).", ""]
     for variant in link.variants:
         for profile in link.profiles:
