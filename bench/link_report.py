@@ -81,7 +81,8 @@ class Link:
         self.verify = by_bench.get("link_verify", [])
         self.runs = [r for r in by_bench.get("link_run", [])]
         self.cuts = by_bench.get("link_cut", [])
-        self.pending = by_bench.get("link_pending", [])
+        # Once per system, however many runs the rows come from.
+        self.pending = list({r["system"]: r for r in by_bench.get("link_pending", [])}.values())
         self.many = by_bench.get("link_many", [])
         self.labels = {r["system"]: r.get("label", r["system"]) for r in self.runs + self.pending + self.cuts}
         self.families = {r["system"]: r.get("family") for r in self.runs + self.pending + self.cuts}
