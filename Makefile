@@ -1,7 +1,7 @@
 # Local development entry points. See emulators/up for the emulator details.
 #
 #   make run             build and run local-server against the emulators (Ctrl-C stops all)
-#   make test            cargo test --workspace against the emulators
+#   make test            the whole suite on the emulators: cargo tests, browser tests, API contract, doc examples
 #   make emulators       start the emulators; prints `export` lines: eval "$(make -s emulators)"
 #   make emulators-down  stop them
 #   make lint            rustfmt check and clippy with warnings as errors

@@ -24,7 +24,8 @@ export function httpError(method, url, { status, body }) {
 }
 
 /**
- * Sends a request; resolves with `{ status, body }` for any HTTP answer (body: the parsed JSON, else null).
+ * Sends a request; resolves with `{ status, body, code }` for any HTTP answer (body: the parsed JSON, else null;
+ * code: the code of an XML error body, S3's, else null).
  * Rejects with an UploadError ('network' or 'timeout') when no answer came, or with `signal.reason` once aborted.
  */
 export function send({ method, url, headers = {}, body = null, signal, timeout = 0, onUploadProgress }) {
@@ -46,7 +47,7 @@ function sendWithXhr({ method, url, headers, body, signal, timeout, onUploadProg
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.timeout = timeout;
     if (onUploadProgress) xhr.upload.onprogress = (event) => onUploadProgress(event.loaded);
-    xhr.onload = settle(() => resolve({ status: xhr.status, body: parseJson(xhr.responseText) }));
+    xhr.onload = settle(() => resolve(answer(xhr.status, xhr.responseText)));
     xhr.onerror = settle(() => reject(noAnswer('network', method, url)));
     xhr.ontimeout = settle(() => reject(noAnswer('timeout', method, url, timeout)));
     xhr.onabort = settle(() => reject(signal?.reason ?? noAnswer('network', method, url)));
@@ -59,7 +60,7 @@ async function sendWithFetch({ method, url, headers, body, signal, timeout }) {
   const signals = [signal, timeout > 0 ? AbortSignal.timeout(timeout) : null].filter(Boolean);
   try {
     const response = await fetch(url, { method, headers, body, signal: AbortSignal.any(signals) });
-    return { status: response.status, body: parseJson(await response.text()) };
+    return answer(response.status, await response.text());
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     if (error?.name === 'TimeoutError') throw noAnswer('timeout', method, url, timeout);
@@ -70,6 +71,10 @@ async function sendWithFetch({ method, url, headers, body, signal, timeout }) {
 function noAnswer(code, method, url, timeout, cause) {
   const what = code === 'timeout' ? `no answer within ${timeout} ms` : 'network error';
   return new UploadError(`${method} ${new URL(url).pathname}: ${what}`, { code, cause });
+}
+
+function answer(status, text) {
+  return { status, body: parseJson(text), code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? null };
 }
 
 function parseJson(text) {

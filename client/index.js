@@ -520,14 +520,14 @@ export class ChunkedUpload extends EventTarget {
 
   /** POSTs /upload/complete. On an MD5 mismatch the whole file is hashed again once, in case a saved state was off. */
   async #complete(md5, signal) {
-    let response = await this.#postComplete(md5, signal);
+    let response = await this.#whileCompleting(() => this.#postComplete(md5, signal), signal);
     if (response.status === 400 && response.body?.detail === MD5_MISMATCH_DETAIL) {
       await this.#hashing;
       this.#hashState = await this.#hasher.reset();
       this.#hashedTo = 0;
       await this.#advanceTo(this.#file.size);
       const rehashed = await this.#digest();
-      if (rehashed !== md5) response = await this.#postComplete(rehashed, signal);
+      if (rehashed !== md5) response = await this.#whileCompleting(() => this.#postComplete(rehashed, signal), signal);
       if (response.status === 400 && response.body?.detail === MD5_MISMATCH_DETAIL) {
         const message =
           'The MD5 of the file differs from that of the bytes the server received (was the file changed?)';
@@ -543,6 +543,18 @@ export class ChunkedUpload extends EventTarget {
     // An earlier attempt completed it but its answer was lost: the server repeats the result.
     if (response.status === 400 && response.body?.status === 'complete') return response.body;
     throw httpError('POST', `${this.#endpoint}/upload/complete`, response);
+  }
+
+  /**
+   * Repeats a complete while the server answers 202: S3 is still assembling the object (a multipart completion can
+   * outlast a request), and the server says when to ask again.
+   */
+  async #whileCompleting(post, signal) {
+    for (;;) {
+      const response = await post();
+      if (response.status !== 202) return response;
+      await sleep(1000 * (Number(response.body?.retry_after) || 5), signal);
+    }
   }
 
   #postComplete(md5, signal) {
@@ -723,8 +735,10 @@ export class ChunkedUpload extends EventTarget {
         signal,
       );
       if (response.status === 200) return;
-      // 403: the URL expired (or the upload was aborted, which the next parts request tells).
-      if (response.status !== 403 || attempt >= 2) throw httpError(part.method, part.url, response);
+      // 403: the URL expired (or the upload was aborted, which the next parts request tells); 400 ExpiredToken: the
+      // credentials that signed it expired first.
+      const stale = response.status === 403 || (response.status === 400 && response.code === 'ExpiredToken');
+      if (!stale || attempt >= 2) throw httpError(part.method, part.url, response);
     }
   }
 
@@ -782,15 +796,17 @@ export class ChunkedUpload extends EventTarget {
     }
     const crc64nvme = crc64ToBase64(crc64OfPieces(pieces));
     const url = `${this.#endpoint}/upload/complete`;
-    const response = await this.#request(
-      {
-        method: 'POST',
-        url,
-        headers: { 'Content-Type': 'application/json', ...this.#secretHeader() },
-        body: JSON.stringify({ upload_id: this.#uploadId, crc64nvme }),
-      },
-      signal,
-    );
+    const post = () =>
+      this.#request(
+        {
+          method: 'POST',
+          url,
+          headers: { 'Content-Type': 'application/json', ...this.#secretHeader() },
+          body: JSON.stringify({ upload_id: this.#uploadId, crc64nvme }),
+        },
+        signal,
+      );
+    const response = await this.#whileCompleting(post, signal);
     if (response.status === 200) return response.body;
     if (response.status === 400 && response.body?.status === 'complete') return response.body;
     if (response.status === 400 && response.body?.detail === CRC_MISMATCH_DETAIL) {

@@ -31,10 +31,16 @@ two false alarms of schemathesis' checks:
    (the examples phase reaches it first), the hook starts one upload and completes another through the API
    (CONTRACT_BASE_URL and CONTRACT_TOKEN, set by contract/run), so the answers carry both shapes.
 
+   tus (`/files`) likewise: a positive creation gets valid metadata, a length of at most 256 KiB, and first bytes
+   (if it has a body) that fit it, with their right checksum; a positive PATCH or HEAD of an upload the run did not
+   create goes to one it created and has not finished, a PATCH with the rest of that upload's bytes at its offset
+   (so it completes), with their right checksum. The bytes of such an upload follow from its id, past the first ones.
+   tus's `application/offset+octet-stream` bodies are sent as raw bytes, as `application/octet-stream` ones are.
+
 2. `filter_failure` drops two kinds of false alarm, narrowly:
-     - the service answers a request without credentials with 403 (django-chunked-upload's status, README
+     - the service answers a request without credentials with 403 (django-chunked-upload's status, docs/protocol.md,
        "Errors"), while `missing_required_header` insists on 401 for a missing Authorization header: dropped only
-       when the answer is exactly the documented 403 body;
+       when the answer is exactly the documented 403 body (tus's line of text for `/files`);
      - `ensure_resource_availability` blames any 404 of POST /upload/complete after a POST /upload on the upload
        just created, even when the complete named another (random) upload or one aborted meanwhile: kept only
        when the 404 is for an upload this run created and did not abort.
@@ -66,6 +72,13 @@ _LANES: dict[str, dict] = {}
 _PENDING_CHUNK: dict[int, tuple[str, int]] = {}
 # id(case) of the positive POSTs this hook may have shaped
 _SHAPED: set[int] = set()
+# tus uploads this run created: upload id -> {"data": the file, "offset": bytes the server has}
+_TUS: dict[str, dict] = {}
+# id(case) -> (the file's length, its first bytes sent with the creation) for a tus creation this hook shaped
+_TUS_PENDING: dict[int, tuple[int, bytes]] = {}
+TUS_FILE_MAX = 256 * 1024
+
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 MIB = 1024 * 1024
 PARALLEL_CHUNK = 256 * 1024
 # Half of the lanes' files fit one chunk, so that even a short sequence of steps (open, chunk, complete) completes one.
@@ -299,14 +312,83 @@ def _ensure_uploads_to_list() -> None:
             _UPLOADS[answer["upload_id"]] = {"data": data, "total": total, "state": state}
 
 
+def _set_header(case, name: str, value: str | None) -> None:
+    """Replaces the header (any case of its name), or removes it for None."""
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != name.lower()}
+    if value is not None:
+        headers[name] = value
+    case.headers = headers
+
+
+def _sha1_checksum(data: bytes) -> str:
+    return "sha1 " + base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def _shape_tus_creation(case) -> None:
+    seed = random.Random(repr(sorted((case.headers or {}).items())))
+    length = seed.randint(0, TUS_FILE_MAX)
+    name = (_header(case, "upload-metadata") or "contract.bin")[:40]
+    _set_header(case, "Upload-Metadata", "filename " + base64.b64encode(name.encode()).decode())
+    _set_header(case, "Upload-Length", str(length))
+    _set_header(case, "Upload-Defer-Length", None)
+    if _header(case, "upload-concat") != "partial":
+        _set_header(case, "Upload-Concat", None)
+    first = b""
+    data = _chunk_bytes(case)
+    if data:
+        first = data[:length]
+        _set_chunk_bytes(case, first)
+        if _header(case, "upload-checksum") is not None:
+            _set_header(case, "Upload-Checksum", _sha1_checksum(first))
+    _TUS_PENDING[id(case)] = (length, first)
+
+
+def _shape_tus_upload(case) -> dict | None:
+    """Retargets a case for an upload the run did not create to one it created and has not finished."""
+    upload_id = (case.path_parameters or {}).get("upload_id")
+    with _LOCK:
+        upload = _TUS.get(upload_id)
+        if upload is None:
+            unfinished = [(k, u) for k, u in _TUS.items() if u["offset"] < len(u["data"])]
+            if not unfinished:
+                return None
+            upload_id, upload = unfinished[0]
+    case.path_parameters = {**(case.path_parameters or {}), "upload_id": upload_id}
+    return upload
+
+
+def _shape_tus_patch(case) -> None:
+    upload = _shape_tus_upload(case)
+    if upload is None or not _chunk_bytes(case):
+        return
+    rest = upload["data"][upload["offset"]:]
+    _set_header(case, "Upload-Offset", str(upload["offset"]))
+    _set_header(case, "Upload-Length", None)
+    _set_chunk_bytes(case, rest)
+    if _header(case, "upload-checksum") is not None:
+        _set_header(case, "Upload-Checksum", _sha1_checksum(rest))
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     _PENDING.pop(id(case), None)  # left by a request that never got an answer
     _PENDING_CHUNK.pop(id(case), None)
+    _TUS_PENDING.pop(id(case), None)
     _SHAPED.discard(id(case))
     if case.method.upper() == "GET" and case.path == "/upload":
         _ensure_uploads_to_list()
+    if _is_positive(case) and case.path == "/files/{upload_id}":
+        _SHAPED.add(id(case))
+        if case.method.upper() == "PATCH":
+            _shape_tus_patch(case)
+        elif case.method.upper() == "HEAD":
+            _shape_tus_upload(case)
+        return
     if not _is_positive(case) or case.method.upper() != "POST":
+        return
+    if case.path == "/files":
+        _SHAPED.add(id(case))
+        _shape_tus_creation(case)
         return
     _SHAPED.add(id(case))
     if case.path == "/upload":
@@ -354,10 +436,33 @@ def _opened(body: dict) -> None:
         _UPLOADS[body["upload_id"]] = {"data": b"", "total": size, "state": "uploading", "lane": True}
 
 
+def _tus_answered(case, response) -> None:
+    """Follows the tus uploads the run created: their offsets, as the answers give them."""
+    created = _TUS_PENDING.pop(id(case), None)
+    offset = response.headers.get("upload-offset")
+    offset = offset[0] if isinstance(offset, list) else offset
+    if created is not None and response.status_code == 201:
+        location = response.headers.get("location")
+        location = location[0] if isinstance(location, list) else location
+        upload_id = (location or "").rsplit("/", 1)[-1]
+        length, first = created
+        data = first + random.Random(upload_id).randbytes(length - len(first))
+        with _LOCK:
+            _TUS[upload_id] = {"data": data, "offset": int(offset or 0)}
+    elif case.method.upper() == "PATCH" and response.status_code == 204 and offset is not None:
+        with _LOCK:
+            upload = _TUS.get((case.path_parameters or {}).get("upload_id"))
+            if upload is not None:
+                upload["offset"] = int(offset)
+
+
 @schemathesis.hook
 def after_call(context, case, response):
     pending = _PENDING.pop(id(case), None)
     pending_chunk = _PENDING_CHUNK.pop(id(case), None)
+    if case.path.startswith("/files"):
+        _tus_answered(case, response)
+        return
     if response.status_code != 200:
         return
     try:
@@ -413,6 +518,10 @@ def filter_failure(context, failure, case, response):
         # yet judged by its generation's negative mark: what was sent was not what the check judges.
         return False
     if kind == "MissingHeaderNotRejected" and failure.header_name.lower() == "authorization":
+        if case.path.startswith("/files"):
+            # A HEAD's answer has no body.
+            tus = "" if case.method.upper() == "HEAD" else "ERR_UNAUTHENTICATED: Authentication credentials were not provided\n"
+            return not (response.status_code == 403 and response.text == tus)
         try:
             body = response.json()
         except Exception:

@@ -16,6 +16,26 @@ MIB = 1024 * 1024
 UPLOAD_ID = "0123456789abcdef0123456789abcdef"
 
 
+def off_contract(operation, response) -> list[str]:
+    """How an answer departs from what the operation documents: its status, a JSON Content-Type, the schema of its
+    body and the headers the status requires."""
+    problems = []
+    documented = operation.definition.raw["responses"].get(str(response.status_code))
+    if documented is None:
+        return [f"status {response.status_code} is not documented"]
+    content_type = response.headers.get("content-type")
+    if content_type is None or content_type.split(";")[0].strip() != "application/json":
+        problems.append(f"Content-Type {content_type!r}, documented: 'application/json'")
+    for name, header in documented.get("headers", {}).items():
+        if header.get("required") and name not in response.headers:
+            problems.append(f"header {name} missing")
+    try:
+        operation.validate_response(response)
+    except Exception as exc:  # schemathesis raises a group of failures
+        problems.append("body off the schema: " + " ".join(str(exc).split())[:300])
+    return problems
+
+
 def main() -> int:
     schema_path, base_url, token = sys.argv[1:4]
     schema = schemathesis.openapi.from_path(schema_path)
@@ -47,18 +67,8 @@ def main() -> int:
 
     failed = 0
     for name, method, template, path, kwargs in probes:
-        operation = schema[template][method]
         response = requests.request(method, base_url + path, timeout=60, **kwargs)
-        problems = []
-        if str(response.status_code) not in operation.definition.raw["responses"]:
-            problems.append(f"status {response.status_code} is not documented")
-        content_type = response.headers.get("content-type")
-        if content_type is None or content_type.split(";")[0].strip() != "application/json":
-            problems.append(f"Content-Type {content_type!r}, documented: 'application/json'")
-        try:
-            operation.validate_response(response)
-        except Exception as exc:  # schemathesis raises a group of failures
-            problems.append("body off the schema: " + " ".join(str(exc).split())[:300])
+        problems = off_contract(schema[template][method], response)
         answer = f"{response.status_code} {response.text[:200]!r}"
         if problems:
             failed += 1

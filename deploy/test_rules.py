@@ -20,7 +20,13 @@ from pathlib import Path
 
 from samtranslator.yaml_helper import yaml_parse
 
-TEMPLATE = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "template.yaml")
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "template.yaml")
+# The route table the functions dispatch on and the local API Gateway emulates, and what the tests' strict layer
+# takes each function's grants to be: both must be the template's.
+ROUTES = ROOT / "shared" / "src" / "routes.rs"
+GRANTS = ROOT / "tests" / "aws-grants.json"
+FUNCTIONS = {"Chunk": "ChunkFunction", "Complete": "CompleteFunction", "Tus": "TusFunction"}
 DAY = 86_400
 # API Gateway's HTTP API integration limit, which the template's TimeoutInMillis must not pass.
 INTEGRATION_LIMIT_MS = 29_000
@@ -426,7 +432,7 @@ def test_throttling_and_reserved_concurrency(t):
                         "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"}}, settings
     for values, expected in [({**ISSUER}, None), ({**ISSUER, "ReservedConcurrency": "5"}, "5")]:
         v = Evaluator(t, parameter_values(t, values), Evaluator.VALUES)
-        for name in ("ChunkFunction", "CompleteFunction"):
+        for name in ("ChunkFunction", "CompleteFunction", "TusFunction"):
             expr = t["Resources"][name]["Properties"]["ReservedConcurrentExecutions"]
             _, then, _ = expr["Fn::If"]
             assert (v.eval(then) if v.condition(expr["Fn::If"][0]) else None) == expected, (name, values)
@@ -448,13 +454,18 @@ def test_time_limits_nest(t):
             integration = int(event["TimeoutInMillis"])
             assert integration <= INTEGRATION_LIMIT_MS, f"{name}: integration timeout {integration} ms"
             assert timeout * 1000 < integration, f"{name}: Timeout {timeout} s is not below {integration} ms"
-    assert api_functions == 2, api_functions
+    assert api_functions == 3, api_functions
 
 
 def test_the_completion_hook_is_granted_exactly_its_function(t):
-    """The complete function gets the hook's ARN and may invoke that function only, and nothing without a hook."""
+    """The functions that complete uploads (complete, and tus's, whose last PATCH completes) get the hook's ARN and
+    may invoke that function only, and nothing without a hook."""
+    for function in ("CompleteFunction", "TusFunction"):
+        completes_with_the_hook(t, t["Resources"][function]["Properties"])
+
+
+def completes_with_the_hook(t, complete):
     arn = "arn:aws:lambda:eu-west-1:123456789012:function:attach-upload"
-    complete = t["Resources"]["CompleteFunction"]["Properties"]
     for values, hooked in [(ISSUER, False), ({**ISSUER, "CompletionHookArn": arn}, True),
                            ({**ISSUER, "CompletionHookArn": f"{arn}:live"}, True)]:
         assert_accepted(t, values)
@@ -483,10 +494,34 @@ def test_the_completion_hook_is_granted_exactly_its_function(t):
         assert_refused(t, {**ISSUER, "CompletionHookTimeoutSecs": secs}, "CompletionHookTimeoutSecs")
 
 
+def test_tus_routes_and_cors(t):
+    """tus's routes go to the tus function; OPTIONS (discovery) needs no token; CORS lets a browser's tus client send
+    its methods and headers and read its answers (tusd's lists, pkg/handler/config.go, with Upload-Checksum)."""
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"])
+              for e in t["Resources"]["TusFunction"]["Properties"]["Events"].values()}
+    assert routes == {("POST", "/files"), ("OPTIONS", "/files"), ("HEAD", "/files/{upload_id}"),
+                      ("PATCH", "/files/{upload_id}"), ("DELETE", "/files/{upload_id}"),
+                      ("POST", "/files/{upload_id}"), ("OPTIONS", "/files/{upload_id}")}, routes
+    paths = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    for path in ("/files", "/files/{upload_id}"):
+        assert paths[path]["options"] == {}, paths[path]
+        for method, operation in paths[path].items():
+            assert method == "options" or "security" in operation, (path, method)
+    cors = t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["x-amazon-apigateway-cors"]["Fn::If"][1]
+    assert {"PATCH", "HEAD", "DELETE", "POST", "OPTIONS"} <= set(cors["allowMethods"]), cors
+    assert {"tus-resumable", "upload-length", "upload-offset", "upload-metadata", "upload-defer-length",
+            "upload-concat", "upload-checksum", "x-http-method-override", "authorization",
+            "x-upload-secret"} <= set(cors["allowHeaders"]), cors
+    assert {"location", "upload-offset", "upload-length", "upload-expires", "upload-metadata", "upload-concat",
+            "upload-defer-length", "tus-resumable", "tus-version", "tus-extension", "tus-max-size",
+            "tus-checksum-algorithm", "x-upload-secret"} <= set(cors["exposeHeaders"]), cors
+
+
 def test_every_function_keeps_its_logs_for_the_retention(t):
     functions = [n for n, r in t["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
     groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]
-              for r in t["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"}
+              for r in t["Resources"].values()
+              if r["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in r["Properties"]}
     for name in functions:
         group = groups.get(f"/aws/lambda/${{{name}}}")
         assert group, f"{name} has no log group of its own: Lambda would create one that keeps logs forever"
@@ -494,6 +529,54 @@ def test_every_function_keeps_its_logs_for_the_retention(t):
     assert len(groups) == len(functions), sorted(groups)
     assert_accepted(t, {**ISSUER, "LogRetentionDays": "7"})
     assert_refused(t, {**ISSUER, "LogRetentionDays": "8"}, "LogRetentionDays")
+
+
+def test_routes_are_the_route_tables(t):
+    """Each route of shared/src/routes.rs is an HttpApi event of the function the table names, and there are no
+    others: the local API Gateway cannot route what the deployment does not, nor the other way round."""
+    rows = re.findall(r'Row::new\("([A-Z]+)", "([^"]+)", Route::\w+, Function::(\w+)\)', ROUTES.read_text())
+    assert len(rows) >= 7, rows
+    table = {(method, path, FUNCTIONS[function]) for method, path, function in rows}
+    deployed = set()
+    for name, resource in t["Resources"].items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                deployed.add((event["Properties"]["Method"], event["Properties"]["Path"], name))
+    assert table == deployed, sorted(table ^ deployed)
+
+
+def test_missing_keys_answer_as_the_grants_say(t):
+    """tests/aws-grants.json says which functions may list the bucket unconditionally: S3 answers them a missing key
+    with 404, and every other function with 403 (the strict layer answers as this file says)."""
+    grants = json.loads(GRANTS.read_text())
+    functions = {n for n, r in t["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(grants) == functions, sorted(set(grants) ^ functions)
+    for name, grant in grants.items():
+        statements = [s for p in t["Resources"][name]["Properties"].get("Policies", []) if isinstance(p, dict)
+                      for s in p.get("Statement", [])]
+        may_list = any("s3:ListBucket" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+                       and "Condition" not in s for s in statements)
+        assert may_list == grant["list_bucket"], (name, may_list)
+
+
+def test_the_api_writes_access_logs_without_credentials(t):
+    settings = t["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]
+    group = settings["DestinationArn"]["Fn::GetAtt"][0]
+    assert t["Resources"][group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    line = json.loads(settings["Format"])
+    for field in ("requestId", "routeKey", "status", "latencyMs", "integrationError"):
+        assert field in line, field
+    # What a line may never hold: a token (authorizer claims, headers), a secret or a presigned URL (the query
+    # string, headers, bodies), or anything of the request but its route.
+    for value in line.values():
+        assert value.startswith("$context.") and "authorizer" not in value and "$request" not in value, value
+    assert not {"$context.path", "$context.domainName"} & set(line.values()), line
+
+
+def test_anonymous_deploys_cap_the_file_size(t):
+    assert environment(t, ISSUER)["CHUNKED_UPLOAD_MAX_BYTES"] == ""
+    assert environment(t, ANONYMOUS)["CHUNKED_UPLOAD_MAX_BYTES"] == str(1 << 30)
+    assert environment(t, {**ANONYMOUS, "MaxBytes": "5000"})["CHUNKED_UPLOAD_MAX_BYTES"] == "5000"
 
 
 def alarms(t):

@@ -81,6 +81,16 @@ export async function s3Object(key) {
   return JSON.parse(stdout);
 }
 
+/**
+ * Arms a fault of the strict-AWS layer (browser-tests/run starts it in front of the emulators) on the next call of
+ * `operation`, e.g. armStrictLayer('UploadPart', 'ExpiredToken'): S3's answer to a URL whose credentials expired.
+ */
+export async function armStrictLayer(operation, fault) {
+  const proxy = process.env.AWS_ENDPOINT_URL_S3 ?? fail('AWS_ENDPOINT_URL_S3 is not set: run browser-tests/run');
+  const response = await fetch(`${proxy}/__strict/arm?${new URLSearchParams({ operation, fault })}`, { method: 'POST' });
+  if (!response.ok) throw new Error(`arming ${fault} on ${operation}: ${response.status}`);
+}
+
 /** GET /upload/{id} from outside the browser. */
 export async function uploadStatus(uploadId, token) {
   const response = await fetch(`${API_URL}/upload/${uploadId}`, { headers: { Authorization: `Bearer ${token}` } });
@@ -168,17 +178,36 @@ const VENDOR_FILES = {
   'jquery.iframe-transport.js': 'node_modules/blueimp-file-upload/js/jquery.iframe-transport.js',
   'jquery.fileupload.js': 'node_modules/blueimp-file-upload/js/jquery.fileupload.js',
   'spark-md5.js': 'node_modules/spark-md5/spark-md5.js',
+  'tus.min.js': 'node_modules/tus-js-client/dist/tus.min.js',
 };
-const CONTENT_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+const CONTENT_TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
 
-/** The fixture file for a path: /fixtures/NAME from fixtures/, /vendor/NAME from node_modules; else null. */
+/** Where the example page's files are, as `make run` serves them (examples/uppy/README.md): the page from the
+ * repository, the Uppy bundle it imports from the version these tests pin (the example pins the same). */
+const EXAMPLE_FILES = [
+  [/^\/examples\/uppy\/node_modules\/uppy\/dist\/([\w.-]+)$/, path.join(testsRoot, 'node_modules', 'uppy', 'dist')],
+  [/^\/examples\/uppy\/([\w.-]+)$/, path.join(repoRoot, 'examples', 'uppy')],
+];
+
+/** The file for a path: /fixtures/NAME from fixtures/, /vendor/NAME from node_modules, the example page's; else
+ * null. */
 async function fixtureFile(pathname) {
   const [, folder, name] = /^\/(fixtures|vendor)\/([\w.-]+)$/.exec(pathname) ?? [];
-  const relative = folder === 'vendor' ? VENDOR_FILES[name] : folder === 'fixtures' && `fixtures/${name}`;
-  if (!relative) return null;
+  let file = folder === 'vendor' ? VENDOR_FILES[name] : folder === 'fixtures' && `fixtures/${name}`;
+  file = file && path.join(testsRoot, file);
+  for (const [pattern, dir] of EXAMPLE_FILES) {
+    const [, example] = pattern.exec(pathname) ?? [];
+    if (!file && example) file = path.join(dir, example);
+  }
+  if (!file) return null;
   try {
-    const body = await readFile(path.join(testsRoot, relative));
-    return { body, contentType: CONTENT_TYPES[path.extname(name)] ?? 'application/octet-stream' };
+    const body = await readFile(file);
+    return { body, contentType: CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream' };
   } catch {
     return null;
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import {
   API_URL,
   TEST_TIMEOUT_MS,
+  armStrictLayer,
   WAIT_MS,
   developmentToken,
   interceptChunks,
@@ -370,6 +371,25 @@ describe('client modes in Chromium: parallel and direct', () => {
       [503],
     );
   });
+
+  test(
+    'direct: a part URL whose credentials expired (400 ExpiredToken from S3) is asked for again',
+    { timeout: TEST_TIMEOUT_MS },
+    async (t) => {
+      const page = await openClientPage(t);
+      const refused = [];
+      page.on('response', (response) => {
+        const url = new URL(response.url());
+        if (isPartPut(url, response.request().method()) && response.status() === 400) refused.push(url.pathname);
+      });
+      await armStrictLayer('UploadPart', 'ExpiredToken');
+      const size = 10 * MIB + 3;
+      await startUpload(page, { size, seed: 10, options: { mode: 'direct' } });
+      const result = await outcome(page);
+      await assertStored(result, fileBytes(size, 10), 'direct');
+      assert.equal(refused.length, 1, 'one part PUT met the expired session, and was sent again with a fresh URL');
+    },
+  );
 
   test(
     'cancel with several chunks in flight aborts them and removes the upload',

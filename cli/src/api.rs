@@ -54,6 +54,13 @@ impl Answer {
         }
     }
 
+    /// The code of S3's XML error in the body (`<Code>ExpiredToken</Code>`), for answers from S3 itself.
+    pub fn s3_code(&self) -> Option<String> {
+        let detail = self.detail();
+        let (_, rest) = detail.split_once("<Code>")?;
+        rest.split_once("</Code>").map(|(code, _)| code.to_string())
+    }
+
     /// The error this (non-2xx) answer stands for.
     pub fn refusal(&self) -> Error {
         let detail = self.detail();

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { crc64Combine, crc64FromBase64, crc64OfPieces, crc64ToBase64, crc64nvme } from '../crc64.js';
 import { gridOf, heldPieces, pieceSpan, wantedMode } from '../grid.js';
 
-// Bit by bit, as the README's Python: the reference the table-driven code is checked against.
+// Bit by bit, as the Python in docs/modes.md: the reference the table-driven code is checked against.
 function crc64Bitwise(bytes) {
   let crc = 0xffffffffffffffffn;
   for (const byte of bytes) {

@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     match block_on(shared::request::complete(req)) {
         Ok(fields) => {
             assert!(fields.md5.is_some() || fields.crc64.is_some(), "a checksum is required");
-            for value in [Some(&fields.upload_id), fields.md5.as_ref(), fields.crc64.as_ref()].into_iter().flatten() {
+            assert!(shared::protocol::UploadId::parse(fields.upload_id.as_str()).is_ok());
+            for value in [fields.md5.as_ref(), fields.crc64.as_ref()].into_iter().flatten() {
                 assert!(!value.trim().is_empty() && value.len() <= 4096, "{value:?}");
             }
         }

@@ -17,6 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use shared::app::Function;
 use shared::local::{API_GATEWAY_BODY_LIMIT, dev_token, invoke};
 use shared::{App, handlers, lambda};
 use tokio::net::TcpListener;
@@ -41,9 +42,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::from_env().await {
-        Ok(app) => Arc::new(app),
-        Err(e) => {
+    // Each route runs on the app of the function that serves it when deployed, with that function's SDK clients.
+    let apps = (
+        App::from_env_as(Function::Chunk).await,
+        App::from_env_as(Function::Complete).await,
+        App::from_env_as(Function::Tus).await,
+    );
+    let app = match apps {
+        (Ok(chunk), Ok(complete), Ok(tus)) => Arc::new(Apps { chunk, complete, tus }),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
@@ -55,7 +62,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print_banner(&app, port);
+    print_banner(&app.chunk, port);
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
         eprintln!("cannot install signal handlers");
@@ -79,13 +86,20 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The apps of the deployment's API functions.
+struct Apps {
+    chunk: App,
+    complete: App,
+    tus: App,
+}
+
 async fn serve(
-    app: Arc<App>,
+    app: Arc<Apps>,
     site: Arc<site::Site>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let origin = req.headers().get("origin").cloned();
-    let mut response = match site.answer(req.method(), req.uri().path()).await {
+    let mut response = match site.answer(req.method(), req.uri().path(), req.headers()).await {
         Some(response) => response,
         None => call_api(app, req).await,
     };
@@ -93,7 +107,7 @@ async fn serve(
     Ok(response)
 }
 
-async fn call_api(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn call_api(app: Arc<Apps>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     // One byte over API Gateway's limit is enough to know the request is too large.
     let body = match Limited::new(body, API_GATEWAY_BODY_LIMIT + 1).collect().await {
@@ -103,7 +117,10 @@ async fn call_api(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>
     let request = Request::from_parts(parts, body);
     // A task of its own, so it runs to its end when the client goes away, as a Lambda invocation does: hyper drops a
     // connection's futures, which would leave a cut completion holding its lease until it runs out.
-    let handled = tokio::spawn(async move { invoke(&|r| handlers::handle(&app, r), request).await });
+    let handled =
+        tokio::spawn(
+            async move { invoke(&|r| handlers::handle(&app.chunk, &app.complete, &app.tus, r), request).await },
+        );
     match handled.await {
         Ok(response) => response.map(Full::new),
         Err(e) => {

@@ -8,8 +8,8 @@ use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
-/// Folders served as they are, below the site root.
-const SERVED: [&str; 2] = ["demo", "client"];
+/// Folders served as they are, below the site root (`examples/`: the Uppy page, examples/uppy/README.md).
+const SERVED: [&str; 3] = ["demo", "client", "examples"];
 
 pub struct Site {
     root: PathBuf,
@@ -30,9 +30,14 @@ impl Site {
         Ok(Site { root, origins })
     }
 
-    /// Answers preflights and static files; `None` for what goes to the API.
-    pub async fn answer(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
-        if method == Method::OPTIONS {
+    /// Answers preflights and static files; `None` for what goes to the API. A preflight is an OPTIONS with `Origin`
+    /// and `Access-Control-Request-Method`, which an HTTP API with CORS configured answers itself; any other OPTIONS
+    /// (tus's discovery) goes to the API, as there.
+    pub async fn answer(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+        if method == Method::OPTIONS
+            && headers.contains_key("origin")
+            && headers.contains_key("access-control-request-method")
+        {
             return Some(status(StatusCode::NO_CONTENT));
         }
         if method != Method::GET && method != Method::HEAD {
@@ -73,15 +78,30 @@ impl Site {
             }
         };
         headers.insert("access-control-allow-origin", allowed);
-        headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
+        headers.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, POST, PATCH, HEAD, DELETE, OPTIONS"),
+        );
+        // As the template's CORS configuration: the service's headers, and tus's (tusd's list, with
+        // Upload-Checksum).
         headers.insert(
             "access-control-allow-headers",
             HeaderValue::from_static(
-                "authorization, content-type, content-range, content-disposition, x-upload-secret, x-checksum-crc64nvme",
+                "authorization, content-type, content-range, content-disposition, x-upload-secret, x-checksum-crc64nvme, \
+                 tus-resumable, upload-length, upload-offset, upload-metadata, upload-defer-length, upload-concat, \
+                 upload-checksum, x-http-method-override, x-request-id, x-requested-with",
             ),
         );
-        // Scripts on other origins may read an anonymous upload's secret from the first answer's header.
-        headers.insert("access-control-expose-headers", HeaderValue::from_static("x-upload-secret"));
+        // Scripts on other origins may read an anonymous upload's secret from the first answer's header, and a tus
+        // client the answers' tus headers.
+        headers.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static(
+                "x-upload-secret, location, upload-offset, upload-length, upload-expires, upload-metadata, \
+                 upload-defer-length, upload-concat, tus-resumable, tus-version, tus-extension, tus-max-size, \
+                 tus-checksum-algorithm, retry-after",
+            ),
+        );
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
         headers.append("vary", HeaderValue::from_static("origin"));
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
 use crate::hook::CompletionHook;
@@ -52,40 +52,63 @@ pub fn sdk_timeouts(request: Duration) -> (TimeoutConfig, TimeoutConfig) {
     (s3, dynamodb)
 }
 
+/// The Lambda functions of the deployment; a process runs one of them (the local server both API functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Chunk,
+    Complete,
+    Cleanup,
+    Events,
+    Tus,
+}
+
+impl Function {
+    /// The SDK app id of the function's AWS clients: it names the function in every call's user agent (in CloudTrail,
+    /// and for the tests' strict-AWS layer, which answers each call as that function's role would be answered).
+    pub fn app_name(self) -> Option<AppName> {
+        let name = match self {
+            Function::Chunk => "chunk",
+            Function::Complete => "complete",
+            Function::Cleanup => "cleanup",
+            Function::Events => "events",
+            Function::Tus => "tus",
+        };
+        // Each is a valid app id; `None` only if the SDK's rules for them changed.
+        AppName::new(name).ok()
+    }
+}
+
 impl App {
-    /// Reads the settings and the AWS configuration (credentials, region, `AWS_ENDPOINT_URL_*`) from the environment.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+    /// Reads the settings and the AWS configuration (credentials, region, `AWS_ENDPOINT_URL_*`) from the environment,
+    /// for `function`.
+    pub async fn from_env_as(function: Function) -> Result<Self, crate::config::ConfigError> {
         let config = Config::from_env()?;
-        let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(name) = function.app_name() {
+            loader = loader.app_name(name);
+        }
+        let sdk = loader.load().await;
         Ok(Self::new(config, &sdk))
     }
 
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        Self::with_lambda(config, sdk, &aws_sdk_lambda::Client::new(sdk))
-    }
-
-    /// As [`App::new`], with the completion hook's Lambda client configured by the caller (the tests point it at an
-    /// emulated Lambda).
-    pub fn with_lambda(config: Config, sdk: &SdkConfig, lambda: &aws_sdk_lambda::Client) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_path_style).build();
-        Self::with_clients(
-            config,
-            aws_sdk_s3::Client::from_conf(s3),
-            aws_sdk_dynamodb::Client::new(sdk),
-            aws_sdk_eventbridge::Client::new(sdk),
-            lambda,
-        )
+        let (dynamodb, lambda) = (aws_sdk_dynamodb::Client::new(sdk), aws_sdk_lambda::Client::new(sdk));
+        Self::with_clients(config, sdk, aws_sdk_s3::Client::from_conf(s3), dynamodb, &lambda)
     }
 
-    /// With clients configured by the caller (the tests route them through a proxy); the service's time limits
-    /// replace theirs. The Lambda client is used only by a completion hook that names a function.
+    /// With S3, DynamoDB and Lambda clients configured by the caller (the tests route them through proxies, and point
+    /// the Lambda client at an emulated Lambda), the rest from `sdk` (EventBridge, and the credentials presigned URLs
+    /// are signed with); the service's time limits replace the clients' own. The Lambda client is used only by a
+    /// completion hook that names a function.
     pub fn with_clients(
         config: Config,
+        sdk: &SdkConfig,
         s3: aws_sdk_s3::Client,
         dynamodb: aws_sdk_dynamodb::Client,
-        eventbridge: aws_sdk_eventbridge::Client,
         lambda: &aws_sdk_lambda::Client,
     ) -> Self {
+        let eventbridge = aws_sdk_eventbridge::Client::new(sdk);
         let (s3_timeouts, dynamodb_timeouts) = sdk_timeouts(config.request_timeout);
         let s3 = aws_sdk_s3::Client::from_conf(s3.config().to_builder().timeout_config(s3_timeouts).build());
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
@@ -102,7 +125,7 @@ impl App {
         App {
             hook,
             table: Table::new(dynamodb, config.table.clone()),
-            bucket: Bucket::new(s3, config.bucket.clone()),
+            bucket: Bucket::new(s3, config.bucket.clone(), sdk.credentials_provider()),
             metrics: Metrics::to_stdout(config.metrics_namespace.clone()),
             eventbridge,
             config,

@@ -6,11 +6,11 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 
 use crate::app::App;
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::lambda;
 use crate::metrics::Metric;
 use crate::store::Status;
-use crate::upload::now_ms;
 
 /// What became of one stream record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

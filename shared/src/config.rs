@@ -440,6 +440,7 @@ mod tests {
             ("CHUNKED_UPLOAD_BUFFER_PREFIX", "staging/"),
         ])
         .unwrap();
-        assert_eq!(c.key_template.render("abc", "f", "staging").as_str(), "uploads/staging/abc");
+        let id = crate::protocol::UploadId::new();
+        assert_eq!(c.key_template.render(&id, "f", "staging").as_str(), format!("uploads/staging/{id}"));
     }
 }

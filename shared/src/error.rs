@@ -27,9 +27,10 @@ pub enum ApiError {
     /// The caller is over one of its per-owner limits (uploads or bytes in progress).
     #[error("{0}")]
     OverLimit(String),
-    /// The route exists, but not with this method; `allow` lists those it has.
+    /// The path is a route's, but not with this method; `allow` lists those it has. Only where API Gateway passes
+    /// every request on (a `$default` route, a REST API's `{proxy+}`): an HTTP API answers 404 itself otherwise.
     #[error("Method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -45,6 +46,14 @@ pub enum ApiError {
     /// the upload's status (its offset) before sending again.
     #[error("The request may or may not have been accepted; ask for the upload's status before resending")]
     Ambiguous(String),
+    /// S3 is still assembling the object (a CompleteMultipartUpload of thousands of parts may outlast a request),
+    /// or another request is completing the upload: the client repeats complete after `retry_after_secs`, and gets
+    /// the result once it is done.
+    #[error(
+        "The upload is being completed: S3 is assembling the object. Repeat complete after the Retry-After seconds to \
+         get its result"
+    )]
+    StillCompleting { retry_after_secs: u64 },
     /// The upload is in a state no retry can repair (a damaged record, a part that changed in S3, S3's part numbers
     /// used up): the detail says what to do, and clients do not retry it.
     #[error("{0}")]
@@ -57,6 +66,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::OffsetMismatch { .. } | ApiError::AlreadyComplete { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::StillCompleting { .. } => StatusCode::ACCEPTED,
             ApiError::Unauthenticated | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Expired => StatusCode::GONE,
@@ -76,16 +86,29 @@ impl ApiError {
             _ => json!({}),
         };
         body["detail"] = json!(self.to_string());
-        if let ApiError::OffsetMismatch { offset } = self {
-            body["offset"] = json!(offset);
+        match self {
+            ApiError::OffsetMismatch { offset } => body["offset"] = json!(offset),
+            ApiError::StillCompleting { retry_after_secs } => {
+                body["status"] = json!("completing");
+                body["retry_after"] = json!(retry_after_secs);
+            }
+            _ => {}
         }
         body
     }
 
     pub fn to_response(&self) -> Response<Body> {
         let mut response = json_response(self.status(), &self.body());
-        if let ApiError::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert("allow", HeaderValue::from_static(allow));
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.headers_mut().insert("allow", value);
+                }
+            }
+            ApiError::StillCompleting { retry_after_secs } => {
+                response.headers_mut().insert("retry-after", HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
         }
         response
     }

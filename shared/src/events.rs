@@ -18,11 +18,11 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::lambda;
 use crate::metrics::Metric;
 use crate::store::{Status, UploadRecord};
-use crate::upload::{iso8601, now_ms};
 
 /// The `source` of every event.
 pub const SOURCE: &str = "chunked-upload";
@@ -114,7 +114,7 @@ impl UploadEvent {
         format!("{}/{}", self.kind.as_str(), self.upload.upload_id)
     }
 
-    /// The event's `detail` (README: Completion events).
+    /// The event's `detail` (docs/events.md).
     pub fn detail(&self, bucket: &str) -> Value {
         let u = &self.upload;
         let mut detail = json!({
@@ -129,6 +129,9 @@ impl UploadEvent {
             "mode": u.mode.as_str(),
             "created_at": iso8601(u.created_at_ms),
         });
+        if let Some(tus) = &u.tus {
+            detail["tus"] = tus.to_json();
+        }
         let at = iso8601(self.at_ms);
         match self.kind {
             Kind::Completed => {

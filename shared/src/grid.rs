@@ -2,7 +2,7 @@
 //! chunks and parts, so requests can arrive in any order and each one knows its place.
 
 use crate::error::ApiError;
-use crate::protocol::{ContentRange, MIB, PLANNED_MAX_PARTS};
+use crate::protocol::{ContentRange, MIB, S3_MAX_PARTS};
 
 pub use wire::Mode;
 
@@ -28,12 +28,12 @@ pub struct GridChunk {
 
 impl Grid {
     /// Plans the grid of a file: parts of a whole number of chunks, at least `min_part` bytes and few enough for
-    /// [`PLANNED_MAX_PARTS`]. `chunk_size` is the part size itself for direct uploads.
+    /// [`S3_MAX_PARTS`]. `chunk_size` is the part size itself for direct uploads.
     pub fn plan(total: u64, chunk_size: u64, min_part: u64, max_part: u64) -> Result<Grid, ApiError> {
         if total == 0 {
             return Err(ApiError::BadRequest("size must be at least 1 byte".into()));
         }
-        let needed = min_part.max(total.div_ceil(PLANNED_MAX_PARTS));
+        let needed = min_part.max(total.div_ceil(u64::from(S3_MAX_PARTS)));
         let part_size = needed.div_ceil(chunk_size) * chunk_size;
         if part_size > max_part {
             return Err(ApiError::BadRequest(format!(
@@ -52,7 +52,7 @@ impl Grid {
     }
 
     pub fn parts(&self) -> u32 {
-        // At most PLANNED_MAX_PARTS by construction.
+        // At most S3_MAX_PARTS by construction.
         self.total.div_ceil(self.part_size) as u32
     }
 
@@ -144,9 +144,9 @@ mod tests {
     fn parts_are_whole_chunks_of_at_least_the_smallest_part() {
         let grid = Grid::plan(256 * MIB, 4 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap();
         assert_eq!((grid.part_size, grid.parts(), grid.chunks(), grid.chunks_per_part()), (8 * MIB, 32, 64, 2));
-        // A huge file: parts grow so that it needs at most PLANNED_MAX_PARTS.
+        // A huge file: parts grow so that it needs at most S3_MAX_PARTS.
         let huge = Grid::plan(4 << 40, 4 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap();
-        assert!(u64::from(huge.parts()) <= PLANNED_MAX_PARTS && huge.part_size.is_multiple_of(4 * MIB));
+        assert!(huge.parts() <= S3_MAX_PARTS && huge.part_size.is_multiple_of(4 * MIB));
         assert!(Grid::plan(0, MIB, MIN_PART_SIZE, MAX_PART_SIZE).is_err());
         assert!(Grid::plan(5 << 40, MIB, MIN_PART_SIZE, 64 * MIB).is_err());
     }

@@ -31,8 +31,8 @@ use serde::Serialize;
 use tracing_subscriber::filter::Targets;
 
 use crate::error::ApiError;
+use crate::protocol::UploadId;
 use crate::store::UploadRecord;
-use crate::store::quota::is_upload_key;
 use crate::store::record::attr;
 
 pub use lambda_http::Error;
@@ -240,7 +240,7 @@ pub fn upload_in(image: &serde_dynamo::Item, which: &str) -> Option<UploadRecord
         tracing::error!(image = which, "stream record without its image: the stream must be NEW_AND_OLD_IMAGES");
         return None;
     }
-    if !item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_some_and(|k| is_upload_key(k)) {
+    if item.get(attr::UPLOAD_ID).and_then(|k| k.as_s().ok()).is_none_or(|k| UploadId::parse(k).is_err()) {
         return None;
     }
     UploadRecord::from_item(&item)

@@ -13,6 +13,7 @@
 pub mod app;
 pub mod checksum;
 pub mod cleanup;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -26,8 +27,10 @@ pub mod md5state;
 pub mod metrics;
 pub mod protocol;
 pub mod request;
+pub mod routes;
 pub mod secret;
 pub mod store;
+pub mod tus;
 pub mod upload;
 
 pub use app::App;

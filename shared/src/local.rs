@@ -22,8 +22,9 @@ use lambda_http::http::{self, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::lambda;
-use crate::upload::now_ms;
+use crate::routes::{self, Matched};
 
 /// Lambda's limit on a synchronous invocation's request payload.
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
@@ -38,29 +39,10 @@ where
     H: Fn(Request) -> F,
     F: Future<Output = Response<Body>>,
 {
-    if request.body().len() > API_GATEWAY_BODY_LIMIT {
-        return plain(413, json!({"message": "Request Entity Too Large"}));
-    }
-    if request_line_and_header_values(&request) > API_GATEWAY_HEADER_LIMIT {
-        return plain(431, json!({"message": "Request Header Fields Too Large"}));
-    }
-    // API Gateway passes header values on as JSON strings; bytes that are not UTF-8 never reach a function.
-    if request.headers().values().any(|v| std::str::from_utf8(v.as_bytes()).is_err()) {
-        return plain(400, json!({"message": "Bad Request"}));
-    }
-    let claims = match bearer_claims(request.headers()) {
-        Ok(claims) => claims,
-        Err(()) => return plain(401, json!({"message": "Unauthorized"})),
-    };
-    let event = match serde_json::to_vec(&event(request, claims)) {
+    let event = match event_for(request) {
         Ok(event) => event,
-        Err(e) => {
-            return plain(500, json!({"message": format!("could not encode the event: {e}")}));
-        }
+        Err(answer) => return *answer,
     };
-    if event.len() > LAMBDA_PAYLOAD_LIMIT {
-        return plain(413, json!({"message": "Request too long for a Lambda invocation"}));
-    }
     // Lambda hands the function JSON; parse it the same way, so the emulation cannot accept what Lambda would not.
     let response = match lambda::serve_json(handler, Bytes::from(event)).await {
         Ok(response) => response,
@@ -74,36 +56,69 @@ where
     }
 }
 
+/// The JSON event API Gateway would send the function for `request`; or, where API Gateway answers by itself (limits,
+/// no route, a refused token), that answer.
+pub fn event_for(request: http::Request<Bytes>) -> Result<Vec<u8>, Box<http::Response<Bytes>>> {
+    // Boxed: a response is large beside the event.
+    let refuse = |status, body| Box::new(plain(status, body));
+    if request.body().len() > API_GATEWAY_BODY_LIMIT {
+        return Err(refuse(413, json!({"message": "Request Entity Too Large"})));
+    }
+    if request_line_and_header_values(&request) > API_GATEWAY_HEADER_LIMIT {
+        return Err(refuse(431, json!({"message": "Request Header Fields Too Large"})));
+    }
+    // API Gateway passes header values on as JSON strings; bytes that are not UTF-8 never reach a function.
+    if request.headers().values().any(|v| std::str::from_utf8(v.as_bytes()).is_err()) {
+        return Err(refuse(400, json!({"message": "Bad Request"})));
+    }
+    // An HTTP API without a $default route answers a request no route matches itself.
+    let Some(matched) = routes::select(request.method().as_str(), request.uri().path()) else {
+        return Err(refuse(404, json!({"message": "Not Found"})));
+    };
+    let claims = bearer_claims(request.headers()).map_err(|()| refuse(401, json!({"message": "Unauthorized"})))?;
+    let event = serde_json::to_vec(&event(request, matched, claims))
+        .map_err(|e| refuse(500, json!({"message": format!("could not encode the event: {e}")})))?;
+    if event.len() > LAMBDA_PAYLOAD_LIMIT {
+        return Err(refuse(413, json!({"message": "Request too long for a Lambda invocation"})));
+    }
+    Ok(event)
+}
+
 /// What API Gateway counts against its header limit.
 fn request_line_and_header_values<B>(request: &http::Request<B>) -> usize {
     let line = request.method().as_str().len() + request.uri().to_string().len() + "HTTP/1.1".len() + 2;
     line + request.headers().values().map(HeaderValue::len).sum::<usize>()
 }
 
-/// The HTTP API (payload format 2.0) event for a request.
-fn event(request: http::Request<Bytes>, claims: Option<HashMap<String, String>>) -> ApiGatewayV2httpRequest {
+/// The HTTP API (payload format 2.0) event for a request its route matched, as the API Gateway Developer Guide
+/// ("Create AWS Lambda proxy integrations for HTTP APIs", payload format 2.0) describes it: the route's key and path
+/// parameters, duplicate headers and query parameters joined with commas, cookies in `cookies`, a text body as text.
+fn event(
+    request: http::Request<Bytes>,
+    matched: Matched,
+    claims: Option<HashMap<String, String>>,
+) -> ApiGatewayV2httpRequest {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or_default().to_string();
+    let route_key = matched.row.key();
     let mut event = ApiGatewayV2httpRequest::default();
     event.version = Some("2.0".into());
-    event.route_key = Some(route_key(parts.method.as_str(), &path));
+    event.route_key = Some(route_key.clone());
     event.raw_path = Some(path.clone());
     event.query_string_parameters = query_map(&raw_query);
     event.raw_query_string = Some(raw_query);
-    if let Some(id) = path.strip_prefix("/upload/").filter(|id| !id.contains('/') && *id != "complete") {
-        event.path_parameters = HashMap::from([("upload_id".to_string(), id.to_string())]);
-    }
+    event.path_parameters = matched.parameters;
     event.request_context.http.method = parts.method.clone();
     event.request_context.http.path = Some(path);
     event.request_context.http.protocol = Some("HTTP/1.1".into());
-    event.request_context.http.source_ip = Some("127.0.0.1".into());
+    event.request_context.http.source_ip = Some(source_ip(&parts.headers));
     event.request_context.http.user_agent =
         parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string);
     event.request_context.stage = Some("$default".into());
     event.request_context.request_id = Some(uuid::Uuid::new_v4().to_string());
     event.request_context.time_epoch = now_ms() as i64;
-    event.request_context.route_key = event.route_key.clone();
+    event.request_context.route_key = Some(route_key);
     if let Some(claims) = claims {
         let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
         jwt.claims = claims;
@@ -111,23 +126,68 @@ fn event(request: http::Request<Bytes>, claims: Option<HashMap<String, String>>)
         authorizer.jwt = Some(jwt);
         event.request_context.authorizer = Some(authorizer);
     }
-    event.headers = parts.headers;
+    let cookies: Vec<String> = parts
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    let text = is_text(&parts.headers);
+    event.headers = joined_headers(parts.headers);
     if !body.is_empty() {
-        // API Gateway base64-encodes every body it does not know to be text; doing it always is the harder case.
-        // SIMD: a chunk of several MiB is encoded for every request.
-        event.body = Some(base64_simd::STANDARD.encode_to_string(&body));
-        event.is_base64_encoded = true;
+        match String::from_utf8(body.to_vec()) {
+            Ok(text_body) if text => event.body = Some(text_body),
+            // API Gateway base64-encodes every body it does not take for text. SIMD: a chunk of several MiB is
+            // encoded for every request.
+            _ => {
+                event.body = Some(base64_simd::STANDARD.encode_to_string(&body));
+                event.is_base64_encoded = true;
+            }
+        }
     }
     event
 }
 
-fn route_key(method: &str, path: &str) -> String {
-    let route = match path {
-        "/upload" | "/upload/complete" => path,
-        p if p.starts_with("/upload/") => "/upload/{upload_id}",
-        _ => "$default",
-    };
-    format!("{method} {route}")
+/// Whether API Gateway passes the body on as text: JSON, XML, JavaScript and `text/*` media types. Form-urlencoded
+/// bodies arrive base64-encoded (as reported of Slack's slash commands sent to HTTP APIs), like every other type.
+fn is_text(headers: &http::HeaderMap) -> bool {
+    let Some(media) = headers.get("content-type").and_then(|v| v.to_str().ok()) else { return false };
+    let media = media.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    media.starts_with("text/")
+        || ["application/json", "application/xml", "application/javascript"].contains(&media.as_str())
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+}
+
+/// Headers as payload format 2.0 carries them: one value a name, a repeated header's values joined with commas;
+/// cookies go to `cookies` instead.
+fn joined_headers(headers: http::HeaderMap) -> http::HeaderMap {
+    let mut joined = http::HeaderMap::new();
+    for name in headers.keys().filter(|n| *n != "cookie") {
+        let values: Vec<&[u8]> = headers.get_all(name).iter().map(HeaderValue::as_bytes).collect();
+        if let Ok(value) = HeaderValue::from_bytes(&values.join(&b","[..])) {
+            joined.insert(name.clone(), value);
+        }
+    }
+    joined
+}
+
+/// The caller's address: the local server and the tests give it in `X-Forwarded-For` (the tests, to act as many
+/// clients); else loopback.
+fn source_ip(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or("127.0.0.1")
+        .to_string()
 }
 
 fn query_map(raw: &str) -> QueryMap {
@@ -138,7 +198,10 @@ fn query_map(raw: &str) -> QueryMap {
     QueryMap::from(map)
 }
 
-/// Claims of a bearer token, as API Gateway's JWT authorizer would pass them (`Ok(None)`: no token).
+/// Claims of a bearer token, as API Gateway's JWT authorizer passes them to a payload 2.0 integration (`Ok(None)`:
+/// no token): every value a string, numbers and booleans as their JSON text, an array as `[a b]` (its items' texts
+/// between brackets, separated by spaces), an object as its JSON text, null claims left out (as measured on API
+/// Gateway: floci-io/floci#2011). A token without `sub` is valid to the authorizer and reaches the function.
 fn bearer_claims(headers: &http::HeaderMap) -> Result<Option<HashMap<String, String>>, ()> {
     let Some(value) = headers.get("authorization") else {
         return Ok(None);
@@ -147,16 +210,22 @@ fn bearer_claims(headers: &http::HeaderMap) -> Result<Option<HashMap<String, Str
     let payload = token.split('.').nth(1).ok_or(())?;
     let json: Value =
         serde_json::from_slice(&BASE64URL.decode(payload.trim_end_matches('=')).map_err(|_| ())?).map_err(|_| ())?;
-    let claims: HashMap<String, String> = json
+    let claims = json
         .as_object()
         .ok_or(())?
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), claim_text(v)))
         .collect();
-    if claims.get("sub").is_none_or(String::is_empty) {
-        return Err(());
-    }
     Ok(Some(claims))
+}
+
+fn claim_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!("[{}]", items.iter().map(claim_text).collect::<Vec<_>>().join(" ")),
+        other => other.to_string(),
+    }
 }
 
 /// An unsigned token for `sub`, accepted by the emulated authorizer (and by nothing else).
@@ -192,21 +261,82 @@ fn plain(status: u16, body: Value) -> http::Response<Bytes> {
 mod tests {
     use super::*;
 
+    fn bearer(token: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    fn token_of(claims: Value) -> String {
+        format!("{}.{}.", BASE64URL.encode(br#"{"alg":"none"}"#), BASE64URL.encode(claims.to_string()))
+    }
+
     #[test]
     fn dev_tokens_decode_to_claims() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {}", dev_token("alice")).parse().unwrap());
-        let claims = bearer_claims(&headers).unwrap().unwrap();
+        let claims = bearer_claims(&bearer(&dev_token("alice"))).unwrap().unwrap();
         assert_eq!(claims["sub"], "alice");
-        headers.insert("authorization", "Bearer nonsense".parse().unwrap());
-        assert!(bearer_claims(&headers).is_err());
+        assert!(bearer_claims(&bearer("nonsense")).is_err());
         assert_eq!(bearer_claims(&http::HeaderMap::new()), Ok(None));
     }
 
     #[test]
-    fn route_keys() {
-        assert_eq!(route_key("POST", "/upload"), "POST /upload");
-        assert_eq!(route_key("GET", "/upload/abc"), "GET /upload/{upload_id}");
-        assert_eq!(route_key("GET", "/"), "GET $default");
+    fn claims_arrive_as_the_authorizer_renders_them() {
+        let token = token_of(json!({
+            "sub": "u1", "iat": 1516239022, "admin": true, "groups": ["user", "editor"],
+            "address": {"city": "Seattle"}, "gone": null
+        }));
+        let claims = bearer_claims(&bearer(&token)).unwrap().unwrap();
+        assert_eq!(claims["iat"], "1516239022");
+        assert_eq!(claims["admin"], "true");
+        assert_eq!(claims["groups"], "[user editor]");
+        assert_eq!(claims["address"], r#"{"city":"Seattle"}"#);
+        assert!(!claims.contains_key("gone"));
+        // Without sub: valid to the authorizer, so the function decides.
+        let claims = bearer_claims(&bearer(&token_of(json!({"iss": "x"})))).unwrap().unwrap();
+        assert!(!claims.contains_key("sub"));
+    }
+
+    fn event_of(request: http::Request<Bytes>) -> Value {
+        serde_json::from_slice(&event_for(request).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn events_carry_route_keys_path_parameters_headers_and_cookies() {
+        let event = event_of(
+            http::Request::post("/upload/0123/parts")
+                .header("content-type", "application/json")
+                .header("x-a", "1")
+                .header("x-a", "2")
+                .header("cookie", "a=1; b=2")
+                .header("cookie", "c=3")
+                .body(Bytes::from_static(br#"{"parts":[]}"#))
+                .unwrap(),
+        );
+        assert_eq!(event["routeKey"], "POST /upload/{upload_id}/parts");
+        assert_eq!(event["requestContext"]["routeKey"], "POST /upload/{upload_id}/parts");
+        assert_eq!(event["pathParameters"], json!({"upload_id": "0123"}));
+        assert_eq!(event["headers"]["x-a"], "1,2");
+        assert_eq!(event["cookies"], json!(["a=1", "b=2", "c=3"]));
+        assert!(event["headers"].get("cookie").is_none());
+        assert_eq!(event["body"], r#"{"parts":[]}"#);
+        assert_eq!(event["isBase64Encoded"], false);
+        let event = event_of(http::Request::post("/upload/create").body(Bytes::new()).unwrap());
+        assert_eq!(event["routeKey"], "POST /upload/create");
+        assert!(event.get("pathParameters").is_none());
+        let form = event_of(
+            http::Request::post("/upload/complete")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Bytes::from_static(b"upload_id=a"))
+                .unwrap(),
+        );
+        assert_eq!(form["isBase64Encoded"], true);
+    }
+
+    #[test]
+    fn api_gateway_answers_what_no_route_serves() {
+        for (method, path) in [("PUT", "/upload"), ("GET", "/"), ("GET", "/upload/a/b")] {
+            let answer = event_for(http::Request::builder().method(method).uri(path).body(Bytes::new()).unwrap());
+            assert_eq!(answer.unwrap_err().status(), 404, "{method} {path}");
+        }
     }
 }

@@ -42,9 +42,6 @@ pub enum Metric {
     RaceLost {
         race: Race,
     },
-    /// A part number was taken for a flush that did not commit (sequential mode: S3 allows 10,000):
-    /// `PartNumbersBurned`.
-    PartNumberBurned,
     /// The completion hook failed or timed out; the completion stands: `HookFailures`.
     HookFailed,
     /// An upload event was published to EventBridge, or could not be (the batch is retried): `EventsPublished`,
@@ -64,6 +61,8 @@ pub enum Metric {
 pub enum Race {
     /// A sequential chunk whose commit found the upload moved on.
     SequentialCommit,
+    /// A sequential chunk that would fill a part while another chunk's request held the part's flush lease (409).
+    FlushLease,
     /// A parallel chunk whose slot another request held first (same bytes: the answer is still 200).
     ParallelSlot,
     /// A completion while another request held the completion lease.
@@ -74,6 +73,7 @@ impl Race {
     fn name(self) -> &'static str {
         match self {
             Race::SequentialCommit => "sequential-commit",
+            Race::FlushLease => "flush-lease",
             Race::ParallelSlot => "parallel-slot",
             Race::Completion => "completion",
         }
@@ -125,7 +125,6 @@ impl Metric {
                 (vec![("Route", route.to_string()), ("Status", status.to_string())], vec![(name, Unit::Count, 1)])
             }
             Metric::RaceLost { race } => (vec![("Race", race.name().to_string())], vec![("RacesLost", Unit::Count, 1)]),
-            Metric::PartNumberBurned => (mode(Mode::Sequential), vec![("PartNumbersBurned", Unit::Count, 1)]),
             Metric::HookFailed => (Vec::new(), vec![("HookFailures", Unit::Count, 1)]),
             Metric::EventPublished { detail_type } => {
                 (vec![("Event", detail_type.to_string())], vec![("EventsPublished", Unit::Count, 1)])
@@ -189,7 +188,7 @@ impl Metrics {
 
     pub fn emit(&self, metric: Metric) {
         if let Some(namespace) = &self.namespace {
-            (self.sink)(&metric.line(namespace, crate::upload::now_ms()).to_string());
+            (self.sink)(&metric.line(namespace, crate::clock::now_ms()).to_string());
         }
     }
 }
@@ -228,7 +227,7 @@ mod tests {
             Metric::Refused { route: "chunk", status: 409 },
             Metric::Refused { route: "complete", status: 503 },
             Metric::RaceLost { race: Race::ParallelSlot },
-            Metric::PartNumberBurned,
+            Metric::RaceLost { race: Race::FlushLease },
             Metric::HookFailed,
             Metric::EventPublished { detail_type: "Upload Completed" },
             Metric::EventPublishFailed { detail_type: "Upload Expired" },

@@ -11,8 +11,6 @@ pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 pub const S3_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
 /// S3's part numbers run from 1 to this.
 pub const S3_MAX_PARTS: u32 = 10_000;
-/// Parts planned per upload; the rest of S3's part numbers are spare for flush attempts that lose a race or fail.
-pub const PLANNED_MAX_PARTS: u64 = 9_000;
 /// Buffered chunks a part may gather; bounds the record size and the reads needed to build one part.
 pub const MAX_BUFFERED_CHUNKS: u64 = 1_000;
 
@@ -48,8 +46,14 @@ impl ContentRange {
         Ok(ContentRange { start, end, total })
     }
 
+    /// The empty range at the end of a `total`-byte file (`None` for an empty file): what a tus upload sends when it
+    /// declares its length after its last bytes, to make what it buffered its last part (`upload::tus`).
+    pub fn empty_end(total: u64) -> Option<Self> {
+        total.checked_sub(1).map(|end| ContentRange { start: total, end, total })
+    }
+
     pub fn chunk_len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end_exclusive() - self.start
     }
 
     /// The offset after this chunk.
@@ -62,19 +66,43 @@ impl ContentRange {
     }
 }
 
-/// Upload ids are 32 lowercase hex digits (a v4 UUID without dashes), as django-chunked-upload's.
-pub fn new_upload_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 const UPLOAD_ID_LEN: usize = 32;
 
-pub fn validate_upload_id(id: &str) -> Result<(), ApiError> {
-    if id.len() == UPLOAD_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Ok(())
-    } else {
-        // Unknown to us by construction: same answer as an id that was never issued.
-        Err(ApiError::NotFound)
+/// An upload's id: 32 lowercase hex digits (a v4 UUID without dashes), as django-chunked-upload's. Made only by
+/// [`UploadId::new`] or [`UploadId::parse`], so an id in hand is safe to put into an S3 key, a DynamoDB key or a log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        UploadId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// An id a client sent. Anything else than an id we could have issued is unknown to us by construction: the same
+    /// answer (404) as an id that was never issued.
+    pub fn parse(id: &str) -> Result<Self, ApiError> {
+        if id.len() == UPLOAD_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(UploadId(id.to_string()))
+        } else {
+            Err(ApiError::NotFound)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for UploadId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -89,9 +117,9 @@ pub fn parse_md5_hex(md5: &str) -> Result<String, ApiError> {
 }
 
 /// The part size for a file of `total` bytes: at least the configured minimum, large enough that the file needs at
-/// most [`PLANNED_MAX_PARTS`] parts, rounded up to whole MiB.
+/// most [`S3_MAX_PARTS`] parts, rounded up to whole MiB: every mode numbers its parts 1..N.
 pub fn plan_part_size(total: u64, min_part: u64, max_part: u64) -> Result<u64, ApiError> {
-    let needed = total.div_ceil(PLANNED_MAX_PARTS).div_ceil(MIB) * MIB;
+    let needed = total.div_ceil(u64::from(S3_MAX_PARTS)).div_ceil(MIB) * MIB;
     let size = needed.max(min_part);
     if size > max_part {
         return Err(ApiError::BadRequest(format!(
@@ -144,13 +172,21 @@ pub struct KeyTemplate {
     pieces: Vec<Piece>,
 }
 
-/// A final object's key. Only [`KeyTemplate::render`] makes one, so it is never under the buffer prefix.
+/// An object's key: a final object's, which only [`KeyTemplate::render`] makes, so it is never under the buffer
+/// prefix; or a tus partial upload's ([`ObjectKey::staging`]), always under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Where a tus partial upload's object waits for the concatenation that takes it: under the upload's own buffer
+    /// prefix, never a finished object's key, so an abort, the cleanup function and the lifecycle rule remove it as
+    /// they remove buffered chunks.
+    pub fn staging(buffer_prefix: &str, upload_id: &UploadId) -> ObjectKey {
+        ObjectKey(format!("{buffer_prefix}{upload_id}/tus-partial"))
     }
 }
 
@@ -229,12 +265,12 @@ impl KeyTemplate {
     }
 
     /// The key of an upload. The file and owner names are sanitized here (the owner comes from a token).
-    pub fn render(&self, upload_id: &str, filename: &str, owner: &str) -> ObjectKey {
+    pub fn render(&self, upload_id: &UploadId, filename: &str, owner: &str) -> ObjectKey {
         let mut key = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(text) => key.push_str(text),
-                Piece::UploadId => key.push_str(upload_id),
+                Piece::UploadId => key.push_str(upload_id.as_str()),
                 Piece::Filename => key.push_str(&sanitize_filename(filename)),
                 Piece::Owner => key.push_str(&sanitize_filename(owner)),
             }
@@ -365,11 +401,11 @@ mod tests {
 
     #[test]
     fn upload_ids() {
-        let id = new_upload_id();
-        assert!(validate_upload_id(&id).is_ok());
-        assert!(validate_upload_id("../../etc/passwd").is_err());
-        assert!(validate_upload_id(&id.to_uppercase()).is_err());
-        assert!(validate_upload_id("").is_err());
+        let id = UploadId::new();
+        assert_eq!(UploadId::parse(id.as_str()).unwrap(), id);
+        assert!(UploadId::parse("../../etc/passwd").is_err());
+        assert!(UploadId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(UploadId::parse("").is_err());
     }
 
     #[test]
@@ -385,7 +421,7 @@ mod tests {
         assert_eq!(plan_part_size(64 * MIB, MIN_PART_SIZE, MAX_PART_SIZE).unwrap(), MIN_PART_SIZE);
         let huge = S3_MAX_OBJECT_SIZE;
         let size = plan_part_size(huge, MIN_PART_SIZE, MAX_PART_SIZE).unwrap();
-        assert!(huge.div_ceil(size) <= PLANNED_MAX_PARTS);
+        assert!(huge.div_ceil(size) <= u64::from(S3_MAX_PARTS));
         assert_eq!(size % MIB, 0);
         assert!(plan_part_size(huge, MIN_PART_SIZE, MIN_PART_SIZE).is_err());
     }
@@ -432,11 +468,12 @@ mod tests {
 
     #[test]
     fn keys_never_fall_under_the_buffer_prefix() {
+        let id = UploadId::new();
         for template in TEMPLATES {
             let parsed = KeyTemplate::parse(template, "buffer/").unwrap();
             for filename in HOSTILE_NAMES {
                 for owner in HOSTILE_NAMES {
-                    let key = parsed.render("0123456789abcdef0123456789abcdef", filename, owner);
+                    let key = parsed.render(&id, filename, owner);
                     let key = key.as_str();
                     assert!(!key.starts_with("buffer/"), "{template} {filename:?} {owner:?}: {key}");
                     assert!(!key.split('/').any(|s| s.is_empty() || s == "." || s == ".."), "{key}");
@@ -445,10 +482,10 @@ mod tests {
             }
         }
         let parsed = KeyTemplate::parse("uploads/{owner}/{upload_id}/{filename}", "buffer/").unwrap();
-        assert_eq!(parsed.render("abc", "buffer", "buffer").as_str(), "uploads/buffer/abc/buffer");
+        assert_eq!(parsed.render(&id, "buffer", "buffer").as_str(), format!("uploads/buffer/{id}/buffer"));
         // A name's braces are its own, never a placeholder.
-        assert_eq!(parsed.render("abc", "{owner}", "../x").as_str(), "uploads/x/abc/{owner}");
-        assert_eq!(parsed.render("abc", "", "").as_str(), "uploads/upload/abc/upload");
+        assert_eq!(parsed.render(&id, "{owner}", "../x").as_str(), format!("uploads/x/{id}/{{owner}}"));
+        assert_eq!(parsed.render(&id, "", "").as_str(), format!("uploads/upload/{id}/upload"));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::checksum::{self, Crc64};
 use crate::error::ApiError;
 use crate::grid::Mode;
-use crate::protocol::ContentRange;
-use crate::secret::{self, UploadSecret};
+use crate::protocol::{ContentRange, UploadId};
+use crate::secret::{self, Network, UploadSecret};
 use crate::upload::{Chunk, Listing, Opening};
 
 /// The header that carries a chunk's CRC64NVME, in S3's form (base64 of its 8 big-endian bytes).
@@ -22,18 +22,42 @@ pub const CRC64_HEADER: &str = "x-checksum-crc64nvme";
 const MAX_TEXT_FIELD: usize = 4096;
 
 /// The caller's identity as API Gateway's authorizer established it: the `sub` claim of an HTTP API JWT authorizer,
-/// or of a REST API Cognito authorizer (or a Lambda authorizer's `sub`/`principalId`).
-pub fn principal(req: &Request) -> Option<String> {
-    let authorizer = match req.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref()?,
-        RequestContext::ApiGatewayV1(ctx) => &ctx.authorizer,
-        _ => return None,
+/// or of a REST API Cognito authorizer (or a Lambda authorizer's `sub`/`principalId`); `None` without an authorizer.
+/// A JWT without `sub` is valid to API Gateway's authorizer, which passes it on: refused here, as uploads are bound
+/// to it.
+pub fn principal(req: &Request) -> Result<Option<String>, ApiError> {
+    let authorizer = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => match ctx.authorizer.as_ref() {
+            Some(authorizer) => authorizer,
+            None => return Ok(None),
+        },
+        Some(RequestContext::ApiGatewayV1(ctx)) => &ctx.authorizer,
+        _ => return Ok(None),
     };
     let jwt_sub = authorizer.jwt.as_ref().and_then(|jwt| jwt.claims.get("sub").cloned());
     let field = |name: &str| authorizer.fields.get(name).and_then(Value::as_str).map(str::to_string);
     let cognito_sub =
         authorizer.fields.get("claims").and_then(|c| c.get("sub")).and_then(Value::as_str).map(str::to_string);
-    jwt_sub.or(cognito_sub).or_else(|| field("sub")).or_else(|| field("principalId")).filter(|s| !s.is_empty())
+    let sub =
+        jwt_sub.or(cognito_sub).or_else(|| field("sub")).or_else(|| field("principalId")).filter(|s| !s.is_empty());
+    match sub {
+        Some(sub) => Ok(Some(sub)),
+        None if authorizer.jwt.is_some() => Err(ApiError::Forbidden(
+            "The token has no \"sub\" claim, which identifies the caller: uploads are bound to it".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The network the caller calls from, by the address API Gateway saw (`sourceIp`): what an anonymous caller's
+/// uploads count against.
+pub fn network(req: &Request) -> Option<Network> {
+    let address = match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref()?,
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref()?,
+        _ => return None,
+    };
+    Network::of(address)
 }
 
 /// Decoded fields of a request: query string and the secret's header first, then the body's form fields, each name
@@ -91,7 +115,7 @@ pub fn upload_secret(req: &Request) -> Result<Option<UploadSecret>, ApiError> {
     Fields::from_query_and_header(req, &[])?.secret()
 }
 
-fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
     let mut values = req.headers().get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -107,7 +131,7 @@ fn media_type(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(header(req, "content-type")?.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()))
 }
 
-fn body_bytes(body: Body) -> Bytes {
+pub(crate) fn body_bytes(body: Body) -> Bytes {
     match body {
         Body::Binary(bytes) => Bytes::from(bytes),
         Body::Text(text) => Bytes::from(text.into_bytes()),
@@ -165,7 +189,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
         }
     };
     let chunk = Chunk {
-        upload_id: fields.take("upload_id").filter(|id| !id.is_empty()),
+        upload_id: fields.take("upload_id").filter(|id| !id.is_empty()).map(|id| UploadId::parse(&id)).transpose()?,
         range,
         data,
         filename: fields.take("filename").or(file_name),
@@ -178,7 +202,7 @@ pub async fn chunk(req: Request, field_name: &str) -> Result<(Chunk, Option<Uplo
 /// The fields of a complete request: `upload_id`, and `md5` or `crc64nvme` (which the mode requires, the operation
 /// says), from a JSON, form-urlencoded or multipart body; and the upload secret, from the header or a body field.
 pub struct CompleteFields {
-    pub upload_id: String,
+    pub upload_id: UploadId,
     pub md5: Option<String>,
     pub crc64: Option<String>,
     pub secret: Option<UploadSecret>,
@@ -231,6 +255,7 @@ pub async fn complete(req: Request) -> Result<CompleteFields, ApiError> {
     }
     let mut given = |name: &str| fields.take(name).filter(|v| !v.trim().is_empty());
     let upload_id = given("upload_id").ok_or_else(|| ApiError::BadRequest("Field \"upload_id\" is required".into()))?;
+    let upload_id = UploadId::parse(&upload_id)?;
     let (md5, crc64) = (given("md5"), given("crc64nvme"));
     if md5.is_none() && crc64.is_none() {
         return Err(ApiError::BadRequest(

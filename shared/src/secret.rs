@@ -84,21 +84,59 @@ impl SecretHash {
     }
 }
 
+/// The network an anonymous caller calls from, against which its uploads are counted: its IPv4 address, or the /64
+/// its IPv6 address is in (an IPv6 client is usually given a whole /64, and could move through it at will).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network(String);
+
+impl Network {
+    /// The network of an address as API Gateway gives it (`requestContext.http.sourceIp`); `None` if it is none.
+    pub fn of(address: &str) -> Option<Network> {
+        let text = match address.trim().parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        };
+        Some(Network(text))
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who makes a request, as the operations need to know it.
 #[derive(Debug, Clone)]
 pub enum Caller {
     /// Authenticated: the authorizer's `sub`, which binds their uploads; a secret they send is not looked at.
     Principal(String),
-    /// Anonymous, with the secret of the upload: a fresh one when the request creates it, else the one it sent.
-    Anonymous(UploadSecret),
+    /// Anonymous, with the secret of the upload: a fresh one when the request creates it, else the one it sent; and,
+    /// creating one, the network it calls from.
+    Anonymous(UploadSecret, Option<Network>),
 }
 
 impl Caller {
-    /// The caller of a request that creates an upload: an anonymous one is given a fresh secret for it.
-    pub fn creating(principal: Option<String>) -> Self {
+    /// The caller of a request that creates an upload: an anonymous one is given a fresh secret for it, and its
+    /// upload counts against its network's limits.
+    pub fn creating(principal: Option<String>, network: Option<Network>) -> Self {
         match principal {
             Some(sub) => Caller::Principal(sub),
-            None => Caller::Anonymous(UploadSecret::generate()),
+            None => Caller::Anonymous(UploadSecret::generate(), network),
+        }
+    }
+
+    /// The network an anonymous caller creating an upload calls from.
+    pub fn network(&self) -> Option<&Network> {
+        match self {
+            Caller::Anonymous(_, network) => network.as_ref(),
+            Caller::Principal(_) => None,
         }
     }
 
@@ -107,7 +145,7 @@ impl Caller {
     pub fn naming(principal: Option<String>, secret: Option<UploadSecret>) -> Result<Self, ApiError> {
         match (principal, secret) {
             (Some(sub), _) => Ok(Caller::Principal(sub)),
-            (None, Some(secret)) => Ok(Caller::Anonymous(secret)),
+            (None, Some(secret)) => Ok(Caller::Anonymous(secret, None)),
             (None, None) => Err(ApiError::NotFound),
         }
     }
@@ -115,7 +153,7 @@ impl Caller {
     pub fn owner(&self) -> &str {
         match self {
             Caller::Principal(sub) => sub,
-            Caller::Anonymous(_) => ANONYMOUS_OWNER,
+            Caller::Anonymous(..) => ANONYMOUS_OWNER,
         }
     }
 
@@ -123,7 +161,7 @@ impl Caller {
     pub fn secret(&self) -> Option<&UploadSecret> {
         match self {
             Caller::Principal(_) => None,
-            Caller::Anonymous(secret) => Some(secret),
+            Caller::Anonymous(secret, _) => Some(secret),
         }
     }
 
@@ -138,11 +176,11 @@ impl Caller {
         // The owner is not secret (it is the caller's own sub, or `anonymous`); the hash comparison is what must not
         // leak, and it runs whatever the owner.
         let secret_matches = match (self, secret_hash) {
-            (Caller::Anonymous(secret), Some(hash)) => hash.admits(secret),
+            (Caller::Anonymous(secret, _), Some(hash)) => hash.admits(secret),
             (Caller::Principal(_), None) => true,
             // An anonymous caller never uses an upload without a secret, nor a principal one with a secret (a token
             // whose sub happens to be `anonymous`).
-            (Caller::Anonymous(_), None) | (Caller::Principal(_), Some(_)) => false,
+            (Caller::Anonymous(..), None) | (Caller::Principal(_), Some(_)) => false,
         };
         secret_matches && owner == self.owner()
     }
@@ -189,9 +227,9 @@ mod tests {
     fn anonymous_uploads_need_their_secret() {
         let secret = UploadSecret::generate();
         let hash = secret.hash();
-        let anonymous = Caller::Anonymous(secret.clone());
+        let anonymous = Caller::Anonymous(secret.clone(), None);
         assert!(anonymous.may_use(ANONYMOUS_OWNER, Some(&hash)));
-        assert!(!Caller::Anonymous(UploadSecret::generate()).may_use(ANONYMOUS_OWNER, Some(&hash)));
+        assert!(!Caller::Anonymous(UploadSecret::generate(), None).may_use(ANONYMOUS_OWNER, Some(&hash)));
         assert!(!anonymous.may_use(ANONYMOUS_OWNER, None));
         assert!(!anonymous.may_use("alice", Some(&hash)));
         assert!(matches!(Caller::naming(None, None), Err(ApiError::NotFound)));
@@ -205,7 +243,21 @@ mod tests {
         assert!(alice.may_use("alice", None));
         assert!(!alice.may_use("bob", None));
         assert_eq!(alice.secret_hash(), None);
-        assert!(Caller::creating(Some("alice".into())).secret().is_none());
-        assert!(Caller::creating(None).secret().is_some());
+        assert!(Caller::creating(Some("alice".into()), None).secret().is_none());
+        assert!(Caller::creating(None, None).secret().is_some());
+    }
+
+    #[test]
+    fn anonymous_callers_are_counted_by_their_network() {
+        let network = |address: &str| Network::of(address).map(|n| n.to_string());
+        assert_eq!(network("203.0.113.7"), Some("203.0.113.7".into()));
+        assert_eq!(network("::ffff:203.0.113.7"), Some("203.0.113.7".into()));
+        // Every address of one /64 is one network.
+        assert_eq!(network("2001:db8:1:2:aaaa::1"), Some("2001:db8:1:2::/64".into()));
+        assert_eq!(network("2001:db8:1:2:ffff:1:2:3"), Some("2001:db8:1:2::/64".into()));
+        assert_eq!(network("test-invoke-source-ip"), None);
+        let creating = Caller::creating(None, Network::of("198.51.100.1"));
+        assert_eq!(creating.network().map(ToString::to_string), Some("198.51.100.1".into()));
+        assert_eq!(Caller::creating(Some("alice".into()), Network::of("198.51.100.1")).network(), None);
     }
 }

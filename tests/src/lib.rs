@@ -5,9 +5,11 @@
 pub mod lambda_invoke;
 pub mod lambda_runtime;
 pub mod proxy;
+pub mod strict;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -19,7 +21,9 @@ use bytes::Bytes;
 use lambda_http::http::{self, Method};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
+use shared::app::Function;
 use shared::{ApiError, App, Config, handlers, local};
+use strict::Rules;
 
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
@@ -27,11 +31,28 @@ pub const MIB: usize = 1024 * 1024;
 /// A DynamoDB item as the SDK gives it.
 pub type Item = HashMap<String, AttributeValue>;
 
-/// The service under test, with the settings of the environment plus `overrides`.
+/// The service under test, with the settings of the environment plus `overrides`: the chunk, complete and tus
+/// functions' apps (each route goes to the function that serves it in the deployment), their S3 and DynamoDB calls
+/// through a pair of strict-AWS proxies; and clients of the emulators' own for the tests' checks.
 pub struct Service {
     pub app: App,
+    pub complete: App,
+    pub tus: App,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3_proxy: proxy::Proxy,
+    pub dynamodb_proxy: proxy::Proxy,
+}
+
+/// A pair of proxies, S3's and DynamoDB's, in front of the emulators the environment names.
+pub async fn strict_proxies(rules: Rules) -> (proxy::Proxy, proxy::Proxy) {
+    let s3 = proxy::Proxy::start(&env_endpoint("AWS_ENDPOINT_URL_S3"), "s3", rules.clone()).await;
+    let dynamodb = proxy::Proxy::start(&env_endpoint("AWS_ENDPOINT_URL_DYNAMODB"), "dynamodb", rules).await;
+    (s3, dynamodb)
+}
+
+fn env_endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} must point at the emulators: run `make test`"))
 }
 
 /// A response: status and JSON body.
@@ -124,8 +145,32 @@ pub enum Encoding {
     Raw,
 }
 
+/// How a [`Service`] meets AWS: the strict layer's rules, the life of its session credentials, the SDK's retries.
+pub struct Setup {
+    pub rules: Rules,
+    /// How long each session credential the service is handed lives (the SDK asks for a new one before then).
+    pub session: Duration,
+    /// The SDK's own retries, off where a test wants every injected fault to reach the service's code.
+    pub sdk_retries: bool,
+    /// Whether the service's calls go through the proxies at all: not for the benchmarks that measure the service's
+    /// own CPU, which an in-process proxy would add to.
+    pub proxied: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup { rules: Rules::aws(), session: Duration::from_secs(3600), sdk_retries: true, proxied: true }
+    }
+}
+
 impl Service {
+    /// The service under the strict-AWS layer, with the settings of the environment plus `overrides`.
     pub async fn new(overrides: &[(&str, &str)]) -> Self {
+        Self::with(overrides, Setup::default()).await
+    }
+
+    /// As [`Service::new`], set up as `setup` says.
+    pub async fn with(overrides: &[(&str, &str)], setup: Setup) -> Self {
         let mut overrides: HashMap<String, String> =
             overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         // Metric lines would go to the test's stdout, past the test harness's capture: a test that reads them
@@ -133,39 +178,53 @@ impl Service {
         overrides.entry("CHUNKED_UPLOAD_METRICS_NAMESPACE".into()).or_insert_with(|| "off".into());
         let config = Config::from_lookup(|name| overrides.get(name).cloned().or_else(|| std::env::var(name).ok()))
             .unwrap_or_else(|e| panic!("{e}: run the tests with `make test`, which starts the emulators"));
-        assert!(
-            std::env::var("AWS_ENDPOINT_URL_S3").is_ok() && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-            "AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB must point at the emulators: run `make test`"
-        );
+        let (s3_proxy, dynamodb_proxy) = strict_proxies(setup.rules).await;
         let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        let lambda = lambda_client(&sdk, &overrides);
-        // LocalStack may pause before streaming a freshly completed object; the checks wait for it.
+        // The backoff the SDK waits before retrying a throttled call: short, so the layer's throttling does not make
+        // the suite slow; the number of attempts is the SDK's.
+        let retries = if setup.sdk_retries {
+            RetryConfig::standard().with_initial_backoff(Duration::from_millis(20))
+        } else {
+            RetryConfig::disabled()
+        };
+        let session = strict::session_credentials(setup.session);
+        let app = |function: Function| {
+            let mut loader = aws_config::from_env().retry_config(retries.clone()).credentials_provider(session.clone());
+            if let Some(name) = function.app_name() {
+                loader = loader.app_name(name);
+            }
+            let (s3_url, dynamodb_url) = match setup.proxied {
+                true => (s3_proxy.url(), dynamodb_proxy.url()),
+                false => (env_endpoint("AWS_ENDPOINT_URL_S3"), env_endpoint("AWS_ENDPOINT_URL_DYNAMODB")),
+            };
+            let (config, overrides) = (config.clone(), &overrides);
+            async move {
+                let sdk = loader.load().await;
+                let s3 = aws_sdk_s3::config::Builder::from(&sdk).endpoint_url(s3_url).force_path_style(true).build();
+                let dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb_url).build();
+                let (s3, dynamodb) = (aws_sdk_s3::Client::from_conf(s3), aws_sdk_dynamodb::Client::from_conf(dynamodb));
+                App::with_clients(config, &sdk, s3, dynamodb, &lambda_client(&sdk, overrides))
+            }
+        };
+        let (chunk, complete, tus) =
+            (app(Function::Chunk).await, app(Function::Complete).await, app(Function::Tus).await);
+        // The tests' own reads and checks go to the emulators directly. LocalStack may pause before streaming a
+        // freshly completed object; the checks wait for it.
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(true)
                 .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                 .build(),
         );
-        Service { app: App::with_lambda(config, &sdk, &lambda), s3, dynamodb: aws_sdk_dynamodb::Client::new(&sdk) }
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        Service { app: chunk, complete, tus, s3, dynamodb, s3_proxy, dynamodb_proxy }
     }
 
-    /// The service with its S3 and DynamoDB calls going through counting, fault-injecting proxies. The SDK's own
-    /// retries are off, so an injected fault reaches the service's code instead of being retried away.
+    /// The service with the SDK's own retries off, so an injected fault reaches the service's code instead of being
+    /// retried away; and the proxies its S3 and DynamoDB calls go through, to count them and inject faults.
     pub async fn through_proxies(overrides: &[(&str, &str)]) -> (Self, proxy::Proxy, proxy::Proxy) {
-        let mut svc = Self::new(overrides).await;
-        let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
-        let s3 = proxy::Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
-        let dynamodb = proxy::Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled()).load().await;
-        let s3_client = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk).endpoint_url(s3.url()).force_path_style(true).build(),
-        );
-        let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(dynamodb.url()).build(),
-        );
-        let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
-        let lambda = aws_sdk_lambda::Client::new(&sdk);
-        svc.app = App::with_clients(svc.app.config.clone(), s3_client, dynamodb_client, eventbridge, &lambda);
+        let svc = Self::with(overrides, Setup { sdk_retries: false, ..Setup::default() }).await;
+        let (s3, dynamodb) = (svc.s3_proxy.clone(), svc.dynamodb_proxy.clone());
         (svc, s3, dynamodb)
     }
 
@@ -173,20 +232,44 @@ impl Service {
         Self::new(&[]).await
     }
 
+    /// The environment of a function process on the emulators, as Lambda would give it ([`service_env`]), its S3
+    /// and DynamoDB calls going through this service's strict proxies, signed with a session token as an execution
+    /// role's are.
+    pub fn env(&self, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let (s3, dynamodb) = (self.s3_proxy.url(), self.dynamodb_proxy.url());
+        let token = strict::session_token(SystemTime::now() + Duration::from_secs(3600));
+        let mut all = vec![
+            ("AWS_ENDPOINT_URL_S3", s3.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.as_str()),
+            ("AWS_SESSION_TOKEN", token.as_str()),
+        ];
+        all.extend_from_slice(overrides);
+        service_env(&all)
+    }
+
     /// From now on, the service's metric lines go to the returned buffer instead of stdout.
     pub fn collect_metrics(&mut self) -> Arc<Mutex<Vec<String>>> {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        self.app.metrics = shared::metrics::Metrics::to_sink(
+        let metrics = shared::metrics::Metrics::to_sink(
             Some(METRICS_NAMESPACE.into()),
             Arc::new(move |line: &str| sink.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_string())),
         );
+        self.app.metrics = metrics.clone();
+        self.complete.metrics = metrics.clone();
+        self.tus.metrics = metrics;
         lines
+    }
+
+    /// One HTTP request through the emulated API Gateway, to the function that serves its route, its answer as it
+    /// comes (tus answers are headers and text).
+    pub async fn send_raw(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        local::invoke(&|r| handlers::handle(&self.app, &self.complete, &self.tus, r), request).await
     }
 
     /// One HTTP request through the emulated API Gateway.
     pub async fn send(&self, request: http::Request<Bytes>) -> Reply {
-        let response = local::invoke(&|r| handlers::handle(&self.app, r), request).await;
+        let response = self.send_raw(request).await;
         let status = response.status().as_u16();
         let body = serde_json::from_slice(response.body())
             .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {:?}", response.body()));
@@ -394,16 +477,23 @@ impl Service {
         }
         let upload_id = upload_id.expect("an upload");
         let md5 = md5_hex(data);
+        let mut last = None;
         for _ in 0..20 {
             let reply = self.complete(user, &upload_id, &md5).await;
             match reply.status {
                 200 => return reply,
                 400 if reply.detail() == "Upload has already been completed" => return reply,
+                // S3 may still be assembling the object: ask again when the service says.
+                202 => {
+                    let wait = reply.body["retry_after"].as_u64().expect("a 202 says when to ask again");
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                }
                 409 | 500..=599 => {}
                 _ => panic!("the client cannot complete: {reply:?}"),
             }
+            last = Some(reply);
         }
-        panic!("completion does not succeed")
+        panic!("completion does not succeed: {last:?}")
     }
 
     /// The bytes of an object in the bucket.
@@ -411,6 +501,14 @@ impl Service {
         let out = self.s3.get_object().bucket(&self.app.config.bucket).key(key).send().await;
         let out = out.unwrap_or_else(|e| panic!("object {key}: {e:?}"));
         out.body.collect().await.expect("object body").into_bytes().to_vec()
+    }
+
+    /// The object at `key` is `file`, byte for byte, and S3 holds its full-object CRC64NVME.
+    pub async fn assert_object(&self, key: &str, file: &[u8]) {
+        assert!(self.object(key).await == file, "the object in S3 is not the file");
+        let head = self.s3.head_object().bucket(&self.app.config.bucket).key(key);
+        let head = head.checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.expect("HeadObject");
+        assert_eq!(head.checksum_crc64_nvme(), Some(crc64(file).as_str()), "S3's full-object checksum");
     }
 
     /// Keys under a prefix.
@@ -446,7 +544,14 @@ impl Service {
 
     /// The record of an upload, if any.
     pub async fn record(&self, upload_id: &str) -> Option<shared::store::UploadRecord> {
-        self.app.table.get(upload_id).await.expect("GetItem")
+        let id = shared::protocol::UploadId::parse(upload_id).expect("an upload id");
+        self.app.table.get(&id).await.expect("GetItem")
+    }
+
+    /// Removes an upload's record as TTL would (the stream record of it is the test's to deliver: [`Self::removal`]).
+    pub async fn remove_record(&self, upload_id: &str) {
+        let id = shared::protocol::UploadId::parse(upload_id).expect("an upload id");
+        self.app.table.delete(&id).await.expect("TTL deletes the item");
     }
 
     /// The stream record of the item's removal as DynamoDB sends it, made from the item as it is now: by TTL (the
@@ -527,7 +632,7 @@ pub async fn own_table() -> String {
         .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
         .build()
         .expect("index");
-    let name = format!("uploads-{}", shared::protocol::new_upload_id());
+    let name = format!("uploads-{}", shared::protocol::UploadId::new());
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     aws_sdk_dynamodb::Client::new(&sdk)
         .create_table()
@@ -621,7 +726,7 @@ pub fn emitted_metrics(lines: &Mutex<Vec<String>>) -> Vec<Value> {
             let value: Value = serde_json::from_str(line).expect("every metric line is JSON");
             let meta = &value["_aws"]["CloudWatchMetrics"][0];
             assert_eq!(meta["Namespace"], METRICS_NAMESPACE, "{line}");
-            let now = shared::upload::now_ms();
+            let now = shared::clock::now_ms();
             assert!(value["_aws"]["Timestamp"].as_u64().is_some_and(|t| t.abs_diff(now) < 600_000), "{line}");
             for dimension in meta["Dimensions"][0].as_array().expect("a dimension set") {
                 assert!(value[dimension.as_str().expect("name")].is_string(), "{line}");
@@ -659,58 +764,13 @@ pub fn service_env(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     env.into_iter().collect()
 }
 
-/// The HTTP API (payload format 2.0) event API Gateway hands a function for `request`, with `sub` as the JWT
-/// authorizer's claim. A body is base64-encoded, as API Gateway does with any body it does not know to be text.
+/// The HTTP API (payload format 2.0) event API Gateway hands a function for `request`, the caller holding a token
+/// whose `sub` is `sub` (the emulated API Gateway's own event, `shared::local`).
 pub fn api_gateway_event(sub: &str, request: &http::Request<Bytes>) -> Vec<u8> {
-    let path = request.uri().path();
-    let query = request.uri().query().unwrap_or_default();
-    // API Gateway joins the values of a repeated parameter with commas.
-    let mut parameters: HashMap<String, String> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        parameters
-            .entry(k.into_owned())
-            .and_modify(|all| *all = format!("{all},{v}"))
-            .or_insert_with(|| v.into_owned());
-    }
-    let mut headers: HashMap<&str, String> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let route = match path {
-        "/upload" | "/upload/complete" => path,
-        p if p.starts_with("/upload/") => "/upload/{upload_id}",
-        _ => "$default",
-    };
-    let route_key = format!("{} {route}", request.method());
-    let path_parameters = match path.strip_prefix("/upload/").filter(|id| *id != "complete") {
-        Some(id) => json!({"upload_id": id}),
-        None => Value::Null,
-    };
-    let body = request.body();
-    if !body.is_empty() {
-        headers.insert("content-length", body.len().to_string());
-    }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": query,
-        "queryStringParameters": if parameters.is_empty() { Value::Null } else { json!(parameters) },
-        "pathParameters": path_parameters,
-        "headers": headers,
-        "requestContext": {
-            "http": {"method": request.method().as_str(), "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": "integration-tests"},
-            "authorizer": {"jwt": {"claims": {"sub": sub}, "scopes": null}},
-            "requestId": format!("{:x}", now.as_nanos()), "routeKey": route_key, "stage": "$default",
-            "timeEpoch": now.as_millis() as u64
-        },
-        "body": if body.is_empty() { Value::Null } else { Value::String(BASE64.encode(body)) },
-        "isBase64Encoded": !body.is_empty()
-    });
-    serde_json::to_vec(&event).expect("an event serializes")
+    let mut request = request.clone();
+    let bearer = format!("Bearer {}", local::dev_token(sub));
+    request.headers_mut().insert("authorization", bearer.parse().expect("a header value"));
+    local::event_for(request).unwrap_or_else(|answer| panic!("API Gateway answers by itself: {answer:?}"))
 }
 
 /// `builder` made the request of a parallel chunk: bytes `[start, start + data.len())` of a `total`-byte upload,

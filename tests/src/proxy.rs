@@ -1,7 +1,8 @@
 //! A proxy between the service and an emulator, on loopback: it names each AWS call it forwards (`UploadPart`,
-//! `UpdateItem`, ...), counts calls and bytes, and can fail a chosen call before it reaches the emulator, cut it
-//! after the emulator acted but before the reply, hold that reply until the test lets it go, or never answer. The
-//! benchmarks count with it; the fault and kill tests inject with it.
+//! `UpdateItem`, ...), counts calls and bytes, applies the strict-AWS layer's rules (`strict`), and can fail a chosen
+//! call before it reaches the emulator, cut it after the emulator acted but before the reply, hold that reply until
+//! the test lets it go, never answer, or refuse it as signed with an expired session. Every integration test's calls
+//! go through a pair of them (`Service`); the benchmarks count with them, rules off.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::strict::{self, Rules, Strict, Verdict};
 
 /// Calls and bytes of one kind of AWS call.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,12 @@ pub enum Fault {
     HoldAfter,
     /// Never answer and never forward, keeping the connection open: a call that hangs until the caller gives up.
     Hang,
+    /// Answer S3's 503 SlowDown without forwarding: a throttled call, where the layer's own throttling never comes
+    /// (an UploadPart, whose streamed body the SDK cannot send again).
+    SlowDown,
+    /// Answer 400 ExpiredToken without forwarding, as S3 does to a call signed with a session that has ended (a
+    /// presigned URL used after the credentials that signed it expired).
+    ExpiredToken,
 }
 
 /// A call the emulator has acted on whose reply the proxy is holding. [`Held::release`] sends the reply on;
@@ -60,29 +69,36 @@ struct State {
     armed: Vec<(String, Fault)>,
     /// Where held calls are announced.
     holds: mpsc::UnboundedSender<Held>,
+    strict: Arc<Mutex<Strict>>,
 }
 
-/// A running proxy; it stops when dropped.
+/// A running proxy; it stops when the last clone is dropped.
+#[derive(Clone)]
 pub struct Proxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    held: tokio::sync::Mutex<mpsc::UnboundedReceiver<Held>>,
-    task: tokio::task::JoinHandle<()>,
+    held: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Held>>>,
+    /// Held for its `Drop`, which stops the proxy.
+    _task: Arc<Task>,
 }
 
-impl Drop for Proxy {
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
     fn drop(&mut self) {
-        self.task.abort();
+        self.0.abort();
     }
 }
 
 impl Proxy {
-    /// Starts a proxy in front of `upstream` (for example `http://127.0.0.1:4566`).
-    pub async fn start(upstream: &str) -> Proxy {
+    /// Starts a proxy in front of `upstream` (for example `http://127.0.0.1:4566`) applying `rules`; `role` (`s3`,
+    /// `dynamodb`) seeds its draws apart from its twin's.
+    pub async fn start(upstream: &str, role: &str, rules: Rules) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("address");
         let (holds, held) = mpsc::unbounded_channel();
-        let state = Arc::new(Mutex::new(State { tallies: HashMap::new(), armed: Vec::new(), holds }));
+        let strict = Arc::new(Mutex::new(Strict::new(rules, role)));
+        let state = Arc::new(Mutex::new(State { tallies: HashMap::new(), armed: Vec::new(), holds, strict }));
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let upstream: Arc<str> = upstream.trim_end_matches('/').into();
         let shared = state.clone();
@@ -95,7 +111,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, state, held: tokio::sync::Mutex::new(held), task }
+        Proxy { addr, state, held: Arc::new(tokio::sync::Mutex::new(held)), _task: Arc::new(Task(task)) }
     }
 
     pub fn url(&self) -> String {
@@ -113,6 +129,12 @@ impl Proxy {
         let mut held = self.held.lock().await;
         // The sender lives in the proxy's own state, so the channel cannot close while `self` exists.
         held.recv().await.expect("the proxy's hold channel is open")
+    }
+
+    /// From now on, session tokens are judged as if `ahead` had passed (`Duration::ZERO`: as the clock says).
+    pub fn judge_tokens_ahead(&self, ahead: std::time::Duration) {
+        let strict = self.lock().strict.clone();
+        strict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clock_ahead = ahead;
     }
 
     /// Whether every armed fault has fired.
@@ -152,6 +174,9 @@ async fn forward(
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Cut> {
+    if req.uri().path() == "/__strict/arm" {
+        return Ok(arm_from(&req, &state));
+    }
     let operation = operation(&req);
     let (mut parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -175,6 +200,23 @@ async fn forward(
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         return Ok(response);
     }
+    // S3 applies the bucket's CORS rule to its error answers too, so a page can read them.
+    let origin = parts.headers.get("origin").cloned();
+    if fault == Some(Fault::ExpiredToken) {
+        return Ok(with_cors(strict::s3_error(400, "ExpiredToken", "The provided token has expired."), origin));
+    }
+    if fault == Some(Fault::SlowDown) {
+        return Ok(with_cors(strict::s3_error(503, "SlowDown", "Please reduce your request rate."), origin));
+    }
+    let rules = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).strict.clone();
+    let sent = body.clone();
+    let (body, after) = match strict::before(&rules, &operation, &parts, body) {
+        Verdict::Answer(response) => return Ok(with_cors(response, origin)),
+        Verdict::Forward { body, after } => (body, after),
+    };
+    if body.as_ptr() != sent.as_ptr() || body.len() != sent.len() {
+        strict::rewrite_body_headers(&mut parts, &body);
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("{upstream}{path}").parse().expect("upstream uri");
     let result = client.request(Request::from_parts(parts, Full::new(body))).await;
@@ -186,8 +228,14 @@ async fn forward(
             return Ok(response);
         }
     };
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let (status, body, rewritten) = strict::after(after, &operation, parts.status, body);
+    if rewritten {
+        parts.status = status;
+        parts.headers.remove("content-length");
+        parts.headers.remove("content-md5");
+    }
     {
         let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.tallies.entry(operation.clone()).or_default().bytes_received += body.len() as u64;
@@ -205,6 +253,36 @@ async fn forward(
         }
     }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// An answer of the proxy's own, with the CORS headers the bucket's rule would add for a page of `origin`.
+fn with_cors(mut response: Response<Full<Bytes>>, origin: Option<hyper::header::HeaderValue>) -> Response<Full<Bytes>> {
+    if let Some(origin) = origin {
+        response.headers_mut().insert("access-control-allow-origin", origin);
+        response.headers_mut().insert("vary", hyper::header::HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// Arms a fault from a test out of the process (`strict-proxy`): `/__strict/arm?operation=...&fault=...`.
+fn arm_from<B>(req: &Request<B>, state: &Mutex<State>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or_default();
+    let field =
+        |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let fault = match field("fault").as_deref() {
+        Some("FailBefore") => Some(Fault::FailBefore),
+        Some("CutAfter") => Some(Fault::CutAfter),
+        Some("ExpiredToken") => Some(Fault::ExpiredToken),
+        _ => None,
+    };
+    let mut response = Response::new(Full::new(Bytes::new()));
+    match (field("operation"), fault) {
+        (Some(operation), Some(fault)) => {
+            state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).armed.push((operation, fault));
+        }
+        _ => *response.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    response
 }
 
 /// Names the AWS call of a request: DynamoDB says it in `x-amz-target`; S3 by method, path and query.

@@ -35,7 +35,7 @@ async fn ttl_removal_of_an_unfinished_upload_removes_its_bytes() {
     let svc = Service::default().await;
     let (id, key) = unfinished(&svc, 40).await;
     let record = svc.removal(&id, 100, true).await;
-    svc.app.table.delete(&id).await.expect("TTL deletes the item");
+    svc.remove_record(&id).await;
     let response = cleanup::handle_stream(&svc.app, batch(vec![record.clone()])).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     assert_eq!(svc.multipart_uploads(&key).await, 0);
@@ -55,7 +55,7 @@ async fn ttl_removal_of_a_completed_upload_touches_nothing() {
     done.assert_status(200);
     let key = done.body["key"].as_str().expect("key").to_string();
     let record = svc.removal(&id, 200, true).await;
-    svc.app.table.delete(&id).await.expect("TTL deletes the item");
+    svc.remove_record(&id).await;
     let event = batch(vec![record]);
     assert_eq!(cleanup::cleanup(&svc.app, &event.records[0]).await.expect("cleanup"), Outcome::KeptComplete);
     assert!(cleanup::handle_stream(&svc.app, event).await.batch_item_failures.is_empty());

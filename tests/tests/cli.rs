@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use integration_tests::lambda_runtime::build_functions;
-use integration_tests::{KIB, MIB, Service, User, data, service_env};
+use integration_tests::{KIB, MIB, Service, User, data};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -42,7 +42,7 @@ impl Setup {
         let svc = Service::default().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("addr").port();
         let server = Command::new(&binaries["local-server"])
-            .envs(service_env(&[("PORT", &port.to_string())]))
+            .envs(svc.env(&[("PORT", &port.to_string())]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -274,7 +274,7 @@ async fn a_file_changed_between_runs_is_started_over_and_never_mixed() {
 #[tokio::test]
 async fn ls_lists_the_callers_uploads_newest_first_across_pages() {
     // An owner of its own: the listing holds this test's uploads only.
-    let name = format!("ls-{}", shared::protocol::new_upload_id());
+    let name = format!("ls-{}", shared::protocol::UploadId::new());
     let setup = Setup::start(&name).await;
     let user = User::named(&format!("cli-{name}")); // the sub of the setup's token
     let done = setup.put(&setup.file("done.bin", &data(3 * KIB, 80)), &["--mode", "sequential"]).await;
@@ -307,4 +307,17 @@ async fn ls_lists_the_callers_uploads_newest_first_across_pages() {
     assert!(rows[0].starts_with("UPLOAD ID") && rows[0].contains("STATUS"), "{table}");
     assert!(rows[1].starts_with(&expected[0]) && rows[1].contains("uploading"), "{table}");
     assert!(rows[1].contains(&format!("{}/{}", 10 * KIB, 20 * KIB)), "{table}");
+}
+
+/// S3 refuses a part URL whose signing credentials expired before it was used (400 ExpiredToken, the strict layer's
+/// answer): the tool asks for a fresh URL, as it does on a 403, and completes the exact file.
+#[tokio::test]
+async fn a_part_url_signed_with_expired_credentials_is_asked_for_again() {
+    let setup = Setup::start("expired-token").await;
+    let bytes = data(11 * MIB + 3, 58);
+    let path = setup.file("direct.bin", &bytes);
+    setup.svc.s3_proxy.arm("UploadPart", integration_tests::proxy::Fault::ExpiredToken);
+    let run = setup.put(&path, &["--mode", "direct", "--part-size", "5MiB"]).await;
+    assert!(setup.svc.s3_proxy.all_fired(), "a part's PUT met an expired session");
+    setup.assert_stored(run.result(), &bytes).await;
 }

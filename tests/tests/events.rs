@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::lambda_runtime::{FunctionProcess, build_functions};
 use integration_tests::proxy::Fault;
-use integration_tests::{
-    Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, service_env, stream_record,
-};
+use integration_tests::{Encoding, Item, KIB, Service, User, batch, data, md5_hex, removal_of, stream_record};
 use serde_json::{Value, json};
 use shared::cleanup;
+use shared::clock::{iso8601, now_ms};
 use shared::events::{self, Kind, Outcome};
-use shared::upload::{iso8601, now_ms};
 
 /// A bus of the test's own, with a rule sending every `chunked-upload` event to a queue.
 struct Bus {
@@ -25,7 +23,7 @@ struct Bus {
 
 impl Bus {
     async fn new() -> Self {
-        let name = format!("uploads-{}", shared::protocol::new_upload_id());
+        let name = format!("uploads-{}", shared::protocol::UploadId::new());
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let (eventbridge, sqs) = (aws_sdk_eventbridge::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk));
         eventbridge.create_event_bus().name(&name).send().await.expect("CreateEventBus");
@@ -254,7 +252,7 @@ async fn an_expired_upload_publishes_one_event_and_other_removals_none() {
     // The service's own DeleteItem (of an upload nothing was accepted for) is no expiry.
     deliver(&svc, &[svc.removal(&id, sequence(), false).await]).await;
     let ttl = svc.removal(&id, sequence(), true).await;
-    svc.app.table.delete(&id).await.expect("TTL deletes the item");
+    svc.remove_record(&id).await;
     // Delivered twice: one event.
     let ttl = [ttl];
     deliver(&svc, &ttl).await;
@@ -339,13 +337,13 @@ async fn the_function_binary_answers_lambda_with_its_failures() {
         .expect("build the events function");
 
     // Its bus missing: the record comes back as the batch item Lambda retries from.
-    let env = service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", "no-such-bus-for-events")]);
+    let env = svc.env(&[("CHUNKED_UPLOAD_EVENT_BUS", "no-such-bus-for-events")]);
     let broken = FunctionProcess::spawn(&binaries["events"], env).await.expect("spawn the events function");
     let response = broken.invoke(event.clone()).await.expect("an answer");
     let sequence_number = &ttl["dynamodb"]["SequenceNumber"];
     assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": sequence_number}]}));
 
-    let function = FunctionProcess::spawn(&binaries["events"], service_env(&[("CHUNKED_UPLOAD_EVENT_BUS", &bus.name)]))
+    let function = FunctionProcess::spawn(&binaries["events"], svc.env(&[("CHUNKED_UPLOAD_EVENT_BUS", &bus.name)]))
         .await
         .expect("spawn the events function");
     assert_eq!(function.invoke(event.clone()).await.expect("an answer"), json!({"batchItemFailures": []}));

@@ -14,8 +14,7 @@ use bytes::Bytes;
 use integration_tests::lambda_invoke::InvokeEndpoint;
 use integration_tests::lambda_runtime::{FunctionProcess, InvokeError, build_functions};
 use integration_tests::{
-    Encoding, KIB, Reply, Service, User, api_gateway_event, crc64, data, emitted_metrics, md5_hex, put_presigned,
-    service_env, total,
+    Encoding, KIB, Reply, Service, User, api_gateway_event, crc64, data, emitted_metrics, md5_hex, put_presigned, total,
 };
 use lambda_http::http;
 use serde_json::{Value, json};
@@ -287,9 +286,9 @@ async fn the_complete_function_invokes_its_hook_and_refuses_local_ones() {
     let lambda = InvokeEndpoint::start().await;
     lambda.deploy(HOOK, hook_process(&[]).await);
     let url = lambda.url();
-    let env = service_env(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", ARN), ("AWS_ENDPOINT_URL_LAMBDA", &url)]);
-    let complete = FunctionProcess::spawn(&binaries()["complete"], env).await.expect("spawn complete");
     let svc = Service::default().await;
+    let env = svc.env(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", ARN), ("AWS_ENDPOINT_URL_LAMBDA", &url)]);
+    let complete = FunctionProcess::spawn(&binaries()["complete"], env).await.expect("spawn complete");
     let user = User::named("hook-function");
     let file = data(30 * KIB, 95);
     let id = svc.start_upload(&user, &file, file.len()).await;
@@ -301,7 +300,7 @@ async fn the_complete_function_invokes_its_hook_and_refuses_local_ones() {
 
     // A function is never built with the local kinds: it does not start, and says why.
     for local in ["cmd:./attach.sh", "http://127.0.0.1:9/hook"] {
-        let env = service_env(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", local)]);
+        let env = svc.env(&[("CHUNKED_UPLOAD_COMPLETION_HOOK", local)]);
         let refused = FunctionProcess::spawn(&binaries()["complete"], env).await.expect("spawn complete");
         match refused.ready_after().await {
             Err(InvokeError::Exited(status)) => assert!(!status.success(), "{local}: {status}"),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use integration_tests::lambda_runtime::{FunctionProcess, InvokeError, build_functions};
 use integration_tests::proxy::{Fault, Proxy};
 use integration_tests::{
-    MIB, Reply, Service, api_gateway_event, chunk_event, crc64, data, md5_hex, parallel_chunk_request, service_env,
+    MIB, Reply, Service, api_gateway_event, chunk_event, crc64, data, md5_hex, parallel_chunk_request,
 };
 use lambda_http::http;
 use serde_json::json;
@@ -44,7 +44,7 @@ async fn send_chunk(function: &FunctionProcess, upload_id: Option<&str>, file: &
     send(function, chunk_event(USER, upload_id, start, &file[start..end], file.len())).await
 }
 
-/// The service's storage behind fault proxies, and the functions' environment that points at them.
+/// The service, and the functions' environment that points at its strict proxies, in which the test injects faults.
 struct Proxied {
     svc: Service,
     s3: Proxy,
@@ -55,14 +55,8 @@ struct Proxied {
 impl Proxied {
     async fn start() -> Proxied {
         let svc = Service::new(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]).await;
-        let endpoint = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set: run `make test`"));
-        let s3 = Proxy::start(&endpoint("AWS_ENDPOINT_URL_S3")).await;
-        let dynamodb = Proxy::start(&endpoint("AWS_ENDPOINT_URL_DYNAMODB")).await;
-        let env = service_env(&[
-            ("AWS_ENDPOINT_URL_S3", &s3.url()),
-            ("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.url()),
-            ("CHUNKED_UPLOAD_MIN_PART_BYTES", PART),
-        ]);
+        let env = svc.env(&[("CHUNKED_UPLOAD_MIN_PART_BYTES", PART)]);
+        let (s3, dynamodb) = (svc.s3_proxy.clone(), svc.dynamodb_proxy.clone());
         Proxied { svc, s3, dynamodb, env }
     }
 }
@@ -132,7 +126,7 @@ async fn killed_after(operation: &str, start: usize, seed: u64) {
             let parts = svc.s3.list_parts().bucket(&svc.app.config.bucket).key(&after.key);
             let parts = parts.upload_id(after.multipart_id.as_deref().expect("id")).send().await.expect("ListParts");
             let numbers: Vec<i32> = parts.parts().iter().filter_map(|p| p.part_number).collect();
-            assert_eq!(numbers, [after.last_part_number as i32], "{what}: the orphaned part");
+            assert_eq!(numbers, [after.parts.next_number() as i32], "{what}: the orphaned part");
             assert_eq!(after.parts.count, 0, "{what}");
         }
         _ => {

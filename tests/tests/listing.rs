@@ -8,12 +8,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::{Encoding, KIB, Service, User, data, md5_hex, own_table};
 use serde_json::{Value, json};
+use shared::protocol::UploadId;
 use shared::secret::Caller;
 use shared::store::quota::counter_key;
 
 /// An owner of its own: the user and its sub.
 fn fresh_owner(name: &str) -> (User, String) {
-    let sub = format!("{name}-{}", shared::protocol::new_upload_id());
+    let sub = format!("{name}-{}", shared::protocol::UploadId::new());
     (User::named(&sub), sub)
 }
 
@@ -88,12 +89,16 @@ async fn every_state_is_listed_newest_first_and_pages_give_each_upload_once() {
     tick().await;
     // A completion in progress, and an abort that stopped after marking the record.
     let completing = svc.upload_all(&user, &file, 10 * KIB, Encoding::Raw).await;
-    let now = shared::upload::now_ms();
-    svc.app.table.claim_completion(&completing, &caller, now, now, now / 1000 + 60).await.expect("claim");
+    let now = shared::clock::now_ms();
+    svc.app
+        .table
+        .claim_completion(&UploadId::parse(&completing).expect("id"), &caller, now, now, now / 1000 + 60)
+        .await
+        .expect("claim");
     expected.push((completing, "completing"));
     tick().await;
     let aborting = svc.start_upload(&user, &file, 10 * KIB).await;
-    svc.app.table.mark_aborted(&aborting, &caller).await.expect("mark aborted");
+    svc.app.table.mark_aborted(&UploadId::parse(&aborting).expect("id"), &caller).await.expect("mark aborted");
     expected.push((aborting, "aborted"));
     tick().await;
     // Aborted to the end: its record is gone, its tombstone stays; neither is listed.
@@ -174,7 +179,7 @@ async fn only_the_callers_own_uploads_are_listed_whatever_the_cursor() {
 
     // A cursor made by hand to point at bob's uploads (his ids, his times, later than anything): alice still sees
     // only her own, those older than the time it names.
-    let bobs_record = svc.app.table.get(&bobs[0]).await.expect("read").expect("bob's record");
+    let bobs_record = svc.record(&bobs[0]).await.expect("bob's record");
     for created in [bobs_record.created_at_ms + 1, bobs_record.created_at_ms, u64::MAX / 2] {
         let cursor = URL_SAFE_NO_PAD.encode(format!("{created}.{}", bobs[0]));
         let reply = svc.list(&alice, &format!("cursor={cursor}")).await;
@@ -184,7 +189,7 @@ async fn only_the_callers_own_uploads_are_listed_whatever_the_cursor() {
         assert_eq!(listed, alices, "{created}: alice's are all older than bob's newest");
     }
     // Pointing at bob's oldest: only alice's older than it.
-    let oldest = svc.app.table.get(&bobs[2]).await.expect("read").expect("bob's record");
+    let oldest = svc.record(&bobs[2]).await.expect("bob's record");
     let cursor = URL_SAFE_NO_PAD.encode(format!("{}.{}", oldest.created_at_ms, bobs[2]));
     let reply = svc.list(&alice, &format!("cursor={cursor}")).await;
     assert_eq!(ids(reply.body["uploads"].as_array().expect("uploads")), alices[2..].to_vec(), "{reply:?}");
@@ -242,6 +247,7 @@ async fn malformed_limits_and_cursors_are_refused() {
                 .expect("request"),
         )
         .await;
-    wrong.assert_status(405);
-    assert_eq!(wrong.headers["allow"], "GET, POST");
+    // No route: API Gateway's own 404.
+    wrong.assert_status(404);
+    assert_eq!(wrong.body["message"], "Not Found");
 }

@@ -6,8 +6,9 @@ use crc_fast::CrcAlgorithm::Crc64Nvme;
 use serde::{Deserialize, Serialize};
 
 /// A CRC64NVME, the checksum every mode carries: S3 verifies each part against it and, for the whole object,
-/// combines the parts' values itself (`FULL_OBJECT`). S3's form of it is the base64 of its 8 big-endian bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// combines the parts' values itself (`FULL_OBJECT`). S3's form of it is the base64 of its 8 big-endian bytes. The
+/// default is the CRC of no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Crc64(pub u64);
 
 impl Crc64 {
@@ -82,6 +83,8 @@ mod tests {
         let combined = Crc64::concat([(Crc64::of(a), 4), (Crc64::of(b), 0), (Crc64::of(c), 5)]).unwrap();
         assert_eq!(combined, Crc64::of(b"123456789"));
         assert_eq!(Crc64::concat([]), None);
+        assert_eq!(Crc64::default(), Crc64::of(b""));
+        assert_eq!(Crc64::default().then(Crc64::of(c), 5), Crc64::of(c));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The direct mode: each part read and its CRC64NVME computed, a URL presigned for exactly those bytes, and the part
 //! PUT straight to S3; `parallel` parts at a time. The first parts are read before the upload opens, and their URLs
 //! come with the opening's answer; while parts are on their way, the next ones are read and their URLs fetched, so
-//! a part goes out as soon as one before it is done. A part whose URL S3 no longer takes (expired while it waited)
-//! gets a fresh URL once.
+//! a part goes out as soon as one before it is done. A part whose URL S3 no longer takes (expired while it waited:
+//! 403; or signed with credentials that expired first: 400 ExpiredToken) gets a fresh URL once.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -122,6 +122,7 @@ async fn put(run: &Run<'_>, part: Part) -> Result<(u64, Crc64)> {
         match answer.status {
             200 => return Ok((part.index, part.crc)),
             403 if fresh_url => fresh_url = false,
+            400 if fresh_url && answer.s3_code().as_deref() == Some("ExpiredToken") => fresh_url = false,
             status => {
                 return Err(Error::Refused {
                     status,

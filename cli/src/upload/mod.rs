@@ -14,6 +14,7 @@ mod sequential;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -307,7 +308,14 @@ impl Run<'_> {
             return Err(Error::FileChanged("the file changed while it was being uploaded".into()));
         }
         (self.events)(Event::Completing);
-        let answer = self.api.complete(&self.header.upload_id, checksum, self.header.secret.as_deref()).await?;
+        let mut answer = self.api.complete(&self.header.upload_id, checksum, self.header.secret.as_deref()).await?;
+        // 202: S3 is still assembling the object (a multipart completion can outlast a request); ask again when the
+        // server says.
+        while answer.status == 202 {
+            let wait = answer.body["retry_after"].as_u64().unwrap_or(5);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            answer = self.api.complete(&self.header.upload_id, checksum, self.header.secret.as_deref()).await?;
+        }
         // A completion whose answer was lost, repeated: the server answers 400 with the same result.
         let result = match answer.status {
             400 if answer.body["status"] == "complete" => Ok(answer.body),

@@ -1,4 +1,4 @@
-//! An example completion hook (README, "Completion hook"): a Lambda function the complete function invokes with
+//! An example completion hook (docs/hook.md): a Lambda function the complete function invokes with
 //! `{"upload_id", "caller", "result"}`, whose answer the client gets as `data`. A real one would create the model
 //! row or move the file (django-chunked-upload's `on_completion`); this one answers what such a hook would, from the
 //! event alone, so the same event always gets the same answer, as a hook must (it may be called twice).

@@ -2,7 +2,7 @@
 //! of every completed upload, whose JSON answer the client gets in the complete response (`data`) and the record
 //! keeps, so a repeated complete answers the same.
 //!
-//! The contract (README, "Completion hook"):
+//! The contract (docs/hook.md):
 //! - In: one JSON event, [`event`]: `{"upload_id": ..., "caller": {"sub": "alice", "anonymous": false}, "result":
 //!   {...}}`, `result` being the complete response without `data` and `hook`.
 //! - Out: any JSON value, at most [`MAX_ANSWER_BYTES`] as sent and as stored.
@@ -98,7 +98,7 @@ impl std::fmt::Display for HookSpec {
 pub fn event(result: &Value, caller: &Caller) -> Value {
     let caller = match caller {
         Caller::Principal(sub) => json!({"sub": sub, "anonymous": false}),
-        Caller::Anonymous(_) => json!({"sub": null, "anonymous": true}),
+        Caller::Anonymous(..) => json!({"sub": null, "anonymous": true}),
     };
     json!({"upload_id": result["upload_id"], "caller": caller, "result": result})
 }
@@ -302,7 +302,7 @@ mod tests {
             event,
             json!({"upload_id": "abc", "caller": {"sub": "alice", "anonymous": false}, "result": result})
         );
-        let anonymous = super::event(&result, &Caller::Anonymous(UploadSecret::generate()));
+        let anonymous = super::event(&result, &Caller::Anonymous(UploadSecret::generate(), None));
         assert_eq!(anonymous["caller"], json!({"sub": null, "anonymous": true}));
         assert!(!anonymous.to_string().contains("secret"));
     }

@@ -6,8 +6,10 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -22,8 +24,8 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use http_body::{Body, Frame, SizeHint};
 
-use super::ledger::{BufferChain, BufferedChunk, Listed, Part};
-use super::unavailable;
+use super::ledger::{BufferChain, BufferedChunk, Listed};
+use super::{describe, unavailable};
 use crate::checksum::Crc64;
 use crate::error::ApiError;
 use crate::protocol::ObjectKey;
@@ -32,6 +34,8 @@ use crate::protocol::ObjectKey;
 pub struct Bucket {
     client: Client,
     name: String,
+    /// What the client signs with, for presigned URLs (`signer`).
+    credentials: Option<SharedCredentialsProvider>,
 }
 
 /// Why a completion did not go through.
@@ -42,7 +46,17 @@ pub enum CompleteFailure {
     NoSuchUpload,
     /// The parts' bytes do not make the full-object CRC64NVME the completion declared.
     BadDigest,
+    /// The completion was sent and S3 had not answered when its time was up: S3 may still be assembling the object,
+    /// or may have finished. (A connection that failed is `Other`: sending it again is how SDKs recover.)
+    Unanswered,
     Other(ApiError),
+}
+
+/// A part as CompleteMultipartUpload names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub number: u32,
+    pub etag: String,
 }
 
 /// A part as S3 holds it.
@@ -61,6 +75,12 @@ pub struct Finished {
     pub crc64: String,
 }
 
+/// The credentials presigned URLs are signed with, and how long they still live, if that is known.
+pub struct Signer {
+    credentials: Credentials,
+    pub left: Option<Duration>,
+}
+
 /// A presigned request: what a client sends to S3 itself.
 pub struct Presigned {
     pub url: String,
@@ -72,12 +92,16 @@ fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 }
 
 impl Bucket {
-    pub fn new(client: Client, name: String) -> Self {
-        Bucket { client, name }
+    pub fn new(client: Client, name: String, credentials: Option<SharedCredentialsProvider>) -> Self {
+        Bucket { client, name, credentials }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Starts the multipart upload of a final object; the only way to name one, so only by an [`ObjectKey`]. Each
@@ -172,10 +196,13 @@ impl Bucket {
     }
 
     /// Starts reading a buffered chunk: its body comes as it is read. A missing one was joined into a part by a
-    /// request that won the race for this offset.
+    /// request that won the race for this offset. S3 says NoSuchKey for a missing key only to a role that may list the
+    /// bucket, and AccessDenied to one that may not (S3 API Reference, GetObject, Permissions): the chunk function may
+    /// list only under the buffer prefix, a condition a GetObject request cannot meet, and may read every buffered
+    /// chunk, so both mean the chunk is gone.
     pub async fn get(&self, key: &str) -> Result<ByteStream, ApiError> {
         let out = self.client.get_object().bucket(&self.name).key(key).send().await.map_err(|e| {
-            if code(&e) == Some("NoSuchKey") {
+            if matches!(code(&e), Some("NoSuchKey" | "AccessDenied")) {
                 ApiError::Conflict("A buffered chunk is gone: another request moved this upload on".into())
             } else {
                 unavailable("GetObject", &e)
@@ -260,22 +287,42 @@ impl Bucket {
         Ok(held)
     }
 
-    /// Presigns the `UploadPart` of part `number`: only bytes of length `len` whose CRC64NVME is `crc` are taken,
-    /// until `expires_in` has passed.
+    /// The credentials presigned URLs are signed with now, and how long they still live (`None`: no expiry is known,
+    /// as of the environment's credentials in Lambda). A URL signed with temporary credentials stops working when
+    /// they expire, whatever its X-Amz-Expires (S3 User Guide, "Download and upload objects with presigned URLs",
+    /// Expiration): the URLs are signed with exactly these, so that their lifetime can be bounded by them. Asked of
+    /// the provider once per request for URLs.
+    pub async fn signer(&self) -> Result<Signer, ApiError> {
+        let provider =
+            self.credentials.as_ref().ok_or_else(|| ApiError::Unavailable("presigning: no credentials".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("presigning: no credentials: {e}")))?;
+        let left = credentials.expiry().map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        Ok(Signer { credentials, left })
+    }
+
+    /// Presigns the `UploadPart` of part `number` with `signer`'s credentials: only bytes of length `len` whose
+    /// CRC64NVME is `crc` are taken, until `expires_in` has passed.
+    #[allow(clippy::too_many_arguments)]
     pub async fn presign_part(
         &self,
+        signer: &Signer,
         key: &str,
         multipart_id: &str,
         number: u32,
         crc: Crc64,
         len: u64,
-        expires_in: std::time::Duration,
+        expires_in: Duration,
     ) -> Result<Presigned, ApiError> {
         let config =
             PresigningConfig::expires_in(expires_in).map_err(|e| ApiError::Unavailable(format!("presigning: {e}")))?;
         let request = self
             .part_request(key, multipart_id, number, crc)
             .content_length(len as i64)
+            .customize()
+            .config_override(aws_sdk_s3::config::Builder::default().credentials_provider(signer.credentials.clone()))
             .presigned(config)
             .await
             .map_err(|e| ApiError::Unavailable(format!("presigning UploadPart: {e}")))?;
@@ -315,10 +362,16 @@ impl Bucket {
                 Some(etag) => Ok(Finished { etag, crc64: out.checksum_crc64_nvme.unwrap_or_else(|| crc.to_base64()) }),
                 None => Err(CompleteFailure::Other(ApiError::Unavailable("no ETag from completion".into()))),
             },
+            Err(SdkError::TimeoutError(_)) => Err(CompleteFailure::Unanswered),
             Err(e) => Err(match code(&e) {
-                Some("InvalidPart") | Some("InvalidPartOrder") => CompleteFailure::InvalidPart,
+                Some("InvalidPart") => CompleteFailure::InvalidPart,
                 Some("BadDigest") => CompleteFailure::BadDigest,
                 Some("NoSuchUpload") => CompleteFailure::NoSuchUpload,
+                // Parts are numbered 1..N in every mode; should S3 disagree, no retry would change its mind.
+                Some("InvalidPartOrder") => CompleteFailure::Other(ApiError::Unrecoverable(format!(
+                    "S3 refused the parts' numbers ({}); start the upload again",
+                    describe("CompleteMultipartUpload", &e)
+                ))),
                 _ => CompleteFailure::Other(unavailable("CompleteMultipartUpload", &e)),
             }),
         }
@@ -389,30 +442,62 @@ impl Bucket {
         }
     }
 
-    /// Deletes these keys; missing ones are fine.
+    /// Deletes these keys; missing ones are fine. DeleteObjects answers 200 with an error for each key it did not
+    /// delete (S3 API Reference, DeleteObjects: SlowDown, InternalError, ...): those are deleted again, after a short
+    /// random wait, a few times; keys still there fail the call, which names how many.
     pub async fn delete(&self, keys: &[String]) -> Result<(), ApiError> {
         for batch in keys.chunks(1000) {
-            let objects = batch
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
-            self.client
-                .delete_objects()
-                .bucket(&self.name)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| unavailable("DeleteObjects", &e))?;
+            let mut left = batch.to_vec();
+            let mut backoff = DELETE_BACKOFF;
+            for attempt in 1.. {
+                left = self.delete_batch(&left).await?;
+                if left.is_empty() {
+                    break;
+                }
+                if attempt == DELETE_ATTEMPTS {
+                    let detail = format!("DeleteObjects: {} keys not deleted, first {}", left.len(), left[0]);
+                    tracing::warn!(error = %detail, "storage call failed");
+                    return Err(ApiError::Unavailable(detail));
+                }
+                tokio::time::sleep(backoff.mul_f64(rand::random::<f64>())).await;
+                backoff *= 2;
+            }
         }
         Ok(())
     }
+
+    /// One DeleteObjects (quiet: only errors are listed); the keys S3 says it did not delete.
+    async fn delete_batch(&self, keys: &[String]) -> Result<Vec<String>, ApiError> {
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| ApiError::Unavailable(format!("DeleteObjects: {e}")))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.name)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteObjects", &e))?;
+        let failed: Vec<String> = out.errors().iter().filter_map(|e| e.key().map(str::to_string)).collect();
+        if let Some(error) = out.errors().first() {
+            tracing::info!(count = failed.len(), code = error.code(), "DeleteObjects left keys in place");
+        }
+        Ok(failed)
+    }
 }
+
+/// How often keys DeleteObjects left in place are deleted again, and the longest wait before the first retry
+/// (doubling after).
+const DELETE_ATTEMPTS: u32 = 4;
+const DELETE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A part's bytes, in order, with their length and CRC64NVME.
 pub struct PartSource {

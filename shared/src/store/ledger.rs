@@ -1,181 +1,78 @@
 //! What the record keeps of an upload's parts and buffered chunks: a fixed-size summary instead of a list, so every
-//! write of the record costs the same at part 1 and at part 9,000 (DynamoDB bills a write by the item's size).
+//! write of the record costs the same at part 1 and at part 10,000 (DynamoDB bills a write by the item's size).
 //!
-//! - [`PartLedger`]: how many parts were accepted, which part numbers they have (numbers are consecutive except where
-//!   a flush attempt lost or failed, and only those gaps are kept), and a running MD5 over their ETags. S3's ListParts
-//!   says what each part's ETag is at completion; the digest proves it is what was accepted.
+//! - [`PartLedger`]: how many parts were accepted, and the CRC64NVME of their bytes. Parts are numbered 1..N with no
+//!   gap, as S3 requires of a checksum-typed multipart upload: the next part is always number N + 1, and a
+//!   [`FlushLease`] makes sure only one chunk's bytes are ever uploaded under it at a time. At completion S3 checks the
+//!   parts against the ledger's CRC (the whole object's), so a part that changed in S3 is never completed.
 //! - [`BufferChain`]: a hash chain over the buffered chunks of the part being gathered. Each buffered chunk's key
 //!   holds its start, its CRC64NVME and the chain up to it, so a flush lists them and takes exactly the chain the
 //!   record vouches for.
 
 use md5::{Digest, Md5};
 
-use crate::md5state;
+use crate::checksum::Crc64;
 
-/// Flush attempts an upload may lose or fail before it has to start over: each one that is followed by a part
-/// accepted under a later number costs one gap (4 bytes of record).
-pub const MAX_PART_GAPS: usize = 64;
-
-/// The accepted parts of an upload, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The accepted parts of an upload, in order: numbers 1..=`count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartLedger {
     /// Parts accepted so far.
     pub count: u32,
-    /// `(index, number)` (both from 1) of each accepted part whose number is not its predecessor's plus one.
-    gaps: Vec<(u16, u16)>,
-    /// Running MD5 (saved state) over each accepted ETag's 16 bytes: finished, it is the MD5 part of the multipart
-    /// ETag.
-    digest: Vec<u8>,
-    /// False once an ETag was not a plain MD5 (SSE-KMS): then the digest covers the ETags' text, and the object's
-    /// ETag cannot be predicted.
-    etags_are_md5: bool,
-}
-
-/// The part number and ETag of an accepted part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    pub number: u32,
-    pub etag: String,
-}
-
-/// Why a part cannot be added to the ledger.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LedgerFull {
-    /// More than [`MAX_PART_GAPS`] flush attempts were lost.
-    TooManyGaps,
-    /// The saved digest does not restore.
-    Damaged,
-}
-
-impl Default for PartLedger {
-    fn default() -> Self {
-        PartLedger { count: 0, gaps: Vec::new(), digest: md5state::empty(), etags_are_md5: true }
-    }
+    /// CRC64NVME of the accepted parts' bytes, one after the other: the bytes before `part_start`.
+    pub crc: Crc64,
 }
 
 impl PartLedger {
-    /// The number of the last accepted part (0 before the first).
-    pub fn last_number(&self) -> u32 {
-        match self.gaps.last() {
-            Some(&(index, number)) => u32::from(number) + (self.count - u32::from(index)),
-            None => self.count,
-        }
+    /// The number the next part is uploaded under.
+    pub fn next_number(&self) -> u32 {
+        self.count + 1
     }
 
-    /// The ledger with one more accepted part.
-    pub fn with_part(&self, number: u32, etag: &str) -> Result<PartLedger, LedgerFull> {
-        let mut next = self.clone();
-        next.count += 1;
-        if !self.has_room_for(number) {
-            return Err(LedgerFull::TooManyGaps);
-        }
-        if number != self.last_number() + 1 {
-            // Part numbers and counts never exceed S3's 10,000.
-            next.gaps.push((next.count as u16, number as u16));
-        }
-        let mut hasher = md5state::restore(&self.digest).map_err(|_| LedgerFull::Damaged)?;
-        match md5_etag_bytes(etag) {
-            Some(raw) if next.etags_are_md5 => hasher.update(raw),
-            _ => {
-                next.etags_are_md5 = false;
-                hasher.update((etag.len() as u32).to_be_bytes());
-                hasher.update(etag.as_bytes());
-            }
-        }
-        next.digest = md5state::save(&hasher);
-        Ok(next)
+    /// The ledger with one more accepted part, of `len` bytes whose CRC is `crc`.
+    pub fn with_part(&self, crc: Crc64, len: u64) -> PartLedger {
+        PartLedger { count: self.count + 1, crc: self.crc.then(crc, len) }
     }
 
-    /// Would a part under `number` be accepted after these? False when it needs a gap and no gap is left.
-    pub fn has_room_for(&self, number: u32) -> bool {
-        number == self.last_number() + 1 || self.gaps.len() < MAX_PART_GAPS
-    }
-
-    /// The part numbers of the accepted parts, in order.
-    pub fn numbers(&self) -> Vec<u32> {
-        let mut numbers = Vec::with_capacity(self.count as usize);
-        let mut gaps = self.gaps.iter().peekable();
-        let mut number = 0;
-        for index in 1..=self.count {
-            number = match gaps.next_if(|&&(i, _)| u32::from(i) == index) {
-                Some(&(_, n)) => u32::from(n),
-                None => number + 1,
-            };
-            numbers.push(number);
-        }
-        numbers
-    }
-
-    /// Whether `parts` (from S3, in the ledger's order) are exactly the accepted parts.
-    pub fn vouches_for(&self, parts: &[Part]) -> bool {
-        if parts.len() != self.count as usize || parts.iter().map(|p| p.number).ne(self.numbers()) {
-            return false;
-        }
-        let mut replay = PartLedger::default();
-        for part in parts {
-            match replay.with_part(part.number, &part.etag) {
-                Ok(next) => replay = next,
-                Err(_) => return false,
-            }
-        }
-        replay.digest == self.digest
-    }
-
-    /// The ETag S3 gives the completed object: the MD5 of the parts' MD5s, then the part count. `None` when a part's
-    /// ETag was not an MD5 (SSE-KMS): then it cannot be predicted.
-    pub fn multipart_etag(&self) -> Option<String> {
-        let md5 = md5state::finish_hex(&self.digest).ok()?;
-        self.etags_are_md5.then(|| format!("\"{md5}-{}\"", self.count))
-    }
-
-    /// `count u16 | flags u8 | gap count u8 | gaps (u16 index, u16 number)... | MD5 state`.
+    /// `count u16 | crc u64`, big-endian.
     pub fn encode(&self) -> Vec<u8> {
-        let state = &self.digest;
-        let mut out = Vec::with_capacity(4 + 4 * self.gaps.len() + state.len());
-        out.extend_from_slice(&(self.count as u16).to_be_bytes());
-        out.push(u8::from(self.etags_are_md5));
-        out.push(self.gaps.len() as u8);
-        for (index, number) in &self.gaps {
-            out.extend_from_slice(&index.to_be_bytes());
-            out.extend_from_slice(&number.to_be_bytes());
-        }
-        out.extend_from_slice(state);
+        // Part counts never exceed S3's 10,000.
+        let mut out = (self.count as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&self.crc.0.to_be_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<PartLedger> {
-        let (head, rest) = bytes.split_at_checked(4)?;
-        let count = u32::from(u16::from_be_bytes([head[0], head[1]]));
-        let etags_are_md5 = match head[2] {
-            0 => false,
-            1 => true,
-            _ => return None,
-        };
-        let (gap_bytes, state) = rest.split_at_checked(4 * usize::from(head[3]))?;
-        let gaps: Vec<(u16, u16)> = gap_bytes
-            .chunks_exact(4)
-            .map(|g| (u16::from_be_bytes([g[0], g[1]]), u16::from_be_bytes([g[2], g[3]])))
-            .collect();
-        let ordered = gaps.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
-        if !ordered || gaps.last().is_some_and(|&(index, _)| u32::from(index) > count) {
-            return None;
-        }
-        md5state::restore(state).ok()?;
-        Some(PartLedger { count, gaps, digest: state.to_vec(), etags_are_md5 })
+        let bytes: &[u8; 10] = bytes.try_into().ok()?;
+        let count = u32::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+        let crc = u64::from_be_bytes(bytes[2..].try_into().ok()?);
+        Some(PartLedger { count, crc: Crc64(crc) })
     }
 }
 
-/// The 16 bytes of an ETag of the form `"<32 lowercase hex>"`: S3's ETag of a part uploaded without SSE-KMS.
-pub fn md5_etag_bytes(etag: &str) -> Option<[u8; 16]> {
-    let inner = etag.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.len() != 32 || !inner.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
+/// The right to upload the next part, held by the requests for one chunk: the chunk at `start`, ending before `end`,
+/// whose bytes have CRC `crc` (with the buffered chunks the record vouches for, they make the part). Two requests for
+/// the same chunk may hold it together: they upload the same bytes under the same number. A request for any other
+/// chunk waits until the lease is committed (the commit removes it) or has run out: each holder's request ends by its
+/// deadline, so past `until_ms` no upload under the lease can still land and overwrite a part accepted after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushLease {
+    pub start: u64,
+    pub end: u64,
+    pub crc: Crc64,
+    pub until_ms: u64,
+}
+
+impl FlushLease {
+    /// Who holds the lease: the chunk, without the time. `start u64 | end u64 | crc u64`, big-endian.
+    pub fn holder(&self) -> Vec<u8> {
+        [self.start, self.end, self.crc.0].iter().flat_map(|v| v.to_be_bytes()).collect()
     }
-    let mut raw = [0u8; 16];
-    for (i, byte) in raw.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&inner[2 * i..2 * i + 2], 16).ok()?;
+
+    pub fn decode(holder: &[u8], until_ms: u64) -> Option<FlushLease> {
+        let holder: &[u8; 24] = holder.try_into().ok()?;
+        let word = |i: usize| holder[8 * i..8 * i + 8].try_into().ok().map(u64::from_be_bytes);
+        Some(FlushLease { start: word(0)?, end: word(1)?, crc: Crc64(word(2)?), until_ms })
     }
-    Some(raw)
 }
 
 /// A buffered chunk: where it starts and the CRC64NVME of its bytes.
@@ -285,75 +182,26 @@ fn search<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::md5state::hex;
 
-    fn etag(i: u32) -> String {
-        format!("\"{:032x}\"", u128::from(i) * 0x9e37_79b9_7f4a_7c15)
+    #[test]
+    fn the_ledger_numbers_parts_from_one_and_keeps_their_crc() {
+        let (a, b) = (b"first part".as_slice(), b"and the second".as_slice());
+        let ledger = PartLedger::default();
+        assert_eq!(ledger.next_number(), 1);
+        let ledger = ledger.with_part(Crc64::of(a), a.len() as u64).with_part(Crc64::of(b), b.len() as u64);
+        assert_eq!(ledger.next_number(), 3);
+        assert_eq!(ledger.crc, Crc64::of(&[a, b].concat()));
+        assert_eq!(PartLedger::decode(&ledger.encode()), Some(ledger));
+        assert_eq!(PartLedger::decode(&ledger.encode()[..9]), None);
     }
 
     #[test]
-    fn numbers_follow_the_gaps() {
-        let mut ledger = PartLedger::default();
-        for number in [1, 2, 5, 6, 9] {
-            assert!(ledger.has_room_for(number));
-            ledger = ledger.with_part(number, &etag(number)).unwrap();
-        }
-        assert_eq!(ledger.numbers(), vec![1, 2, 5, 6, 9]);
-        assert_eq!(ledger.last_number(), 9);
-        assert_eq!(PartLedger::decode(&ledger.encode()).unwrap(), ledger);
-    }
-
-    #[test]
-    fn the_digest_is_the_multipart_etag_and_vouches_only_for_the_accepted_etags() {
-        let parts: Vec<Part> = [1, 3, 4].iter().map(|&n| Part { number: n, etag: etag(n) }).collect();
-        let mut ledger = PartLedger::default();
-        for p in &parts {
-            ledger = ledger.with_part(p.number, &p.etag).unwrap();
-        }
-        let mut joined = Vec::new();
-        for p in &parts {
-            joined.extend_from_slice(&md5_etag_bytes(&p.etag).unwrap());
-        }
-        assert_eq!(ledger.multipart_etag().unwrap(), format!("\"{}-3\"", hex(&Md5::digest(&joined))));
-        assert!(ledger.vouches_for(&parts));
-        let mut changed = parts.clone();
-        changed[1].etag = etag(99);
-        assert!(!ledger.vouches_for(&changed));
-        assert!(!ledger.vouches_for(&parts[..2]));
-        let renumbered: Vec<Part> = parts.iter().map(|p| Part { number: p.number + 1, ..p.clone() }).collect();
-        assert!(!ledger.vouches_for(&renumbered));
-    }
-
-    #[test]
-    fn non_md5_etags_are_covered_but_not_predicted() {
-        let ledger = PartLedger::default().with_part(1, "\"kms-etag\"").unwrap();
-        assert!(ledger.multipart_etag().is_none());
-        assert!(ledger.vouches_for(&[Part { number: 1, etag: "\"kms-etag\"".into() }]));
-        assert!(!ledger.vouches_for(&[Part { number: 1, etag: "\"kms-etaG\"".into() }]));
-        assert_eq!(PartLedger::decode(&ledger.encode()).unwrap(), ledger);
-    }
-
-    #[test]
-    fn gaps_are_bounded() {
-        let mut ledger = PartLedger::default();
-        let mut number = 0;
-        for _ in 0..MAX_PART_GAPS {
-            number += 2;
-            ledger = ledger.with_part(number, &etag(number)).unwrap();
-        }
-        assert!(!ledger.has_room_for(number + 2));
-        assert_eq!(ledger.with_part(number + 2, &etag(0)), Err(LedgerFull::TooManyGaps));
-        assert!(ledger.with_part(number + 1, &etag(0)).is_ok());
-    }
-
-    #[test]
-    fn damaged_ledgers_do_not_decode() {
-        let ledger = PartLedger::default().with_part(2, &etag(2)).unwrap().encode();
-        assert!(PartLedger::decode(&ledger[..ledger.len() - 1]).is_none());
-        assert!(PartLedger::decode(&[0, 1, 7, 0]).is_none());
-        let mut bad_gap = ledger.clone();
-        bad_gap[1] = 0; // count 0, but a gap at index 1
-        assert!(PartLedger::decode(&bad_gap).is_none());
+    fn a_lease_is_held_by_its_chunk() {
+        let lease = FlushLease { start: 5 << 20, end: 10 << 20, crc: Crc64(u64::MAX - 1), until_ms: 7 };
+        assert_eq!(FlushLease::decode(&lease.holder(), 7), Some(lease));
+        assert_ne!(lease.holder(), FlushLease { crc: Crc64(1), ..lease }.holder());
+        assert_eq!(lease.holder(), FlushLease { until_ms: 9, ..lease }.holder());
+        assert_eq!(FlushLease::decode(&[0; 23], 7), None);
     }
 
     #[test]

@@ -7,12 +7,11 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::quota::is_upload_key;
 use super::record::{UploadRecord, attr};
 use super::table::{BATCH, Table};
 use super::unavailable;
 use crate::error::ApiError;
-use crate::protocol;
+use crate::protocol::UploadId;
 
 /// The table's index of uploads by owner.
 pub const OWNER_INDEX: &str = "by_owner";
@@ -22,7 +21,7 @@ pub const OWNER_INDEX: &str = "by_owner";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     created_at_ms: u64,
-    upload_id: String,
+    upload_id: UploadId,
 }
 
 impl Cursor {
@@ -41,21 +40,21 @@ impl Cursor {
             return Err(malformed());
         }
         let created_at_ms = created.parse().map_err(|_| malformed())?;
-        protocol::validate_upload_id(upload_id).map_err(|_| malformed())?;
-        Ok(Cursor { created_at_ms, upload_id: upload_id.to_string() })
+        let upload_id = UploadId::parse(upload_id).map_err(|_| malformed())?;
+        Ok(Cursor { created_at_ms, upload_id })
     }
 
     fn start_key(&self, owner: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             (attr::OWNER.to_string(), AttributeValue::S(owner.to_string())),
             (attr::CREATED_AT_MS.to_string(), AttributeValue::N(self.created_at_ms.to_string())),
-            (attr::UPLOAD_ID.to_string(), AttributeValue::S(self.upload_id.clone())),
+            (attr::UPLOAD_ID.to_string(), AttributeValue::S(self.upload_id.to_string())),
         ])
     }
 
     fn from_key(key: &HashMap<String, AttributeValue>) -> Option<Self> {
         let created_at_ms = key.get(attr::CREATED_AT_MS)?.as_n().ok()?.parse().ok()?;
-        let upload_id = key.get(attr::UPLOAD_ID)?.as_s().ok()?.clone();
+        let upload_id = UploadId::parse(key.get(attr::UPLOAD_ID)?.as_s().ok()?).ok()?;
         Some(Cursor { created_at_ms, upload_id })
     }
 }
@@ -98,9 +97,10 @@ impl Table {
             // Cut short by the 1 MB a Query reads at most (keys are far smaller, but be sure): go on from there.
             out.last_evaluated_key.as_ref().and_then(Cursor::from_key)
         };
-        let ids: Vec<String> = keys.into_iter().map(|k| k.upload_id).filter(|id| is_upload_key(id)).collect();
-        let mut by_id: HashMap<String, UploadRecord> = HashMap::new();
-        for item in self.items(ids.clone()).await? {
+        // Index keys that are not upload ids were never ours: `Cursor::from_key` left them out.
+        let ids: Vec<UploadId> = keys.into_iter().map(|k| k.upload_id).collect();
+        let mut by_id: HashMap<UploadId, UploadRecord> = HashMap::new();
+        for item in self.items(ids.iter().map(UploadId::to_string).collect()).await? {
             let record = UploadRecord::from_item(&item)?;
             // Only the owner's, whatever the index said.
             if record.owner == owner {
@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn cursors_parse_back_and_nothing_else_does() {
-        let cursor = Cursor { created_at_ms: 1_795_888_582_186, upload_id: "0123456789abcdef0123456789abcdef".into() };
+        let cursor = Cursor {
+            created_at_ms: 1_795_888_582_186,
+            upload_id: UploadId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+        };
         let text = cursor.encode();
         assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{text}");
         assert_eq!(Cursor::parse(&text).unwrap(), cursor);
@@ -144,7 +147,8 @@ mod tests {
 
     #[test]
     fn a_cursor_starts_in_the_callers_own_partition() {
-        let cursor = Cursor { created_at_ms: 5, upload_id: "0123456789abcdef0123456789abcdef".into() };
+        let cursor =
+            Cursor { created_at_ms: 5, upload_id: UploadId::parse("0123456789abcdef0123456789abcdef").unwrap() };
         let key = cursor.start_key("alice");
         assert_eq!(key[attr::OWNER], AttributeValue::S("alice".into()));
         assert_eq!(Cursor::from_key(&key), Some(cursor));

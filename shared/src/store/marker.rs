@@ -1,6 +1,6 @@
 //! Markers: items that say something was done once for an upload (an event published: `events`), so a repeated
 //! stream delivery does not do it again. Their keys contain '/', so they are never taken for upload records
-//! (`quota::is_upload_key`); each has a TTL of its own.
+//! (no `UploadId` parses from them); each has a TTL of its own.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 

@@ -9,14 +9,16 @@ pub mod quota;
 pub mod record;
 pub mod sizing;
 pub mod table;
+pub mod tus;
 
-pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Presigned};
-pub use ledger::{BufferChain, BufferedChunk, Listed, Part, PartLedger};
+pub use bucket::{Bucket, CompleteFailure, Finished, HeldPart, Part, Presigned};
+pub use ledger::{BufferChain, BufferedChunk, FlushLease, Listed, PartLedger};
 pub use listing::{Cursor, Page};
 pub use parts::{PartItem, Slot, SlotWritten};
 pub use quota::Limits;
 pub use record::{Completed, Status, UploadRecord};
 pub use table::{ChunkCommit, Table, Written};
+pub use tus::{Concat, TusRecord};
 
 use std::fmt::Debug;
 

@@ -19,6 +19,7 @@ use super::record::{attr, blob};
 use super::unavailable;
 use crate::checksum::Crc64;
 use crate::error::ApiError;
+use crate::protocol::UploadId;
 
 const CRC: &str = "crc";
 const ETAG: &str = "etag";
@@ -86,7 +87,7 @@ pub enum SlotWritten {
     Held(PartItem),
 }
 
-pub fn part_key(upload_id: &str, number: u32) -> String {
+pub fn part_key(upload_id: &UploadId, number: u32) -> String {
     format!("{upload_id}/part/{number}")
 }
 
@@ -95,7 +96,7 @@ fn n(v: u64) -> AttributeValue {
 }
 
 impl Table {
-    fn update_part(&self, upload_id: &str, number: u32, expires_at_secs: u64) -> UpdateItemFluentBuilder {
+    fn update_part(&self, upload_id: &UploadId, number: u32, expires_at_secs: u64) -> UpdateItemFluentBuilder {
         self.client()
             .update_item()
             .table_name(self.name())
@@ -110,7 +111,7 @@ impl Table {
     /// (`expires_at_secs`, the table's TTL).
     pub async fn record_slot(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         number: u32,
         slot: u32,
         value: Slot,
@@ -133,7 +134,7 @@ impl Table {
     /// (with the same slots, so the same bytes).
     pub async fn record_flushed(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         number: u32,
         crc64: Crc64,
         etag: &str,
@@ -154,7 +155,7 @@ impl Table {
     /// bytes are then fixed: no URL for other bytes is ever issued.
     pub async fn declare_part(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         number: u32,
         crc64: Crc64,
         expires_at_secs: u64,
@@ -169,14 +170,14 @@ impl Table {
     }
 
     /// The items of these parts that exist, read consistently.
-    pub async fn part_items(&self, upload_id: &str, numbers: &[u32]) -> Result<HashMap<u32, PartItem>, ApiError> {
+    pub async fn part_items(&self, upload_id: &UploadId, numbers: &[u32]) -> Result<HashMap<u32, PartItem>, ApiError> {
         let batches: Vec<_> = numbers.chunks(BATCH).map(|batch| self.part_batch(upload_id, batch)).collect();
         let found: Vec<Vec<(u32, PartItem)>> =
             stream::iter(batches).buffer_unordered(BATCHES_IN_FLIGHT).try_collect().await?;
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn part_batch(&self, upload_id: &str, numbers: &[u32]) -> Result<Vec<(u32, PartItem)>, ApiError> {
+    async fn part_batch(&self, upload_id: &UploadId, numbers: &[u32]) -> Result<Vec<(u32, PartItem)>, ApiError> {
         let by_key: HashMap<String, u32> = numbers.iter().map(|&n| (part_key(upload_id, n), n)).collect();
         let mut found = Vec::new();
         for item in self.items(by_key.keys().cloned().collect()).await? {
@@ -218,11 +219,11 @@ mod tests {
             ("s1".to_string(), blob(slot.encode())),
             (ETAG.to_string(), AttributeValue::S("\"e\"".into())),
             (CRC.to_string(), blob(7u64.to_be_bytes().to_vec())),
-            (attr::UPLOAD_ID.to_string(), AttributeValue::S(part_key("u", 1))),
+            (attr::UPLOAD_ID.to_string(), AttributeValue::S(part_key(&UploadId::new(), 1))),
         ]);
         let part = PartItem::from_item(&item).unwrap();
         assert!(part.is_full(2) && !part.is_full(3));
         assert_eq!((part.crc64, part.etag.as_deref()), (Some(Crc64(7)), Some("\"e\"")));
-        assert!(!crate::store::quota::is_upload_key(&part_key("0123456789abcdef0123456789abcdef", 1)));
+        assert!(UploadId::parse(&part_key(&UploadId::new(), 1)).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! limits pays no transaction; one that sets a limit later counts the uploads started from then on.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -18,6 +19,8 @@ use super::record::{UploadRecord, attr};
 use super::table::Table;
 use super::unavailable;
 use crate::error::ApiError;
+use crate::protocol::UploadId;
+use crate::secret::Caller;
 
 /// How long a tombstone outlives the record it stands for: longer than a DynamoDB stream keeps a record (24 hours),
 /// so no late or repeated delivery of the record's removal can release it twice.
@@ -37,20 +40,31 @@ impl Limits {
 }
 
 const UPLOADS: &str = "uploads_in_progress";
-const BYTES: &str = "bytes_in_progress";
+pub(super) const BYTES: &str = "bytes_in_progress";
 
 /// Keys of the items that are not uploads. Upload ids are 32 hex digits, so these never collide with one.
 pub fn counter_key(owner: &str) -> String {
     format!("owner/{owner}")
 }
 
-fn tombstone_key(upload_id: &str) -> String {
-    format!("released/{upload_id}")
+/// The counter a new upload of `caller` counts against: an authenticated owner's own; an anonymous caller's, its
+/// network's (`secret::Network`), so that one client cannot use up a limit every anonymous caller shares.
+pub fn counter_of(caller: &Caller) -> String {
+    match caller.network() {
+        Some(network) => format!("client/{network}"),
+        None => counter_key(caller.owner()),
+    }
 }
 
-/// Whether a table item is an upload record rather than a counter or a tombstone.
-pub fn is_upload_key(key: &str) -> bool {
-    !key.contains('/')
+/// How long a transaction canceled by a conflict is tried again, and the longest wait before the first retry (each
+/// following one may wait twice as long, up to [`CONFLICT_BACKOFF_MAX`]): a request's deadline bounds it too, and the
+/// cleanup function's runs have no other.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(10);
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(25);
+const CONFLICT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+fn tombstone_key(upload_id: &UploadId) -> String {
+    format!("released/{upload_id}")
 }
 
 fn n(v: u64) -> AttributeValue {
@@ -69,9 +83,9 @@ impl Table {
     /// Stores a new upload and, where a limit is set (`record.counted`), counts it against its owner, only if that
     /// stays within `limits`; over a limit: 429.
     pub async fn create_within(&self, record: &UploadRecord, limits: Limits) -> Result<(), ApiError> {
-        if !record.counted {
+        let Some(counter) = &record.counted else {
             return self.create(record).await;
-        }
+        };
         if let Some(max) = limits.bytes
             && record.total > max
         {
@@ -97,7 +111,7 @@ impl Table {
         }
         let mut count = Update::builder()
             .table_name(self.name())
-            .key(attr::UPLOAD_ID, s(&counter_key(&record.owner)))
+            .key(attr::UPLOAD_ID, s(counter))
             .update_expression("ADD #uploads :one, #bytes :total")
             .expression_attribute_names("#uploads", UPLOADS)
             .expression_attribute_names("#bytes", BYTES)
@@ -123,9 +137,9 @@ impl Table {
     /// Gives an upload's share of its owner's limits back, once: a repeated release finds the tombstone and does
     /// nothing. `record_kept_until_secs` is when the record itself may be removed at the latest (its TTL).
     pub async fn release(&self, record: &UploadRecord, record_kept_until_secs: u64) -> Result<(), ApiError> {
-        if !record.counted {
+        let Some(counter) = &record.counted else {
             return Ok(());
-        }
+        };
         let tombstone = built(
             Put::builder()
                 .table_name(self.name())
@@ -138,7 +152,7 @@ impl Table {
         let uncount = built(
             Update::builder()
                 .table_name(self.name())
-                .key(attr::UPLOAD_ID, s(&counter_key(&record.owner)))
+                .key(attr::UPLOAD_ID, s(counter))
                 .update_expression("ADD #uploads :minus_one, #bytes :minus_total")
                 .condition_expression("attribute_exists(#uploads)")
                 .expression_attribute_names("#uploads", UPLOADS)
@@ -156,33 +170,49 @@ impl Table {
     }
 
     /// One transaction of a Put and an Update: `None` when it went through, else why each was refused.
+    ///
+    /// DynamoDB cancels a transaction one of whose items another write holds (the owner's counter, under concurrent
+    /// starts and completions of one owner), with a `TransactionConflict` reason, which the SDK does not retry: it
+    /// is tried again here after a random wait (DynamoDB Developer Guide, "Transaction conflict handling": retry
+    /// with exponential backoff and jitter), so a conflict a retry would pass is never answered 503.
     async fn put_and_update(&self, put: Put, update: Update) -> Result<Option<Vec<CancellationReason>>, ApiError> {
-        let result = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => {
-                    Ok(Some(c.cancellation_reasons.unwrap_or_default()))
-                }
-                _ => Err(ApiError::Unavailable("TransactWriteItems: canceled".into())),
-            },
-            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+        let (started, mut backoff, mut attempt) = (std::time::Instant::now(), CONFLICT_BACKOFF, 1);
+        loop {
+            let result = self
+                .client()
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(None),
+                Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => match e.into_err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => {
+                        c.cancellation_reasons.unwrap_or_default()
+                    }
+                    _ => return Err(ApiError::Unavailable("TransactWriteItems: canceled".into())),
+                },
+                Err(err) => return Err(unavailable("TransactWriteItems", &err)),
+            };
+            let code = |wanted: &str| reasons.iter().any(|r| r.code() == Some(wanted));
+            if started.elapsed() >= CONFLICT_BUDGET || !code("TransactionConflict") || code("ConditionalCheckFailed") {
+                return Ok(Some(reasons));
+            }
+            tracing::info!(attempt, "TransactWriteItems met a conflict; trying again");
+            tokio::time::sleep(backoff.mul_f64(rand::random::<f64>())).await;
+            backoff = (backoff * 2).min(CONFLICT_BACKOFF_MAX);
+            attempt += 1;
         }
     }
 
-    /// An owner's uploads and bytes in progress, as counted (0 for an owner with none).
-    pub async fn in_progress(&self, owner: &str) -> Result<(u64, u64), ApiError> {
+    /// The uploads and bytes in progress counted on `counter` (`counter_key`, `counter_of`), 0 where it has none.
+    pub async fn in_progress(&self, counter: &str) -> Result<(u64, u64), ApiError> {
         let out = self
             .client()
             .get_item()
             .table_name(self.name())
-            .key(attr::UPLOAD_ID, s(&counter_key(owner)))
+            .key(attr::UPLOAD_ID, s(counter))
             .consistent_read(true)
             .send()
             .await

@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::ledger::{BufferChain, PartLedger};
+use super::ledger::{BufferChain, FlushLease, PartLedger};
+use super::quota::counter_key;
+use super::tus::TusRecord;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::hook::{HookAnswer, HookFailure, HookOutcome};
+use crate::protocol::UploadId;
 use crate::secret::SecretHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +52,7 @@ pub struct Completed {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadRecord {
-    pub upload_id: String,
+    pub upload_id: UploadId,
     pub owner: String,
     pub filename: String,
     pub content_type: String,
@@ -69,9 +72,9 @@ pub struct UploadRecord {
     pub part_start: u64,
     /// The offset at which the buffered chunks must become a part: a plain number so DynamoDB can compare it.
     pub flush_at: u64,
-    /// The last part number handed out; each flush attempt takes a fresh one so a loser never overwrites a winner.
-    pub last_part_number: u32,
     pub parts: PartLedger,
+    /// Who may upload the next part now, and until when (`store::ledger::FlushLease`).
+    pub flush_lease: Option<FlushLease>,
     pub buffers: BufferChain,
     pub md5_state: Vec<u8>,
     /// When the current completion attempt began.
@@ -79,15 +82,17 @@ pub struct UploadRecord {
     pub completed: Option<Completed>,
     /// An anonymous upload's secret, hashed (see `secret`); none for an authenticated owner's.
     pub secret_hash: Option<SecretHash>,
-    /// Whether the upload counts against its owner's limits (see `store::quota`): it did if a limit was set when it
-    /// started.
-    pub counted: bool,
+    /// The counter item the upload counts against (see `store::quota`): its owner's, or an anonymous caller's
+    /// network's; `None` if no limit was set when it started.
+    pub counted: Option<String>,
     pub mode: Mode,
     /// The parallel mode's chunk size (its grid: `grid::Grid`); the direct mode's is its part size; 0 in sequential
     /// mode, whose chunks may have any size.
     pub chunk_size: u64,
     /// What the completion hook said, once it was called: its answer, or why it gave none (called again then).
     pub hook: Option<HookOutcome>,
+    /// What a tus upload keeps beyond this (`store::tus`); none for an upload made through `/upload`.
+    pub tus: Option<TusRecord>,
 }
 
 /// Attribute names, in one place for the item mapping and the condition expressions.
@@ -107,7 +112,9 @@ pub mod attr {
     pub const MULTIPART_ID: &str = "multipart_id";
     pub const PART_SIZE: &str = "part_size";
     pub const FLUSH_AT: &str = "flush_at";
-    pub const LAST_PART_NUMBER: &str = "last_part_number";
+    /// The flush lease's holder (`FlushLease::holder`) and its end.
+    pub const FLUSH_HOLDER: &str = "flush_holder";
+    pub const FLUSH_UNTIL_MS: &str = "flush_until_ms";
     pub const PART_START: &str = "part_start";
     pub const PARTS: &str = "part_ledger";
     pub const BUFFERS: &str = "buffer_chain";
@@ -124,6 +131,8 @@ pub mod attr {
     pub const HOOK_DATA: &str = "hook_data";
     /// Why the completion hook gave no answer; removed when it answers.
     pub const HOOK_ERROR: &str = "hook_error";
+    /// A tus upload's metadata, concatenation and deferred length (`store::tus`).
+    pub const TUS: &str = "tus";
 }
 
 impl UploadRecord {
@@ -140,7 +149,7 @@ impl UploadRecord {
         let n = |v: u64| AttributeValue::N(v.to_string());
         let s = |v: &str| AttributeValue::S(v.to_string());
         let mut item = HashMap::from([
-            (attr::UPLOAD_ID.into(), s(&self.upload_id)),
+            (attr::UPLOAD_ID.into(), s(self.upload_id.as_str())),
             (attr::OWNER.into(), s(&self.owner)),
             (attr::FILENAME.into(), s(&self.filename)),
             (attr::CONTENT_TYPE.into(), s(&self.content_type)),
@@ -154,13 +163,16 @@ impl UploadRecord {
             (attr::PART_SIZE.into(), n(self.part_size)),
             (attr::PART_START.into(), n(self.part_start)),
             (attr::FLUSH_AT.into(), n(self.flush_at)),
-            (attr::LAST_PART_NUMBER.into(), n(self.last_part_number.into())),
             (attr::PARTS.into(), blob(self.parts.encode())),
             (attr::BUFFERS.into(), blob(self.buffers.0.to_vec())),
             (attr::MD5_STATE.into(), blob(self.md5_state.clone())),
         ]);
         if let Some(id) = &self.multipart_id {
             item.insert(attr::MULTIPART_ID.into(), s(id));
+        }
+        if let Some(lease) = &self.flush_lease {
+            item.insert(attr::FLUSH_HOLDER.into(), blob(lease.holder()));
+            item.insert(attr::FLUSH_UNTIL_MS.into(), n(lease.until_ms));
         }
         if let Some(since) = self.completing_since_ms {
             item.insert(attr::COMPLETING_SINCE_MS.into(), n(since));
@@ -173,8 +185,15 @@ impl UploadRecord {
         if let Some(hash) = &self.secret_hash {
             item.insert(attr::SECRET_HASH.into(), blob(hash.as_bytes().to_vec()));
         }
-        if self.counted {
-            item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+        // `true` for the owner's counter, as before anonymous uploads were counted by their network.
+        match &self.counted {
+            Some(counter) if *counter == counter_key(&self.owner) => {
+                item.insert(attr::COUNTED.into(), AttributeValue::Bool(true));
+            }
+            Some(counter) => {
+                item.insert(attr::COUNTED.into(), s(counter));
+            }
+            None => {}
         }
         // Absent for the sequential mode, so its records stay as small as before the other modes.
         if self.mode != Mode::Sequential {
@@ -189,6 +208,9 @@ impl UploadRecord {
                 item.insert(attr::HOOK_ERROR.into(), s(failure.detail()));
             }
             None => {}
+        }
+        if let Some(tus) = &self.tus {
+            item.insert(attr::TUS.into(), tus.to_attribute());
         }
         item
     }
@@ -214,9 +236,15 @@ impl UploadRecord {
             }),
             _ => None,
         };
+        let owner = s(attr::OWNER)?;
+        let counted = match item.get(attr::COUNTED) {
+            Some(AttributeValue::Bool(true)) => Some(counter_key(&owner)),
+            Some(AttributeValue::S(counter)) => Some(counter.clone()),
+            _ => None,
+        };
         Ok(UploadRecord {
-            upload_id: s(attr::UPLOAD_ID)?,
-            owner: s(attr::OWNER)?,
+            upload_id: UploadId::parse(&s(attr::UPLOAD_ID)?).map_err(|_| damaged(attr::UPLOAD_ID))?,
+            owner,
             filename: s(attr::FILENAME)?,
             content_type: s(attr::CONTENT_TYPE)?,
             total: n(attr::TOTAL)?,
@@ -229,8 +257,14 @@ impl UploadRecord {
             part_size: n(attr::PART_SIZE)?,
             part_start: n(attr::PART_START)?,
             flush_at: n(attr::FLUSH_AT)?,
-            last_part_number: u32::try_from(n(attr::LAST_PART_NUMBER)?).map_err(|_| damaged(attr::LAST_PART_NUMBER))?,
             parts: PartLedger::decode(b(attr::PARTS)?).ok_or_else(|| damaged(attr::PARTS))?,
+            flush_lease: match item.get(attr::FLUSH_HOLDER) {
+                None => None,
+                Some(_) => Some(
+                    FlushLease::decode(b(attr::FLUSH_HOLDER)?, n(attr::FLUSH_UNTIL_MS)?)
+                        .ok_or_else(|| damaged(attr::FLUSH_HOLDER))?,
+                ),
+            },
             buffers: BufferChain::decode(b(attr::BUFFERS)?).ok_or_else(|| damaged(attr::BUFFERS))?,
             md5_state: b(attr::MD5_STATE)?.to_vec(),
             completing_since_ms: item
@@ -245,7 +279,7 @@ impl UploadRecord {
                         .and_then(|h| SecretHash::from_bytes(h).ok_or_else(|| damaged(attr::SECRET_HASH)))
                 })
                 .transpose()?,
-            counted: item.get(attr::COUNTED).is_some_and(|v| v.as_bool() == Ok(&true)),
+            counted,
             mode: match item.get(attr::MODE) {
                 None => Mode::Sequential,
                 Some(_) => Mode::parse(&s(attr::MODE)?).ok_or_else(|| damaged(attr::MODE))?,
@@ -258,6 +292,10 @@ impl UploadRecord {
                 (None, Some(_)) => Some(HookOutcome::Failed(HookFailure::new(s(attr::HOOK_ERROR)?))),
                 (None, None) => None,
             },
+            tus: item
+                .get(attr::TUS)
+                .map(|v| TusRecord::from_attribute(v).ok_or_else(|| damaged(attr::TUS)))
+                .transpose()?,
         })
     }
 }
@@ -267,7 +305,7 @@ pub fn blob(bytes: Vec<u8>) -> AttributeValue {
 }
 
 /// Prefix under which all of an upload's buffered chunks live.
-pub fn buffer_prefix_of(prefix: &str, upload_id: &str) -> String {
+pub fn buffer_prefix_of(prefix: &str, upload_id: &UploadId) -> String {
     format!("{prefix}{upload_id}/")
 }
 
@@ -300,12 +338,13 @@ pub fn write_units(before: usize, after: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ledger::{BufferedChunk, MAX_PART_GAPS};
+    use crate::checksum::Crc64;
+    use crate::store::ledger::BufferedChunk;
     use crate::store::sizing;
 
     fn record() -> UploadRecord {
         UploadRecord {
-            upload_id: "a".repeat(32),
+            upload_id: UploadId::parse(&"a".repeat(32)).unwrap(),
             owner: "alice".into(),
             filename: "f.bin".into(),
             content_type: "application/octet-stream".into(),
@@ -319,17 +358,18 @@ mod tests {
             part_size: 5 << 20,
             part_start: 10,
             flush_at: 100,
-            last_part_number: 2,
-            parts: PartLedger::default().with_part(2, "\"0123456789abcdef0123456789abcdef\"").unwrap(),
+            parts: PartLedger::default().with_part(Crc64(3), 10),
+            flush_lease: None,
             buffers: BufferChain::default().then(BufferedChunk { start: 10, crc64: 7 }),
             md5_state: crate::md5state::empty(),
             completing_since_ms: None,
             completed: None,
             secret_hash: None,
-            counted: false,
+            counted: None,
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         }
     }
 
@@ -342,11 +382,15 @@ mod tests {
             completing_since_ms: Some(5),
             completed: Some(Completed { md5: "m".into(), etag: "e".into(), crc64: "c".into() }),
             secret_hash: Some(crate::secret::UploadSecret::generate().hash()),
-            counted: true,
+            counted: Some(counter_key("alice")),
             ..record()
         };
         assert_eq!(UploadRecord::from_item(&done.to_item()).unwrap(), done);
         let fresh = UploadRecord { multipart_id: None, ..record() };
+        assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
+        let lease = FlushLease { start: 30, end: 100, crc: Crc64(9), until_ms: 99 };
+        let flushing = UploadRecord { flush_lease: Some(lease), ..record() };
+        assert_eq!(UploadRecord::from_item(&flushing.to_item()).unwrap(), flushing);
         assert_eq!(UploadRecord::from_item(&fresh.to_item()).unwrap(), fresh);
         let parallel = UploadRecord { mode: Mode::Parallel, chunk_size: 4 << 20, ..record() };
         assert_eq!(UploadRecord::from_item(&parallel.to_item()).unwrap(), parallel);
@@ -358,20 +402,25 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_costs_at_most_four_write_units_at_any_part_count() {
+    fn a_chunk_costs_the_same_write_units_at_any_part_count() {
         println!(
-            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, up to {MAX_PART_GAPS} lost flushes) | WCU per chunk (worst) | WCU per chunk before |"
+            "| parts | item bytes (typical) | WCU per chunk (typical) | item bytes (longest names, a flush lease) | WCU per chunk (worst) | WCU per chunk before |"
         );
-        for parts in [1, 100, 1_000, 9_000] {
+        for parts in [1, 100, 1_000, 10_000] {
             let c = sizing::chunk_cost(parts);
             println!(
                 "| {parts} | {} | {} | {} | {} | {} |",
                 c.typical_bytes, c.typical_units, c.worst_bytes, c.worst_units, c.before_units
             );
-            assert!(c.typical_bytes <= 1024, "{parts} parts: {} bytes", c.typical_bytes);
+            // The item does not grow with the parts: part numbers and their CRC are a count and 8 bytes.
+            assert_eq!(
+                (c.typical_bytes, c.worst_bytes),
+                (sizing::chunk_cost(1).typical_bytes, sizing::chunk_cost(1).worst_bytes)
+            );
+            assert_eq!(c.typical_units, 2, "{parts} parts: {} bytes", c.typical_bytes);
             assert!(c.worst_units <= 4, "{parts} parts: {} bytes", c.worst_bytes);
         }
-        assert_eq!(sizing::chunk_cost(9_000).before_units, 2 * 168);
+        assert_eq!(sizing::chunk_cost(10_000).before_units, 2 * 187);
     }
 
     #[test]

@@ -9,12 +9,12 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::bucket::Finished;
-use super::ledger::{BufferChain, PartLedger};
+use super::ledger::{BufferChain, FlushLease, PartLedger};
 use super::record::{Status, UploadRecord, attr, blob};
 use super::{ambiguous, unavailable};
 use crate::error::ApiError;
 use crate::hook::HookOutcome;
-use crate::protocol::ContentRange;
+use crate::protocol::{ContentRange, UploadId};
 use crate::secret::Caller;
 
 /// BatchGetItem's most keys a call.
@@ -36,7 +36,7 @@ pub enum Written {
 
 /// What a chunk changes in the record when it commits.
 pub struct ChunkCommit<'a> {
-    pub upload_id: &'a str,
+    pub upload_id: &'a UploadId,
     pub start: u64,
     pub new_offset: u64,
     pub md5_state: Vec<u8>,
@@ -46,6 +46,8 @@ pub struct ChunkCommit<'a> {
     pub flush_at: u64,
     /// The multipart upload, set by the first chunk's commit.
     pub multipart_id: Option<&'a str>,
+    /// The flush lease a chunk that wrote a part holds: its commit must still hold it, and gives it up.
+    pub lease: Option<&'a FlushLease>,
 }
 
 fn n(v: u64) -> AttributeValue {
@@ -75,21 +77,21 @@ impl Table {
     }
 
     /// An update of one upload's item that returns the item: as it is now, or as it was if the condition failed.
-    fn update(&self, upload_id: &str) -> UpdateItemFluentBuilder {
+    fn update(&self, upload_id: &UploadId) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
-    pub async fn get(&self, upload_id: &str) -> Result<Option<UploadRecord>, ApiError> {
+    pub async fn get(&self, upload_id: &UploadId) -> Result<Option<UploadRecord>, ApiError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -140,22 +142,36 @@ impl Table {
         Ok(())
     }
 
-    /// Reads the upload for a chunk and, when this chunk will complete a part, takes a fresh part number, in one
-    /// call. `Won`: the chunk is at the offset and flushes; the record holds its part number. `Lost`: the chunk either
-    /// only buffers or is refused; the caller checks the record it gets.
-    pub async fn claim(&self, upload_id: &str, caller: &Caller, range: &ContentRange) -> Result<Written, ApiError> {
+    /// Reads the upload for a chunk and, when this chunk will complete a part, takes the part's flush lease, in one
+    /// call. `Won`: the chunk is at the offset, flushes, and holds `lease` (alone, or with requests for the very
+    /// same chunk): it uploads the ledger's next part. `Lost`: the chunk only buffers, another chunk holds the lease,
+    /// or the chunk is refused; the caller checks the record it gets. A lease past its time is taken over.
+    pub async fn claim(
+        &self,
+        upload_id: &UploadId,
+        caller: &Caller,
+        range: &ContentRange,
+        lease: &FlushLease,
+        now_ms: u64,
+    ) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
-            .update_expression("ADD #last_part_number :one")
-            .condition_expression("#status = :uploading AND #offset = :start AND #total = :total AND #flush_at <= :end")
+            .update_expression("SET #flush_holder = :holder, #flush_until_ms = :until")
+            .condition_expression(
+                "#status = :uploading AND #offset = :start AND #total = :total AND #flush_at <= :end \
+                 AND (attribute_not_exists(#flush_holder) OR #flush_holder = :holder OR #flush_until_ms < :now)",
+            )
             .set_expression_attribute_names(Some(names(&[
-                attr::LAST_PART_NUMBER,
+                attr::FLUSH_HOLDER,
+                attr::FLUSH_UNTIL_MS,
                 attr::STATUS,
                 attr::OFFSET,
                 attr::TOTAL,
                 attr::FLUSH_AT,
             ])))
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":holder", blob(lease.holder()))
+            .expression_attribute_values(":until", n(lease.until_ms))
+            .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()))
             .expression_attribute_values(":start", n(range.start))
             .expression_attribute_values(":total", n(range.total))
@@ -163,8 +179,21 @@ impl Table {
         conditional(owned_by(request, caller)).await
     }
 
-    /// Commits a chunk, only if the upload is still at `start` and uploading. True if it did; the caller already
-    /// knows the record it wrote, so nothing is read back.
+    /// Gives a flush lease up, if `lease`'s chunk still holds it. Only for a chunk refused before it uploaded
+    /// anything: any other request for the same chunk is refused the same way, so no upload under it can land later.
+    pub async fn release_flush(&self, upload_id: &UploadId, lease: &FlushLease) -> Result<(), ApiError> {
+        let request = self
+            .update(upload_id)
+            .update_expression("REMOVE #flush_holder, #flush_until_ms")
+            .condition_expression("#flush_holder = :holder")
+            .set_expression_attribute_names(Some(names(&[attr::FLUSH_HOLDER, attr::FLUSH_UNTIL_MS])))
+            .expression_attribute_values(":holder", blob(lease.holder()));
+        conditional(request).await.map(|_| ())
+    }
+
+    /// Commits a chunk, only if the upload is still at `start` and uploading (and, for a chunk that wrote a part, its
+    /// lease is still held: then it is given up). True if it did; the caller already knows the record it wrote, so
+    /// nothing is read back.
     pub async fn commit_chunk(&self, c: ChunkCommit<'_>) -> Result<bool, ApiError> {
         let mut set = "SET #offset = :offset, #md5_state = :md5, #part_ledger = :parts, #buffer_chain = :buffers, \
                        #part_start = :part_start, #flush_at = :flush_at"
@@ -182,13 +211,19 @@ impl Table {
             set.push_str(", #multipart_id = :multipart_id");
             attributes.push(attr::MULTIPART_ID);
         }
+        let mut condition = "#offset = :start AND #status = :uploading".to_string();
+        if c.lease.is_some() {
+            set.push_str(" REMOVE #flush_holder, #flush_until_ms");
+            condition.push_str(" AND #flush_holder = :holder");
+            attributes.extend([attr::FLUSH_HOLDER, attr::FLUSH_UNTIL_MS]);
+        }
         let mut request = self
             .client
             .update_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(c.upload_id))
+            .key(attr::UPLOAD_ID, s(c.upload_id.as_str()))
             .update_expression(set)
-            .condition_expression("#offset = :start AND #status = :uploading")
+            .condition_expression(condition)
             .set_expression_attribute_names(Some(names(&attributes)))
             .expression_attribute_values(":offset", n(c.new_offset))
             .expression_attribute_values(":md5", blob(c.md5_state))
@@ -200,6 +235,9 @@ impl Table {
             .expression_attribute_values(":uploading", s(Status::Uploading.as_str()));
         if let Some(id) = c.multipart_id {
             request = request.expression_attribute_values(":multipart_id", s(id));
+        }
+        if let Some(lease) = c.lease {
+            request = request.expression_attribute_values(":holder", blob(lease.holder()));
         }
         match request.send().await {
             Ok(_) => Ok(true),
@@ -213,7 +251,7 @@ impl Table {
     /// `keep_until_secs` so the record cannot be removed while the completion runs.
     pub async fn claim_completion(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         caller: &Caller,
         now_ms: u64,
         stale_before_ms: u64,
@@ -242,7 +280,7 @@ impl Table {
     }
 
     /// Gives a completion claim back (S3 failed), so a retry need not wait for the lease to run out.
-    pub async fn release_completion(&self, upload_id: &str, since_ms: u64) -> Result<Written, ApiError> {
+    pub async fn release_completion(&self, upload_id: &UploadId, since_ms: u64) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #status = :uploading REMOVE #completing_since_ms")
@@ -258,7 +296,7 @@ impl Table {
     /// `keep_until_secs` (its own TTL), so a repeated complete answers the same result meanwhile.
     pub async fn mark_complete(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         since_ms: u64,
         md5: &str,
         finished: &Finished,
@@ -290,7 +328,7 @@ impl Table {
 
     /// Records what the completion hook said for a completed upload, unless an answer is kept already (another
     /// request's call answered first): an answer replaces an earlier failure, a failure is kept until an answer.
-    pub async fn set_hook_outcome(&self, upload_id: &str, outcome: &HookOutcome) -> Result<Written, ApiError> {
+    pub async fn set_hook_outcome(&self, upload_id: &UploadId, outcome: &HookOutcome) -> Result<Written, ApiError> {
         let request = match outcome {
             HookOutcome::Answered(answer) => self
                 .update(upload_id)
@@ -309,7 +347,7 @@ impl Table {
     }
 
     /// Records the multipart upload of a parallel or direct upload, created right after its record.
-    pub async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<Written, ApiError> {
+    pub async fn set_multipart(&self, upload_id: &UploadId, multipart_id: &str) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #multipart_id = :multipart_id")
@@ -321,7 +359,7 @@ impl Table {
     }
 
     /// Stops all chunks from being accepted, before the bytes are removed.
-    pub async fn mark_aborted(&self, upload_id: &str, caller: &Caller) -> Result<Written, ApiError> {
+    pub async fn mark_aborted(&self, upload_id: &UploadId, caller: &Caller) -> Result<Written, ApiError> {
         let request = self
             .update(upload_id)
             .update_expression("SET #status = :aborted")
@@ -332,11 +370,11 @@ impl Table {
         conditional(owned_by(request, caller)).await
     }
 
-    pub async fn delete(&self, upload_id: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, upload_id: &UploadId) -> Result<(), ApiError> {
         self.client
             .delete_item()
             .table_name(&self.name)
-            .key(attr::UPLOAD_ID, s(upload_id))
+            .key(attr::UPLOAD_ID, s(upload_id.as_str()))
             .send()
             .await
             .map_err(|e| unavailable("DeleteItem", &e))?;

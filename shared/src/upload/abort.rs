@@ -2,17 +2,16 @@
 
 use serde_json::{Value, json};
 
-use super::now_ms;
 use crate::app::App;
+use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::protocol;
+use crate::protocol::UploadId;
 use crate::secret::Caller;
 use crate::store::{Status, Written};
 
 impl App {
     /// Aborts an unfinished upload: no chunk is accepted from then on, its bytes are removed, then its record.
-    pub async fn abort(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
+    pub async fn abort(&self, caller: &Caller, upload_id: &UploadId) -> Result<Value, ApiError> {
         let record = match self.table.mark_aborted(upload_id, caller).await? {
             Written::Won(record) => record,
             Written::Lost(Some(r))

@@ -1,21 +1,22 @@
 //! Every chunk after the first: claim, stage the bytes in S3, commit. A chunk that reaches the part's end joins the
-//! buffered chunks and itself into a part under a freshly claimed part number; any other chunk is buffered under a
-//! key named by its start and CRC64NVME. Exactly one request commits each offset.
+//! buffered chunks and itself into the upload's next part (numbers run 1..N without a gap, as S3 requires), under a
+//! flush lease that no other chunk's request can share; any other chunk is buffered under a key named by its start
+//! and CRC64NVME. Exactly one request commits each offset.
 
 use bytes::Bytes;
 
 use super::Accepted;
-use super::now_ms;
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::md5state;
-use crate::metrics::{Metric, Metrics, Race};
-use crate::protocol::{ContentRange, S3_MAX_PARTS};
+use crate::metrics::{Metric, Race};
+use crate::protocol::{ContentRange, S3_MAX_PARTS, UploadId};
 use crate::secret::Caller;
 use crate::store::bucket::{PartSource, Piece};
 use crate::store::ledger::find_chain;
-use crate::store::{BufferChain, BufferedChunk, ChunkCommit, PartLedger, UploadRecord, Written};
+use crate::store::{BufferChain, BufferedChunk, ChunkCommit, FlushLease, PartLedger, UploadRecord, Written};
 
 /// What the record becomes once a staged chunk commits.
 pub(super) struct Staged {
@@ -31,50 +32,48 @@ pub(super) struct Staged {
     pub own_buffer: Option<String>,
 }
 
-/// A part number taken for this request's flush: counted as burned when dropped before the chunk commits.
-struct PartNumberTaken<'a>(&'a Metrics);
-
-impl Drop for PartNumberTaken<'_> {
-    fn drop(&mut self) {
-        self.0.emit(Metric::PartNumberBurned);
-    }
-}
-
 impl App {
     pub(super) async fn append(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         range: ContentRange,
         data: Bytes,
         crc: Crc64,
     ) -> Result<Accepted, ApiError> {
         let now = now_ms();
-        let (record, part_number) = match self.table.claim(upload_id, caller, &range).await? {
+        // Held until this request's deadline is long past: no upload of this request can land after it.
+        let lease =
+            FlushLease { start: range.start, end: range.end_exclusive(), crc, until_ms: now + self.config.lease_ms() };
+        let (record, flushes) = match self.table.claim(upload_id, caller, &range, &lease, now).await? {
             Written::Won(record) => {
-                self.check_chunk(&record, caller, &range, now)?;
-                let number = record.last_part_number;
-                (record, Some(number))
+                if let Err(refused) = self.check_flush(&record, caller, &range, now) {
+                    // Refused before it wrote anything, as every request for this chunk is: the next chunk need not
+                    // wait for the lease to run out.
+                    if let Err(e) = self.table.release_flush(upload_id, &lease).await {
+                        tracing::warn!(upload_id = %upload_id, error = %e, "could not give a flush lease up");
+                    }
+                    return Err(refused);
+                }
+                (record, true)
             }
             Written::Lost(None) => return Err(ApiError::NotFound),
             Written::Lost(Some(record)) => {
-                // Refused, or at the offset but not completing a part (no part number needed): the checks tell.
+                // Refused, at the offset but not completing a part, or completing it while another chunk's request
+                // uploads the part: the checks tell.
                 self.check_chunk(&record, caller, &range, now)?;
-                (record, None)
+                if range.end_exclusive() >= record.flush_at {
+                    self.metrics.emit(Metric::RaceLost { race: Race::FlushLease });
+                    return Err(ApiError::Conflict(
+                        "Another request is uploading this part with other bytes; retry in a few seconds".into(),
+                    ));
+                }
+                super::check_chunk_size(&range, record.part_size, self.config.min_chunk_bytes)?;
+                (record, false)
             }
         };
-        // However this request ends from here (refused, failed, or dropped at its deadline), a part number it took
-        // is burned unless its chunk commits.
-        let taken = part_number.map(|_| PartNumberTaken(&self.metrics));
-        super::check_chunk_size(&range, record.part_size, self.config.min_chunk_bytes)?;
-        if let Some(number) = part_number
-            && (number > S3_MAX_PARTS || !record.parts.has_room_for(number))
-        {
-            return Err(ApiError::Unrecoverable(
-                "This upload has used up S3's part numbers on failed attempts; start it again".into(),
-            ));
-        }
-        let staged = match self.stage(&record, &range, data, crc, part_number).await {
+        let number = record.parts.next_number();
+        let staged = match self.stage(&record, &range, data, crc, flushes.then_some(number)).await {
             Ok(staged) => staged,
             // A buffered chunk may have vanished because a request for the same offset won, or an abort removed
             // it: if the upload moved on, that is the answer.
@@ -92,6 +91,7 @@ impl App {
                 part_start: staged.part_start,
                 flush_at: staged.flush_at,
                 multipart_id: None,
+                lease: flushes.then_some(&lease),
             })
             .await?;
         if !committed {
@@ -106,12 +106,9 @@ impl App {
             }
             return Err(refusal);
         }
-        // The answer does not wait on the deletion. Lambda may freeze the sandbox right after it: the deletion then
-        // goes on at the next invocation, or is lost with the sandbox; leftovers are removed by completion's
-        // delete_prefix, or by the bucket's lifecycle rule.
-        tokio::spawn(self.delete_quietly(staged.joined));
-        // Committed: the part number is used, not burned.
-        std::mem::forget(taken);
+        // Awaited: Lambda may freeze the sandbox as soon as the answer is out, and work left for after it may never
+        // run. What this deletion misses, the completion's sweep of the buffer prefix or the lifecycle rule removes.
+        self.delete_quietly(staged.joined).await;
         Ok(Accepted {
             upload_id: record.upload_id,
             offset: range.end_exclusive(),
@@ -120,11 +117,29 @@ impl App {
         })
     }
 
+    /// Why a chunk that holds the flush lease cannot be taken: the checks of every chunk, and those that only depend
+    /// on the chunk and the record (so every request for the same chunk gets the same answer).
+    fn check_flush(
+        &self,
+        record: &UploadRecord,
+        caller: &Caller,
+        range: &ContentRange,
+        now: u64,
+    ) -> Result<(), ApiError> {
+        self.check_chunk(record, caller, range, now)?;
+        super::check_chunk_size(range, record.part_size, self.config.min_chunk_bytes)?;
+        if record.parts.next_number() > S3_MAX_PARTS {
+            // Part sizes are planned for at most S3's 10,000 parts: only a damaged record gets here.
+            return Err(ApiError::Unrecoverable("This upload has used up S3's part numbers; start it again".into()));
+        }
+        Ok(())
+    }
+
     /// Why a chunk that failed or lost a race cannot be taken: what became of the upload meanwhile (the offset moved
     /// on: 400 with the offset; aborted: 404), or else `failure` itself.
     async fn refusal(
         &self,
-        upload_id: &str,
+        upload_id: &UploadId,
         caller: &Caller,
         range: &ContentRange,
         now: u64,
@@ -154,7 +169,7 @@ impl App {
         let prefix = self.buffer_prefix(&record.upload_id);
         let mut staged = Staged {
             md5_state: Vec::new(),
-            parts: record.parts.clone(),
+            parts: record.parts,
             buffers: record.buffers,
             part_start: record.part_start,
             flush_at: record.flush_at,
@@ -181,10 +196,8 @@ impl App {
                 let length = chain.iter().map(|l| l.size).sum::<u64>() + range.chunk_len();
                 let pieces = chain.iter().map(|l| Piece::Buffered(l.key.clone())).chain([Piece::InHand(data)]);
                 let part = PartSource { pieces: pieces.collect(), length, crc: part_crc };
-                let etag = self.flush_part(record, multipart_id, number, part).await?;
-                staged.parts = record.parts.with_part(number, &etag).map_err(|_| {
-                    ApiError::Unrecoverable("This upload has lost too many part writes; start it again".into())
-                })?;
+                self.flush_part(record, multipart_id, number, part).await?;
+                staged.parts = record.parts.with_part(part_crc, length);
                 staged.buffers = BufferChain::default();
                 staged.part_start = range.end_exclusive();
                 staged.flush_at = (range.end_exclusive() + record.part_size).min(record.total);

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::now_ms;
 use crate::app::{App, DYNAMODB_ATTEMPT_TIMEOUT};
 use crate::checksum::{self, Crc64};
+use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode, ranges};
 use crate::hook::{self, HookOutcome};
 use crate::md5state;
 use crate::metrics::{Metric, Race};
-use crate::protocol;
+use crate::protocol::{self, UploadId};
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Finished, HeldPart, Part, Status, UploadRecord, Written};
 
@@ -36,11 +36,10 @@ impl App {
     pub async fn complete(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         declared: Declared<'_>,
         deadline: Instant,
     ) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
         let md5 = declared.md5.map(protocol::parse_md5_hex).transpose()?;
         let crc = declared.crc64.map(|c| checksum::parse(c, "crc64nvme")).transpose()?;
         let started = Instant::now();
@@ -57,6 +56,8 @@ impl App {
         }
         let required = |name: &str| ApiError::BadRequest(format!("Field {name:?} is required"));
         match record.mode {
+            // tus has the client declare no MD5: the upload's own is its result's (`UploadRecord::computed_md5`).
+            Mode::Sequential if record.tus.is_some() => {}
             Mode::Sequential => {
                 let md5 = md5.as_deref().ok_or_else(|| required("md5"))?;
                 if record.offset != record.total {
@@ -69,14 +70,14 @@ impl App {
                     return Err(ApiError::BadRequest("md5 checksum does not match".into()));
                 }
             }
-            Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
             // Checking an MD5 would mean reading the whole object back; taking one unchecked would put a checksum
-            // nobody verified in the result.
+            // nobody verified in the result. Said whether or not a crc64nvme came with it.
             Mode::Parallel | Mode::Direct if md5.is_some() => {
                 return Err(ApiError::BadRequest(
                     "A parallel or direct upload is checked by its crc64nvme; md5 is for sequential uploads".into(),
                 ));
             }
+            Mode::Parallel | Mode::Direct if crc.is_none() => return Err(required("crc64nvme")),
             Mode::Parallel | Mode::Direct => {}
         }
         // A lease outlives the longest a request can run (its deadline), plus a margin for S3 to finish a completion
@@ -91,31 +92,44 @@ impl App {
             }
             Written::Lost(Some(r)) if r.status == Status::Completing => {
                 self.metrics.emit(Metric::RaceLost { race: Race::Completion });
-                return Err(ApiError::Conflict("Another request is completing this upload; retry shortly".into()));
+                let since = r.completing_since_ms.unwrap_or(now);
+                return Err(self.still_completing(since, now));
             }
             Written::Lost(_) => return Err(ApiError::NotFound),
         };
-        let finished = match self.complete_in_s3(&record, crc).await {
+        // S3's answer must leave the request time to record the result: a DynamoDB attempt, or half of what is left
+        // when that is less (as the S3 client's own time limit, `app::sdk_timeouts`).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let until = deadline - DYNAMODB_ATTEMPT_TIMEOUT.min(left / 2);
+        let finished = match self.complete_in_s3(&record, crc, until).await {
             Ok(finished) => finished,
+            // S3 may be assembling the object still: the lease stays, so nobody sends another completion meanwhile,
+            // and a complete after it finds the object (or takes the lease over and completes).
+            Err(e @ ApiError::StillCompleting { .. }) => return Err(e),
             Err(e) => {
                 if let Err(release) = self.table.release_completion(upload_id, now).await {
-                    tracing::warn!(upload_id, error = %release, "could not release a completion claim");
+                    tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
                 }
                 return Err(e);
             }
         };
         let retained_until = now_ms() / 1000 + self.config.expiration_delta_secs;
-        let md5 = md5.unwrap_or_default();
+        // The owner's share goes back before the record says complete (once: `store::quota`), so no completed
+        // upload is ever left counted. If it fails, so does this request, and a repeated complete gives it back.
+        if let Err(e) = self.table.release(&record, retained_until).await {
+            if let Err(release) = self.table.release_completion(upload_id, now).await {
+                tracing::warn!(upload_id = %upload_id, error = %release, "could not release a completion claim");
+            }
+            return Err(e);
+        }
+        let md5 =
+            if record.tus.is_some() { record.computed_md5()?.unwrap_or_default() } else { md5.unwrap_or_default() };
         match self.table.mark_complete(upload_id, now, &md5, &finished, retained_until).await? {
             Written::Won(record) => {
-                if let Err(e) = self.table.release(&record, retained_until).await {
-                    // The cleanup function releases it when TTL removes the record.
-                    tracing::warn!(upload_id, error = %e, "could not release a completed upload's share of the limits");
-                }
                 // Chunks of requests that failed after their S3 write were never referenced; the object is whole
                 // now, so nothing under the buffer prefix is needed any more.
                 if let Err(e) = self.bucket.delete_prefix(&self.buffer_prefix(upload_id)).await {
-                    tracing::warn!(upload_id, error = %e, "could not delete leftover buffered chunks");
+                    tracing::warn!(upload_id = %upload_id, error = %e, "could not delete leftover buffered chunks");
                 }
                 let millis = started.elapsed().as_millis() as u64;
                 self.metrics.emit(Metric::Completed { mode: record.mode, bytes: record.total, millis });
@@ -129,6 +143,12 @@ impl App {
         }
     }
 
+    /// The answer while the completion lease taken at `since_ms` holds: retry once it may have ended.
+    pub(super) fn still_completing(&self, since_ms: u64, now_ms: u64) -> ApiError {
+        let left_ms = (since_ms + self.config.lease_ms()).saturating_sub(now_ms);
+        ApiError::StillCompleting { retry_after_secs: left_ms.div_ceil(1000).clamp(1, 60) }
+    }
+
     /// A completed upload's answer: its result, with the hook's answer. A hook that has not answered yet (never
     /// called, or failed) is called now; what it says is kept, unless another request's call answered first, whose
     /// answer everybody gets then. The completion stands whatever the hook does.
@@ -137,13 +157,13 @@ impl App {
         if let Some(HookOutcome::Answered(_)) = record.hook {
             return self.result_json(&record);
         }
-        let upload_id = record.upload_id.as_str();
+        let upload_id = &record.upload_id;
         // Leaves the request a DynamoDB attempt's time to keep what the hook said.
         let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(DYNAMODB_ATTEMPT_TIMEOUT);
         let outcome = match hook.call(&hook::event(&self.plain_result(&record), caller), left).await {
             Ok(answer) => HookOutcome::Answered(answer),
             Err(failure) => {
-                tracing::warn!(upload_id, error = %failure, "completion hook failed");
+                tracing::warn!(upload_id = %upload_id, error = %failure, "completion hook failed");
                 self.metrics.emit(Metric::HookFailed);
                 HookOutcome::Failed(failure)
             }
@@ -154,7 +174,7 @@ impl App {
             // The record is gone (its TTL), or keeping failed: a later complete calls the hook again.
             Ok(Written::Lost(_)) => None,
             Err(e) => {
-                tracing::warn!(upload_id, error = %e, "could not keep what the completion hook said");
+                tracing::warn!(upload_id = %upload_id, error = %e, "could not keep what the completion hook said");
                 None
             }
         };
@@ -164,15 +184,27 @@ impl App {
     /// Completes the multipart upload with exactly the accepted parts: S3 lists what it holds, and the record (the
     /// ledger, or the part items) proves those are the parts that were accepted; S3 checks they make the whole
     /// file's CRC64NVME. Never completes with bytes nobody accepted.
-    async fn complete_in_s3(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
+    /// S3's answer is awaited until `until`: past it, or without an answer, S3 may still be assembling the object.
+    pub(super) async fn complete_in_s3(
+        &self,
+        record: &UploadRecord,
+        declared: Option<Crc64>,
+        until: Instant,
+    ) -> Result<Finished, ApiError> {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| changed(record))?;
+        // A tus final (or empty) upload's object is made in S3 from others (`concat`).
+        if let Some(pieces) = record.assembled_from() {
+            return Box::pin(self.assemble(record, multipart_id, pieces, until)).await;
+        }
         if record.mode == Mode::Parallel {
             self.flush_full_parts(record).await?;
         }
         let held = match self.bucket.list_parts(&record.key, multipart_id).await {
             Ok(held) => held,
             Err(CompleteFailure::NoSuchUpload) => return self.completed_elsewhere(record, declared).await,
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => return Err(changed(record)),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                return Err(changed(record));
+            }
             Err(CompleteFailure::Other(e)) => return Err(e),
         };
         let (parts, whole) = match record.mode {
@@ -186,8 +218,13 @@ impl App {
         if declared.is_some_and(|d| d != whole) {
             return Err(mismatch());
         }
-        match self.bucket.complete(&record.key, multipart_id, &parts, whole).await {
+        let completing = self.bucket.complete(&record.key, multipart_id, &parts, whole);
+        let answered = tokio::time::timeout_at(until, completing).await.unwrap_or(Err(CompleteFailure::Unanswered));
+        match answered {
             Ok(finished) => Ok(finished),
+            Err(CompleteFailure::Unanswered) => {
+                Err(self.still_completing(record.completing_since_ms.unwrap_or_else(now_ms), now_ms()))
+            }
             Err(CompleteFailure::NoSuchUpload) => self.completed_elsewhere(record, declared).await,
             // A part was rewritten between the listing and the completion.
             Err(CompleteFailure::InvalidPart) => Err(changed(record)),
@@ -201,8 +238,8 @@ impl App {
     async fn completed_elsewhere(&self, record: &UploadRecord, declared: Option<Crc64>) -> Result<Finished, ApiError> {
         let Some(object) = self.bucket.head(&record.key).await? else { return Err(ApiError::Expired) };
         let ours = match record.mode {
-            // The multipart ETag is the MD5 of the parts' MD5s: it names exactly these parts' bytes.
-            Mode::Sequential => Some(&object.etag) == record.parts.multipart_etag().as_ref(),
+            // The accepted bytes' CRC, which S3 checked at that completion.
+            Mode::Sequential => record.parts.crc.to_base64() == object.crc64,
             // The whole file's CRC, which the client declared and S3 checked at that completion.
             Mode::Parallel | Mode::Direct => declared.is_some_and(|d| d.to_base64() == object.crc64),
         };
@@ -217,21 +254,19 @@ fn changed(record: &UploadRecord) -> ApiError {
     )
 }
 
-/// A sequential upload's parts are those its ledger accepted, with exactly the ETags it replays.
+/// A sequential upload's parts are 1..N, N the parts its ledger accepted, and their bytes must be the accepted
+/// bytes: S3's part CRCs must make the ledger's (S3 checks the parts' bytes against it again when completing).
 fn sequential_parts(record: &UploadRecord, held: &[HeldPart]) -> Result<(Vec<Part>, Crc64), ApiError> {
     let by_number: HashMap<u32, &HeldPart> = held.iter().map(|p| (p.number, p)).collect();
-    let chosen: Vec<&HeldPart> = record
-        .parts
-        .numbers()
-        .iter()
-        .map(|n| by_number.get(n).copied())
+    let chosen: Vec<&HeldPart> = (1..=record.parts.count)
+        .map(|n| by_number.get(&n).copied())
         .collect::<Option<_>>()
         .ok_or_else(|| changed(record))?;
-    let parts: Vec<Part> = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
-    if !record.parts.vouches_for(&parts) {
+    let whole = whole_crc(&chosen).ok_or_else(|| changed(record))?;
+    if whole != record.parts.crc {
         return Err(changed(record));
     }
-    let whole = whole_crc(&chosen).ok_or_else(|| changed(record))?;
+    let parts = chosen.iter().map(|p| Part { number: p.number, etag: p.etag.clone() }).collect();
     Ok((parts, whole))
 }
 

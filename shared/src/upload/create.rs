@@ -22,8 +22,8 @@ impl App {
         let (base, key) =
             self.new_record(caller, chunk.filename.as_deref(), chunk.content_type.as_deref(), range.total, part_size);
         let flushes = range.end_exclusive() >= part_size.min(range.total);
-        // Nobody else knows the id yet, so the first chunk needs no claim: it takes part number 1 itself.
-        let mut record = UploadRecord { last_part_number: u32::from(flushes), ..base };
+        // Nobody else knows the id yet, so the first chunk needs no claim nor lease: it writes part 1 itself.
+        let mut record = base;
         self.table.create_within(&record, self.config.limits).await?;
         match self.first_chunk(&mut record, &key, chunk.data, crc, flushes).await {
             Ok(()) => Ok(Accepted {
@@ -72,6 +72,7 @@ impl App {
                 part_start: staged.part_start,
                 flush_at: staged.flush_at,
                 multipart_id: record.multipart_id.as_deref(),
+                lease: None,
             })
             .await?;
         if !committed {

@@ -7,13 +7,13 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::metrics::Metric;
-use crate::protocol;
+use crate::protocol::UploadId;
 use crate::secret::Caller;
 use crate::store::UploadRecord;
 
@@ -27,10 +27,9 @@ impl App {
     pub async fn presign_parts(
         &self,
         caller: &Caller,
-        upload_id: &str,
+        upload_id: &UploadId,
         wanted: Vec<(u32, Crc64)>,
     ) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
         check_count(&wanted)?;
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
@@ -55,11 +54,17 @@ impl App {
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
         })?;
-        let upload_id = record.upload_id.as_str();
-        // A URL never outlives the upload: past its expiry S3 must not take its bytes either.
-        let lifetime = self.config.presign_expiry.min(Duration::from_millis(record.expires_at_ms.saturating_sub(now)));
+        let upload_id = &record.upload_id;
+        // A URL never outlives the upload: past its expiry S3 must not take its bytes either. Nor the credentials it
+        // is signed with: S3 refuses it when they expire (400 ExpiredToken), and a client then asks for another.
+        let signer = self.bucket.signer().await?;
+        let upload_left = Duration::from_millis(record.expires_at_ms.saturating_sub(now));
+        let lifetime = self.config.presign_expiry.min(upload_left).min(signer.left.unwrap_or(Duration::MAX));
+        if lifetime < Duration::from_secs(1) {
+            return Err(ApiError::Unavailable("The credentials to sign part URLs with are about to expire".into()));
+        }
         let ttl = self.part_ttl(record);
-        let key = record.key.as_str();
+        let (key, signer) = (record.key.as_str(), &signer);
         // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
         let signing: Vec<_> = wanted
             .into_iter()
@@ -70,7 +75,7 @@ impl App {
                     )));
                 }
                 let (_, len) = grid.part_span(number);
-                let signed = self.bucket.presign_part(key, multipart_id, number, crc, len, lifetime).await?;
+                let signed = self.bucket.presign_part(signer, key, multipart_id, number, crc, len, lifetime).await?;
                 let headers: serde_json::Map<String, Value> =
                     signed.headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
                 Ok(json!({"number": number, "size": len, "url": signed.url, "method": "PUT", "headers": headers}))

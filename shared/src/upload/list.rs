@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::status::progress_json;
-use super::{iso8601, now_ms};
 use crate::app::App;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::secret::Caller;
 use crate::store::listing::MAX_PAGE;

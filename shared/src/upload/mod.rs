@@ -7,28 +7,32 @@
 mod abort;
 mod append;
 mod complete;
+mod concat;
 mod create;
 mod direct;
 mod list;
 mod open;
 mod parallel;
 mod status;
+mod tus;
 
 pub use complete::Declared;
 pub use list::Listing;
 pub use open::Opening;
+pub use tus::{TusCreation, TusPatch, TusState};
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::Mode;
 use crate::metrics::Metric;
-use crate::protocol::{self, ContentRange, MAX_BUFFERED_CHUNKS};
+use crate::protocol::{ContentRange, MAX_BUFFERED_CHUNKS, UploadId};
 use crate::secret::{Caller, UploadSecret};
 
 /// A file smaller than this many of the configured smallest chunks may be sent in chunks of a hundredth of it.
@@ -41,7 +45,7 @@ use crate::store::{BufferChain, PartLedger, Status, UploadRecord};
 
 /// A chunk as the protocol delivers it, already decoded from the request.
 pub struct Chunk {
-    pub upload_id: Option<String>,
+    pub upload_id: Option<UploadId>,
     pub range: ContentRange,
     pub data: Bytes,
     pub filename: Option<String>,
@@ -52,7 +56,7 @@ pub struct Chunk {
 
 /// The upload after an accepted chunk.
 pub struct Accepted {
-    pub upload_id: String,
+    pub upload_id: UploadId,
     pub offset: u64,
     pub expires_at_ms: u64,
     /// An anonymous upload's secret, in the answer that created it (and only there).
@@ -68,17 +72,6 @@ impl Accepted {
         }
         json
     }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-pub fn iso8601(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
-        .unwrap_or_default()
 }
 
 impl App {
@@ -112,7 +105,6 @@ impl App {
             accepted(Mode::Sequential);
             return Ok(created);
         };
-        protocol::validate_upload_id(&id)?;
         // Only parallel chunks must carry a checksum; the record says which mode the upload is in. Sequential
         // chunks without one go straight to their claim, which reads the record anyway.
         if chunk.crc64.is_some() {
@@ -152,7 +144,7 @@ impl App {
         total: u64,
         part_size: u64,
     ) -> (UploadRecord, ObjectKey) {
-        let upload_id = protocol::new_upload_id();
+        let upload_id = UploadId::new();
         let filename = sanitize_filename(filename.unwrap_or_default());
         let content_type = stored_content_type(content_type, &filename, &self.config.trusted_content_types);
         let key = self.config.key_template.render(&upload_id, &filename, caller.owner());
@@ -172,23 +164,24 @@ impl App {
             part_size,
             part_start: 0,
             flush_at: part_size.min(total),
-            last_part_number: 0,
+            flush_lease: None,
             parts: PartLedger::default(),
             buffers: BufferChain::default(),
             md5_state: md5state::empty(),
             completing_since_ms: None,
             completed: None,
             secret_hash: caller.secret_hash(),
-            counted: self.config.limits.any(),
+            counted: self.config.limits.any().then(|| crate::store::quota::counter_of(caller)),
             mode: Mode::Sequential,
             chunk_size: 0,
             hook: None,
+            tus: None,
         };
         (record, key)
     }
 
     /// Where this upload's buffered chunks are.
-    fn buffer_prefix(&self, upload_id: &str) -> String {
+    fn buffer_prefix(&self, upload_id: &UploadId) -> String {
         buffer_prefix_of(&self.config.buffer_prefix, upload_id)
     }
 
@@ -232,7 +225,7 @@ impl App {
         }
     }
 
-    async fn owned(&self, upload_id: &str, caller: &Caller) -> Result<UploadRecord, ApiError> {
+    async fn owned(&self, upload_id: &UploadId, caller: &Caller) -> Result<UploadRecord, ApiError> {
         match self.table.get(upload_id).await? {
             Some(record) if caller.may_use(&record.owner, record.secret_hash.as_ref()) => Ok(record),
             _ => Err(ApiError::NotFound),
@@ -304,7 +297,7 @@ impl App {
     fn plain_result(&self, record: &UploadRecord) -> Value {
         let (md5, etag, crc64) =
             record.completed.as_ref().map(|c| (c.md5.as_str(), c.etag.as_str(), c.crc64.as_str())).unwrap_or_default();
-        json!({
+        let mut result = json!({
             "upload_id": record.upload_id,
             "status": record.status.as_str(),
             "mode": record.mode.as_str(),
@@ -314,10 +307,15 @@ impl App {
             "content_type": record.content_type,
             "size": record.total,
             "offset": record.offset,
-            "md5": md5,
+            // Only the sequential mode checks an MD5: the others' results say null rather than a value to compare.
+            "md5": (!md5.is_empty()).then_some(md5),
             "etag": etag,
             "crc64nvme": crc64,
-        })
+        });
+        if let Some(tus) = &record.tus {
+            result["tus"] = tus.to_json();
+        }
+        result
     }
 }
 
@@ -342,14 +340,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iso_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_795_888_582_186), "2026-11-28T17:56:22.186Z");
-    }
-
-    #[test]
     fn small_chunks_are_refused_unless_last() {
-        let part = 5 * protocol::MIB;
+        let part = 5 * crate::protocol::MIB;
         let small = ContentRange { start: 0, end: 99, total: 10 * part };
         assert!(check_chunk_size(&small, part, 1).is_err());
         let last = ContentRange { start: 0, end: 99, total: 100 };

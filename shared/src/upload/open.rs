@@ -4,12 +4,13 @@
 
 use serde_json::{Value, json};
 
-use super::{direct, iso8601, now_ms};
+use super::direct;
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
-use crate::protocol::{MIB, attachment_disposition};
+use crate::protocol::{MIB, ObjectKey, attachment_disposition};
 use crate::secret::{self, Caller};
 use crate::store::{UploadRecord, Written};
 
@@ -60,23 +61,7 @@ impl App {
             chunk_size: grid.chunk_size,
             ..base
         };
-        self.table.create_within(&record, self.config.limits).await?;
-        let disposition = attachment_disposition(&record.filename);
-        let created = async {
-            let storage_class = &self.config.storage_class;
-            let id = self.bucket.create_multipart(&key, &record.content_type, &disposition, storage_class).await?;
-            self.table.set_multipart(&record.upload_id, &id).await.map(|written| (written, id))
-        };
-        let multipart_id = match created.await {
-            Ok((Written::Won(_), id)) => id,
-            // The client never learned the id: as for a first chunk, the upload is left to TTL and cleanup.
-            Err(ApiError::Ambiguous(detail)) => return Err(ApiError::Unavailable(detail)),
-            failed => {
-                self.discard_quietly(&record).await;
-                self.forget_quietly(&record).await;
-                return Err(failed.err().unwrap_or(ApiError::NotFound));
-            }
-        };
+        let multipart_id = self.start(&record, &key).await?;
         let mut answer = json!({
             "upload_id": record.upload_id,
             "mode": record.mode.as_str(),
@@ -98,10 +83,33 @@ impl App {
             match self.sign_parts(&record, opening.part_urls, now_ms()).await {
                 Ok(urls) => answer["part_urls"] = urls,
                 // The upload is open all the same; its client asks for the URLs with `POST /upload/{id}/parts`.
-                Err(e) => tracing::warn!(upload_id = record.upload_id, error = %e, "first part URLs not signed"),
+                Err(e) => tracing::warn!(upload_id = %record.upload_id, error = %e, "first part URLs not signed"),
             }
         }
         Ok(answer)
+    }
+
+    /// Stores a new upload's record, then creates its multipart upload at `key` and records it: an upload that takes
+    /// its bytes later (a parallel or direct one, a tus one); returns the multipart upload's id. What fails is removed
+    /// again.
+    pub(super) async fn start(&self, record: &UploadRecord, key: &ObjectKey) -> Result<String, ApiError> {
+        self.table.create_within(record, self.config.limits).await?;
+        let disposition = attachment_disposition(&record.filename);
+        let created = async {
+            let storage_class = &self.config.storage_class;
+            let id = self.bucket.create_multipart(key, &record.content_type, &disposition, storage_class).await?;
+            self.table.set_multipart(&record.upload_id, &id).await.map(|written| (written, id))
+        };
+        match created.await {
+            Ok((Written::Won(_), id)) => Ok(id),
+            // The client never learned the id: as for a first chunk, the upload is left to TTL and cleanup.
+            Err(ApiError::Ambiguous(detail)) => Err(ApiError::Unavailable(detail)),
+            failed => {
+                self.discard_quietly(record).await;
+                self.forget_quietly(record).await;
+                Err(failed.err().unwrap_or(ApiError::NotFound))
+            }
+        }
     }
 
     /// The grid an opening asks for, within the service's limits.

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
 use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::metrics::{Metric, Race};
 use crate::protocol::ContentRange;
@@ -103,14 +103,14 @@ impl App {
         let part = PartSource { pieces: pieces.collect(), length, crc };
         let etag = match self.flush_part(record, multipart_id, number, part).await {
             Ok(etag) => etag,
-            // A buffered chunk is gone: another request uploaded the part and removed them.
-            Err(ApiError::Conflict(_)) if self.is_flushed(record, number).await? => return Ok(()),
-            Err(e) => return Err(e),
+            // A buffered chunk is gone, or was cut off while we read it: another request uploaded the part and
+            // removed them. Whatever failed, a part recorded by another is done.
+            Err(e) => return if self.is_flushed(record, number).await? { Ok(()) } else { Err(e) },
         };
         self.table.record_flushed(&record.upload_id, number, crc, &etag, self.part_ttl(record)).await?;
-        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it. The answer does not
-        // wait on their deletion (see append).
-        tokio::spawn(self.delete_quietly(keys));
+        // The part is in S3 and recorded: its buffered chunks are garbage, whoever recorded it. Deleted before the
+        // answer, as in `append`.
+        self.delete_quietly(keys).await;
         Ok(())
     }
 

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::{iso8601, now_ms};
 use crate::app::App;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::{Mode, ranges};
-use crate::protocol;
+use crate::protocol::UploadId;
 use crate::secret::Caller;
 use crate::store::{CompleteFailure, Status, UploadRecord};
 
@@ -30,12 +30,14 @@ pub(super) fn progress_json(record: &UploadRecord) -> Value {
         }
         Mode::Direct => answer["part_size"] = json!(record.part_size),
     }
+    if let Some(tus) = &record.tus {
+        answer["tus"] = tus.to_json();
+    }
     answer
 }
 
 impl App {
-    pub async fn status(&self, caller: &Caller, upload_id: &str) -> Result<Value, ApiError> {
-        protocol::validate_upload_id(upload_id)?;
+    pub async fn status(&self, caller: &Caller, upload_id: &UploadId) -> Result<Value, ApiError> {
         let record = self.owned(upload_id, caller).await?;
         match record.status {
             Status::Complete => Ok(self.result_json(&record)),
@@ -65,7 +67,9 @@ impl App {
             // Completed meanwhile (the record says so on the next read), or aborted.
             Err(CompleteFailure::NoSuchUpload) => Ok(Vec::new()),
             Err(CompleteFailure::Other(e)) => Err(e),
-            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest) => Ok(Vec::new()),
+            Err(CompleteFailure::InvalidPart | CompleteFailure::BadDigest | CompleteFailure::Unanswered) => {
+                Ok(Vec::new())
+            }
         }
     }
 }
