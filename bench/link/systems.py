@@ -1,6 +1,6 @@
-"""The systems the link benchmark sets side by side: ours (the CLI and the browser client in each mode; tus and
-Uppy's S3 plugin against this service, pending) and what users would pick instead (boto3 at the AWS CLI's
-defaults, Uppy with Companion, tus-node-server driven by tus-js-client).
+"""The systems the link benchmark sets side by side: ours (the CLI and the browser client in each mode;
+tus-js-client against this service's tus route; Uppy's S3 plugin against this service, pending) and what users would
+pick instead (boto3 at the AWS CLI's defaults, Uppy with Companion, tus-node-server driven by tus-js-client).
 
 A system is a command that uploads one file and prints one JSON line saying where the object is. Adding one is
 adding an entry to SYSTEMS (README.md beside this file says how).
@@ -144,9 +144,8 @@ def our_upload_location(ctx: Context, upload_id: str) -> tuple[str, str]:
     return status["bucket"], status["key"]
 
 
-# This service's tus route (at /files on the tus branch) and Uppy S3 routes are being built on other branches; set
-# BENCH_LINK_TUS_PATH when the tus route's path differs, and BENCH_LINK_RUN_PENDING=1 to try them before they are
-# marked ready here.
+# This service's tus route (tus 1.0.0 at /files); BENCH_LINK_TUS_PATH when a deployment serves it elsewhere. Its
+# Uppy S3 routes are being built on another branch: BENCH_LINK_RUN_PENDING=1 tries them before they are marked ready.
 OUR_TUS_PATH = os.environ.get("BENCH_LINK_TUS_PATH", "/files")
 PENDING = None if os.environ.get("BENCH_LINK_RUN_PENDING") == "1" else "being built on another branch"
 
@@ -162,10 +161,10 @@ SYSTEMS: list[System] = [
     # PATCHes of 4 MiB: API Gateway takes a request of at most 10 MB, Lambda an event of 6 MB.
     System("ours-tus", "tus (tus-js-client)", "ours",
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 1, 4 * 1024 * 1024, True),
-           lambda ctx, line: our_upload_location(ctx, line["id"]), pending=PENDING, concurrent=True),
+           lambda ctx, line: our_upload_location(ctx, line["id"]), concurrent=True),
     System("ours-tus-parallel", "tus, parallelUploads 4", "ours",
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 4, 4 * 1024 * 1024, True),
-           lambda ctx, line: our_upload_location(ctx, line["id"]), pending=PENDING),
+           lambda ctx, line: our_upload_location(ctx, line["id"])),
     System("ours-uppy-s3", "Uppy S3 plugin", "ours", uppy(lambda ctx: ctx.api, True),
            lambda ctx, line: (ctx.bucket, line["key"]), pending=PENDING),
     System("boto3", "boto3 upload_file", "theirs", boto3_command, result_location),
