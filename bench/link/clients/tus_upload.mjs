@@ -76,7 +76,8 @@ const size = fs.statSync(values.file).size;
 const started = Number(process.hrtime.bigint()) / 1e9;
 const upload = new tus.Upload(fs.createReadStream(values.file), {
   endpoint: values.endpoint,
-  uploadSize: size,
+  // tus-js-client refuses uploadSize with parallelUploads; it then takes the size from the file the stream reads.
+  ...(Number(values.parallel) > 1 ? {} : { uploadSize: size }),
   parallelUploads: Number(values.parallel),
   ...(values['chunk-bytes'] ? { chunkSize: Number(values['chunk-bytes']) } : {}),
   metadata: { filename: path.basename(values.file), filetype: 'application/octet-stream' },
