@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import link_report
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -185,6 +187,7 @@ class Figures:
     process: dict | None  # the last function_process report
     machine: dict
     write_units: dict[int, dict]  # write_units by part count
+    link: link_report.Link  # the link benchmark's rows (bench/link)
 
 
 def load_figures(raw_dir: Path) -> Figures:
@@ -197,6 +200,7 @@ def load_figures(raw_dir: Path) -> Figures:
         process=process[-1] if process else None,
         machine=read_machine(raw_dir / "machine.json"),
         write_units=keyed_by(by_bench.get("write_units", []), "parts"),
+        link=link_report.Link(by_bench),
     )
 
 
@@ -580,6 +584,10 @@ def results_markdown(f: Figures) -> str:
     )
     sections = [
         ["# Benchmark results", "", intro],
+        link_report.section(f.link, machine),
+        ["# CPU-bound benchmarks (client, server and emulators on this machine's cores)", "",
+         "In process and on loopback, with no link between them: every figure below is bounded by the CPU the "
+         "client, the server and the emulators share."],
         budgets_section(f.handler, f.e2e, f.costs, f.process, f.write_units),
         handler_section(f.handler),
         end_to_end_section(f.e2e),
@@ -718,7 +726,8 @@ def main(argv: list[str]) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "RESULTS.md").write_text(results_markdown(figures), encoding="utf-8")
     (out_dir / "throughput.svg").write_text(throughput_svg(figures.e2e), encoding="utf-8")
-    print(f"wrote {out_dir / 'RESULTS.md'} and {out_dir / 'throughput.svg'}")
+    (out_dir / "link.svg").write_text(link_report.link_svg(figures.link), encoding="utf-8")
+    print(f"wrote {out_dir / 'RESULTS.md'}, {out_dir / 'throughput.svg'} and {out_dir / 'link.svg'}")
     return 0
 
 

@@ -4,11 +4,13 @@
 export const MODES = ['auto', 'sequential', 'parallel', 'direct'];
 
 /**
- * The mode to try first for a file of `size` bytes: `auto` picks direct from `directThreshold` bytes on, parallel
- * below. A server without `POST /upload/create` then gets the sequential mode (see index.js).
+ * The mode to try first for a file of `size` bytes: `auto` picks the sequential mode for a file of one chunk or less
+ * (its two requests are the fewest round trips), direct from `directThreshold` bytes on, parallel between. A server
+ * without `POST /upload/create` then gets the sequential mode (see index.js).
  */
-export function wantedMode({ mode, directThreshold }, size) {
+export function wantedMode({ mode, directThreshold, chunkSize }, size) {
   if (mode !== 'auto') return mode;
+  if (size <= chunkSize) return 'sequential';
   return size >= directThreshold ? 'direct' : 'parallel';
 }
 

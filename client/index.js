@@ -38,6 +38,7 @@ const DEFAULTS = {
   mode: 'auto',
   parallel: 4,
   directThreshold: 16 * 1024 * 1024,
+  partSize: 5 * 1024 * 1024,
   upload: null,
 };
 
@@ -78,6 +79,9 @@ export class ChunkedUpload extends EventTarget {
   #sending = new Map(); // index -> bytes of that piece sent so far
   #partUrlQueue = [];
   #presigning = false;
+  // A direct upload's first parts, read (and their CRCs computed) before it opened, and the URLs its opening signed.
+  #firstParts = new Map(); // index -> { crc, buffer }
+  #signedParts = new Map(); // part number -> the URL and headers to PUT it with
   #savedAt = 0;
   #saveTimer = null;
 
@@ -108,6 +112,9 @@ export class ChunkedUpload extends EventTarget {
     }
     if (!(opts.directThreshold >= 0))
       throw new RangeError(`directThreshold must be a number of bytes, not ${opts.directThreshold}`);
+    if (!Number.isInteger(opts.partSize) || opts.partSize < 1) {
+      throw new RangeError(`partSize must be a positive integer, not ${opts.partSize}`);
+    }
     this.#file = file;
     this.#options = opts;
     this.#endpoint = absoluteEndpoint(opts.endpoint);
@@ -264,6 +271,13 @@ export class ChunkedUpload extends EventTarget {
     const url = `${this.#endpoint}/upload/create`;
     const body = { size: this.#file.size, mode, filename: this.#filename, content_type: this.#file.type || null };
     if (mode === 'parallel') body.chunk_size = this.#options.chunkSize;
+    let first = [];
+    if (mode === 'direct') {
+      // The first parts' URLs come with the answer: their CRCs (signed into the URLs) go with the opening.
+      first = await this.#readFirstParts(signal);
+      body.part_size = this.#options.partSize;
+      body.part_urls = first.map(({ index, crc }) => ({ number: index + 1, crc64nvme: crc }));
+    }
     const response = await this.#request(
       { method: 'POST', url, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) },
       signal,
@@ -280,7 +294,27 @@ export class ChunkedUpload extends EventTarget {
     this.#grid = gridOf(mode, response.body);
     this.#crcs = new Map();
     this.#fresh = true;
+    // Parts read for another part size than the grid's (a server that rounded it up) are of no use.
+    if (this.#grid.pieceSize === this.#options.partSize) {
+      for (const part of first) this.#firstParts.set(part.index, part);
+      for (const part of response.body.part_urls?.parts ?? []) this.#signedParts.set(part.number, part);
+    }
     this.#save(true);
+  }
+
+  /** The first `parallel` parts of `partSize` (fewer for a small file), each with its CRC64NVME. */
+  async #readFirstParts(signal) {
+    const { partSize, parallel } = this.#options;
+    const count = Math.min(parallel, Math.ceil(this.#file.size / partSize));
+    const parts = [];
+    for (let index = 0; index < count; index++) {
+      const start = index * partSize;
+      const read = await this.#file.slice(start, Math.min(start + partSize, this.#file.size)).arrayBuffer();
+      const { crc, buffer } = await this.#hasher.crc64(read);
+      if (signal.aborted) throw signal.reason;
+      parts.push({ index, crc, buffer });
+    }
+    return parts;
   }
 
   async #uploadSequential(signal) {
@@ -547,6 +581,8 @@ export class ChunkedUpload extends EventTarget {
     this.#forget();
     this.#grid = null;
     this.#crcs = new Map();
+    this.#firstParts.clear();
+    this.#signedParts.clear();
     this.#readHere.clear();
     this.#fresh = false;
     this.#uploadId = null;
@@ -649,8 +685,9 @@ export class ChunkedUpload extends EventTarget {
   /** One piece: read once, its CRC computed in the worker, then sent (a parallel chunk, or a direct part's PUT). */
   async #sendPiece(index, signal) {
     const [start, end] = pieceSpan(this.#grid, index);
-    const read = await this.#file.slice(start, end).arrayBuffer();
-    const { crc, buffer } = await this.#hasher.crc64(read);
+    const first = this.#firstParts.get(index);
+    this.#firstParts.delete(index);
+    const { crc, buffer } = first ?? (await this.#hasher.crc64(await this.#file.slice(start, end).arrayBuffer()));
     if (signal.aborted) throw signal.reason;
     const onUploadProgress = (sent) => {
       this.#sending.set(index, Math.min(sent, end - start));
@@ -710,6 +747,11 @@ export class ChunkedUpload extends EventTarget {
    * 100 parts, with whatever was asked while the last one was on its way.
    */
   #partUrl(number, crc, signal) {
+    const signed = this.#signedParts.get(number);
+    if (signed !== undefined) {
+      this.#signedParts.delete(number); // once: a URL S3 refused is asked for again
+      return Promise.resolve(signed);
+    }
     return new Promise((resolve, reject) => {
       this.#partUrlQueue.push({ number, crc, resolve, reject });
       if (!this.#presigning) this.#presignQueued(signal);

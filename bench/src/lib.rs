@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub mod link;
+
 pub use integration_tests::chunk_event;
 
 /// CPU time (user + system, all threads) this process has used so far.

@@ -45,6 +45,8 @@ enum Command {
     Put {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// auto: a file of one chunk or less sequentially (two requests, the fewest round trips), from
+        /// --direct-threshold straight to S3, relayed parallel chunks between.
         #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
         mode: ModeArg,
         /// Chunks or parts in flight (parallel and direct modes).
@@ -53,7 +55,7 @@ enum Command {
         /// Chunk size of the relayed modes (bytes, or with KiB, MiB, K, M...).
         #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_CHUNK_SIZE)]
         chunk_size: u64,
-        /// Part size wanted for the direct mode (the server may round it up).
+        /// Part size wanted for the direct mode (default 5 MiB; the server may round it up).
         #[arg(long, value_parser = parse_size)]
         part_size: Option<u64>,
         /// In auto mode, files of at least this size go straight to S3.

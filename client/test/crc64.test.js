@@ -58,10 +58,13 @@ describe('CRC64NVME', () => {
 
 describe('grid modes', () => {
   const MIB = 1024 * 1024;
-  test('auto: direct from the threshold on, parallel below; other modes as asked', () => {
-    const auto = { mode: 'auto', directThreshold: 16 * MIB };
+  test('auto: sequential for one chunk, direct from the threshold on, parallel between; other modes as asked', () => {
+    const auto = { mode: 'auto', directThreshold: 16 * MIB, chunkSize: 4 * MIB };
     assert.equal(wantedMode(auto, 16 * MIB), 'direct');
     assert.equal(wantedMode(auto, 16 * MIB - 1), 'parallel');
+    assert.equal(wantedMode(auto, 4 * MIB + 1), 'parallel');
+    assert.equal(wantedMode(auto, 4 * MIB), 'sequential');
+    assert.equal(wantedMode(auto, 1), 'sequential');
     for (const mode of ['sequential', 'parallel', 'direct']) assert.equal(wantedMode({ ...auto, mode }, 1), mode);
   });
 

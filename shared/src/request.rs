@@ -326,6 +326,10 @@ pub fn opening(req: Request) -> Result<Opening, ApiError> {
         content_type: text_field(&object, "content_type")?,
         chunk_size: number_field(&object, "chunk_size")?,
         part_size: number_field(&object, "part_size")?,
+        part_urls: match object.get("part_urls") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(list) => parts_list(list, "part_urls")?,
+        },
     })
 }
 
@@ -338,17 +342,22 @@ pub struct WantedParts {
 pub fn part_urls(req: Request) -> Result<WantedParts, ApiError> {
     let secret = upload_secret(&req)?;
     let object = json_body(req)?;
-    let bad =
-        || ApiError::BadRequest("Field \"parts\" must be a list of {\"number\": N, \"crc64nvme\": \"...\"}".into());
-    let list = object.get("parts").and_then(Value::as_array).ok_or_else(bad)?;
-    let parts = list
-        .iter()
+    let parts = parts_list(object.get("parts").unwrap_or(&Value::Null), "parts")?;
+    Ok(WantedParts { parts, secret })
+}
+
+/// A list of `{"number": N, "crc64nvme": "..."}`: parts a client wants URLs for, in the field `name`.
+fn parts_list(list: &Value, name: &str) -> Result<Vec<(u32, Crc64)>, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!("Field \"{name}\" must be a list of {{\"number\": N, \"crc64nvme\": \"...\"}}"))
+    };
+    let list = list.as_array().ok_or_else(bad)?;
+    list.iter()
         .map(|entry| {
             let entry = entry.as_object().ok_or_else(bad)?;
             let number = number_field(entry, "number")?.and_then(|n| u32::try_from(n).ok()).ok_or_else(bad)?;
             let crc = text_field(entry, "crc64nvme")?.ok_or_else(bad)?;
             Ok((number, checksum::parse(&crc, "crc64nvme")?))
         })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(WantedParts { parts, secret })
+        .collect()
 }

@@ -309,6 +309,44 @@ async fn opening_refuses_what_it_cannot_plan() {
     anonymous.part_urls(&holder, &id, &[(1, &file[..5 * MIB])]).await.assert_status(200);
 }
 
+#[tokio::test]
+async fn opening_a_direct_upload_signs_its_first_parts_urls() {
+    let svc = Service::default().await;
+    let user = User::named("direct-first-urls");
+    let part = 6 * MIB;
+    let file = data(3 * part + 5, 41);
+    let declared = |numbers: &[u32]| -> Vec<Value> {
+        numbers.iter().map(|&n| json!({"number": n, "crc64nvme": crc64(part_bytes(&file, part, n))})).collect()
+    };
+    let body = json!({"mode": "direct", "size": file.len(), "part_size": part, "part_urls": declared(&[1, 2])});
+    let opened = svc.open(&user, body).await;
+    opened.assert_status(200);
+    let id = opened.upload_id();
+    let mut signed = opened.body["part_urls"]["parts"].as_array().expect("the first parts' URLs").clone();
+    assert_eq!(signed.len(), 2, "{:?}", opened.body);
+    signed.extend(urls(&svc, &user, &id, &file, part, &[3, 4]).await);
+    for p in &signed {
+        let number = p["number"].as_u64().expect("number") as u32;
+        assert_eq!(put_presigned(p, part_bytes(&file, part, number)).await, 200);
+    }
+    // Part 1's CRC was declared when it was signed: its bytes cannot change.
+    svc.part_urls(&user, &id, &[(1, b"other bytes")]).await.assert_status(409);
+    assert_stored(&svc, &svc.complete_crc(&user, &id, &crc64(&file)).await, &file).await;
+    // CRCs of parts of another size than the grid's (1 MiB asked, 5 MiB planned) get no URLs: the client asks later.
+    let rounded = json!({"mode": "direct", "size": file.len(), "part_size": MIB, "part_urls": declared(&[1])});
+    let rounded = svc.open(&user, rounded).await;
+    rounded.assert_status(200);
+    assert_eq!((&rounded.body["part_size"], rounded.body.get("part_urls")), (&json!(5 * MIB), None));
+    // Refused before anything is created: a parallel upload, a part off the grid, a malformed list.
+    for body in [
+        json!({"mode": "parallel", "size": file.len(), "part_urls": declared(&[1])}),
+        json!({"mode": "direct", "size": file.len(), "part_size": part, "part_urls": [{"number": 5, "crc64nvme": crc64(b"x")}]}),
+        json!({"mode": "direct", "size": file.len(), "part_urls": [{"number": 1}]}),
+    ] {
+        assert_eq!(svc.open(&user, body.clone()).await.status, 400, "{body}");
+    }
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

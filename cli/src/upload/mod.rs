@@ -31,8 +31,9 @@ pub const DEFAULT_DIRECT_THRESHOLD: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeChoice {
-    /// Direct for files of at least the threshold, parallel below it, sequential for a server that speaks only
-    /// django-chunked-upload's protocol.
+    /// Sequential for a file of one chunk or less (its two requests are the fewest round trips), direct for files
+    /// of at least the threshold, parallel between; sequential for a server that speaks only django-chunked-upload's
+    /// protocol.
     Auto,
     Sequential,
     Parallel,
@@ -45,7 +46,7 @@ pub struct Options {
     /// Requests in flight in the parallel and direct modes.
     pub parallel: usize,
     pub chunk_size: u64,
-    /// A direct upload's part size wanted (the server may round it up).
+    /// A direct upload's part size wanted (default [`direct::DEFAULT_PART_SIZE`]; the server may round it up).
     pub part_size: Option<u64>,
     pub direct_threshold: u64,
     /// The name the server records (default: the file's).
@@ -139,6 +140,7 @@ impl Uploader<'_> {
             ModeChoice::Sequential => Mode::Sequential,
             ModeChoice::Parallel => Mode::Parallel,
             ModeChoice::Direct => Mode::Direct,
+            ModeChoice::Auto if source.size() <= options.chunk_size => Mode::Sequential,
             ModeChoice::Auto if source.size() >= options.direct_threshold => Mode::Direct,
             ModeChoice::Auto => Mode::Parallel,
         };
@@ -146,9 +148,16 @@ impl Uploader<'_> {
             return sequential::start(self, source, path, options, &filename).await;
         }
         let mut opening = json!({"size": source.size(), "mode": mode.as_str(), "filename": filename});
+        let part_size = options.part_size.unwrap_or(direct::DEFAULT_PART_SIZE);
+        // A direct upload's first parts are read before it opens: their URLs come with the answer.
+        let mut first = Vec::new();
         match mode {
             Mode::Parallel => opening["chunk_size"] = json!(options.chunk_size),
-            _ => opening["part_size"] = json!(options.part_size),
+            _ => {
+                opening["part_size"] = json!(part_size);
+                first = direct::read_first(source, part_size, options.parallel.max(1)).await?;
+                opening["part_urls"] = direct::declared(&first);
+            }
         }
         if let Some(content_type) = &options.content_type {
             opening["content_type"] = json!(content_type);
@@ -177,8 +186,10 @@ impl Uploader<'_> {
             secret: opened["upload_secret"].as_str().map(str::to_string),
         };
         let journal = self.states.create(&header, path)?;
+        // Parts read for another part size than the grid's are of no use (a server that rounded it up).
+        let first = if unit == part_size { direct::signed(first, &opened["part_urls"]) } else { Vec::new() };
         let run = self.run(source, header, journal, BTreeMap::new(), options);
-        run.lane(HashSet::new()).await
+        run.lane(HashSet::new(), first).await
     }
 
     /// Goes on with an interrupted upload from what the server says it holds.
@@ -203,8 +214,8 @@ impl Uploader<'_> {
                 let offset = status["offset"].as_u64().ok_or_else(|| unexpected("status's offset"))?;
                 sequential::go_on(&run, offset).await
             }
-            Mode::Parallel => run.lane(held(&status["chunks_held"], 0)).await,
-            Mode::Direct => run.lane(held(&status["parts_held"], 1)).await,
+            Mode::Parallel => run.lane(held(&status["chunks_held"], 0), Vec::new()).await,
+            Mode::Direct => run.lane(held(&status["parts_held"], 1), Vec::new()).await,
             // Only Uppy's S3 plugin opens those; a state file of this tool never names one.
             Mode::UppyS3 => Err(Error::Local("an Uppy S3 upload cannot be resumed by this tool".into())),
         }
@@ -232,12 +243,13 @@ impl Uploader<'_> {
 }
 
 impl Run<'_> {
-    /// A parallel or direct upload, holding the pieces in `held` (indexes from 0).
-    async fn lane(&self, held: HashSet<u64>) -> Result<Value> {
+    /// A parallel or direct upload, holding the pieces in `held` (indexes from 0); a direct one's `first` parts are
+    /// read already.
+    async fn lane(&self, held: HashSet<u64>, first: Vec<direct::Part>) -> Result<Value> {
         let held_bytes = held.iter().map(|&i| self.span(i).1).sum();
         self.started(held_bytes);
         let crcs = match self.header.mode {
-            Mode::Direct => direct::send(self, &held).await?,
+            Mode::Direct => direct::send(self, &held, first).await?,
             _ => parallel::send(self, &held).await?,
         };
         let whole = Crc64::concat(crcs.into_iter().map(|(i, crc)| (crc, self.span(i).1)))

@@ -1,9 +1,10 @@
 //! The sequential mode, django-chunked-upload's protocol: chunks in order, the first one creating the upload, then
-//! complete with the MD5 (hashed as the chunks go, the next chunk read while one is on its way).
+//! complete with the MD5 (the next chunk read, and the last one accepted hashed, while one is on its way).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde_json::Value;
 
@@ -57,16 +58,18 @@ pub(super) async fn go_on(run: &Run<'_>, offset: u64) -> Result<Value> {
     send_from(run, md5, offset).await
 }
 
-async fn send_from(run: &Run<'_>, mut md5: Md5, mut offset: u64) -> Result<Value> {
+async fn send_from(run: &Run<'_>, md5: Md5, mut offset: u64) -> Result<Value> {
     let (total, unit) = (run.source.size(), run.header.unit);
     let upload_id = run.header.upload_id.as_str();
     let target = ChunkTarget::Sequential { upload_id, secret: run.header.secret.as_deref() };
     let mut next = if offset < total { Some(run.read(offset / unit).await?) } else { None };
+    // The MD5 takes each accepted chunk while the next one is on its way: it is never what the link waits for.
+    let mut hashing = hash(md5, Bytes::new());
     while let Some((bytes, crc)) = next.take() {
         let end = offset + bytes.len() as u64;
         let send = run.carrying(run.api.chunk(target, offset, bytes.clone(), total));
         let read_ahead = async { if end < total { Some(run.read(end / unit).await) } else { None } };
-        let (answer, ahead) = tokio::join!(send, read_ahead);
+        let (answer, ahead, md5) = tokio::join!(send, read_ahead, hashing);
         let answer = answer?;
         match answer.status {
             200 => {}
@@ -74,11 +77,20 @@ async fn send_from(run: &Run<'_>, mut md5: Md5, mut offset: u64) -> Result<Value
             400 if answer.body["offset"].as_u64() == Some(end) => {}
             _ => return Err(answer.refusal()),
         }
-        md5.update(&bytes);
+        hashing = hash(md5?, bytes);
         run.accepted(offset / unit, crc)?;
         offset = end;
         next = ahead.transpose()?;
     }
-    let md5: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let md5: String = hashing.await?.finalize().iter().map(|b| format!("{b:02x}")).collect();
     run.complete(("md5", &md5)).await
+}
+
+/// The MD5 state after `bytes`, on a blocking thread.
+fn hash(mut md5: Md5, bytes: Bytes) -> impl Future<Output = Result<Md5>> {
+    let hashed = tokio::task::spawn_blocking(move || {
+        md5.update(&bytes);
+        md5
+    });
+    async move { hashed.await.map_err(|e| Error::local("the MD5", e)) }
 }

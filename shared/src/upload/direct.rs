@@ -11,12 +11,13 @@ use crate::app::App;
 use crate::checksum::Crc64;
 use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
-use crate::grid::Mode;
+use crate::grid::{Grid, Mode};
 use crate::metrics::Metric;
 use crate::protocol::UploadId;
 use crate::secret::Caller;
+use crate::store::PartPin;
+use crate::store::UploadRecord;
 use crate::store::bucket::Signer;
-use crate::store::{PartPin, UploadRecord};
 
 /// Part URLs one request may ask for.
 pub const MAX_URLS_PER_REQUEST: usize = 100;
@@ -31,25 +32,34 @@ impl App {
         upload_id: &UploadId,
         wanted: Vec<(u32, Crc64)>,
     ) -> Result<Value, ApiError> {
-        if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
-            return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
-        }
+        check_count(&wanted)?;
         let record = self.owned(upload_id, caller).await?;
         let now = now_ms();
         self.check_taking(&record, now)?;
         if record.mode != Mode::Direct {
             return Err(ApiError::BadRequest("Only direct uploads have part URLs".into()));
         }
+        self.sign_parts(&record, wanted, now).await
+    }
+
+    /// URLs for parts of a direct upload that takes bytes (the caller checked whose it is): each part's CRC declared
+    /// once, then its `UploadPart` signed for exactly its length and that CRC. The answer of `POST
+    /// /upload/{id}/parts`, which opening also gives for the first parts.
+    pub(super) async fn sign_parts(
+        &self,
+        record: &UploadRecord,
+        wanted: Vec<(u32, Crc64)>,
+        now: u64,
+    ) -> Result<Value, ApiError> {
         let grid = record.grid();
-        if let Some((number, _)) = wanted.iter().find(|(n, _)| !grid.has_part(*n)) {
-            return Err(ApiError::BadRequest(format!("Part {number} is not one of this upload's {}", grid.parts())));
-        }
+        check_on_grid(&grid, &wanted)?;
         let multipart_id = record.multipart_id.as_deref().ok_or_else(|| {
             ApiError::Unrecoverable("The upload record has no multipart upload; start the upload again".into())
         })?;
+        let upload_id = &record.upload_id;
         let signer = self.bucket.signer().await?;
-        let lifetime = self.url_lifetime(&record, now, &signer)?;
-        let ttl = self.part_ttl(&record);
+        let lifetime = self.url_lifetime(record, now, &signer)?;
+        let ttl = self.part_ttl(record);
         let (key, signer) = (record.key.as_str(), &signer);
         // Collected first: a lazy iterator of futures trips the compiler's Send check in the servers' spawned tasks.
         let signing: Vec<_> = wanted
@@ -92,5 +102,23 @@ impl App {
             return Err(ApiError::Unavailable("The credentials to sign URLs with are about to expire".into()));
         }
         Ok(lifetime)
+    }
+}
+
+/// A request names 1 to [`MAX_URLS_PER_REQUEST`] parts.
+pub(super) fn check_count(wanted: &[(u32, Crc64)]) -> Result<(), ApiError> {
+    if wanted.is_empty() || wanted.len() > MAX_URLS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!("Ask for 1 to {MAX_URLS_PER_REQUEST} parts at a time")));
+    }
+    Ok(())
+}
+
+/// Every part named is one of the grid's.
+pub(super) fn check_on_grid(grid: &Grid, wanted: &[(u32, Crc64)]) -> Result<(), ApiError> {
+    match wanted.iter().find(|(n, _)| !grid.has_part(*n)) {
+        Some((number, _)) => {
+            Err(ApiError::BadRequest(format!("Part {number} is not one of this upload's {}", grid.parts())))
+        }
+        None => Ok(()),
     }
 }

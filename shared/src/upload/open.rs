@@ -4,8 +4,10 @@
 
 use serde_json::{Value, json};
 
+use super::direct;
 use crate::app::App;
-use crate::clock::iso8601;
+use crate::checksum::Crc64;
+use crate::clock::{iso8601, now_ms};
 use crate::error::ApiError;
 use crate::grid::{Grid, Mode};
 use crate::protocol::{MIB, ObjectKey, attachment_disposition};
@@ -28,11 +30,21 @@ pub struct Opening {
     pub chunk_size: Option<u64>,
     /// Direct mode: the part size it would like.
     pub part_size: Option<u64>,
+    /// Direct mode: the first parts' CRC64NVMEs, of parts of `part_size`. Their URLs come with the answer when the
+    /// grid's parts are of that size, saving the client a round trip before its first byte.
+    pub part_urls: Vec<(u32, Crc64)>,
 }
 
 impl App {
     pub async fn open(&self, caller: &Caller, opening: Opening) -> Result<Value, ApiError> {
         let grid = self.plan(&opening)?;
+        if !opening.part_urls.is_empty() {
+            if opening.mode != Mode::Direct {
+                return Err(ApiError::BadRequest("Only direct uploads have part URLs".into()));
+            }
+            direct::check_count(&opening.part_urls)?;
+            direct::check_on_grid(&grid, &opening.part_urls)?;
+        }
         let (base, key) = self.new_record(
             caller,
             opening.filename.as_deref(),
@@ -49,7 +61,7 @@ impl App {
             chunk_size: grid.chunk_size,
             ..base
         };
-        self.start(&record, &key, PartChecksums::Crc64Nvme).await?;
+        let multipart_id = self.start(&record, &key, PartChecksums::Crc64Nvme).await?;
         let mut answer = json!({
             "upload_id": record.upload_id,
             "mode": record.mode.as_str(),
@@ -64,6 +76,15 @@ impl App {
         }
         if let Some(secret) = caller.secret() {
             answer[secret::FIELD] = json!(secret.reveal());
+        }
+        // CRCs of parts of another size than the grid's are no use: the client asks for those URLs afterwards.
+        if !opening.part_urls.is_empty() && opening.part_size == Some(grid.part_size) {
+            let record = UploadRecord { multipart_id: Some(multipart_id), ..record };
+            match self.sign_parts(&record, opening.part_urls, now_ms()).await {
+                Ok(urls) => answer["part_urls"] = urls,
+                // The upload is open all the same; its client asks for the URLs with `POST /upload/{id}/parts`.
+                Err(e) => tracing::warn!(upload_id = %record.upload_id, error = %e, "first part URLs not signed"),
+            }
         }
         Ok(answer)
     }
