@@ -39,6 +39,9 @@ pub enum Fault {
     CutAfter,
     /// Forward, let the emulator act, then keep the reply until the test decides: [`Proxy::held`] hands it over.
     HoldAfter,
+    /// Hold the call, as received and in progress, until the test decides ([`Proxy::held`] hands it over); then
+    /// forward it. Its caller may have given up by then: the call goes on all the same.
+    HoldBefore,
     /// Never answer and never forward, keeping the connection open: a call that hangs until the caller gives up.
     Hang,
     /// Answer S3's 503 SlowDown without forwarding: a throttled call, where the layer's own throttling never comes
@@ -123,8 +126,8 @@ impl Proxy {
         self.lock().armed.push((operation.to_string(), fault));
     }
 
-    /// Waits for the next call held by [`Fault::HoldAfter`]: the emulator has acted on it and answered, and its reply
-    /// has not reached the caller.
+    /// Waits for the next call held by [`Fault::HoldAfter`] (the emulator has acted on it and answered, and its reply
+    /// has not reached the caller) or by [`Fault::HoldBefore`] (received, not yet forwarded).
     pub async fn held(&self) -> Held {
         let mut held = self.held.lock().await;
         // The sender lives in the proxy's own state, so the channel cannot close while `self` exists.
@@ -219,23 +222,41 @@ async fn forward(
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("{upstream}{path}").parse().expect("upstream uri");
-    let result = client.request(Request::from_parts(parts, Full::new(body))).await;
-    let response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            let mut response = Response::new(Full::new(Bytes::from(format!("proxy: {e}"))));
+    // AWS carries out a call it has received whether or not the caller waits for the answer (an SDK attempt timed
+    // out, a function cut off): the call goes on upstream, and the layer learns its outcome, if its caller leaves.
+    let upstream_call = tokio::spawn({
+        let (operation, state) = (operation.clone(), state.clone());
+        async move {
+            if fault == Some(Fault::HoldBefore) {
+                let (release, released) = oneshot::channel();
+                let held = Held { operation: operation.clone(), release };
+                let _ = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).holds.send(held);
+                released.await.map_err(|_| None)?;
+            }
+            let response = client
+                .request(Request::from_parts(parts, Full::new(body)))
+                .await
+                .map_err(|e| Some(format!("proxy: {e}")))?;
+            let (mut parts, body) = response.into_parts();
+            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let (status, body, rewritten) = strict::after(after, &operation, parts.status, body);
+            if rewritten {
+                parts.status = status;
+                parts.headers.remove("content-length");
+                parts.headers.remove("content-md5");
+            }
+            Ok::<_, Option<String>>((parts, body))
+        }
+    });
+    let (parts, body) = match upstream_call.await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(Some(error))) => {
+            let mut response = Response::new(Full::new(Bytes::from(error)));
             *response.status_mut() = StatusCode::BAD_GATEWAY;
             return Ok(response);
         }
+        Ok(Err(None)) | Err(_) => return Err(Cut),
     };
-    let (mut parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let (status, body, rewritten) = strict::after(after, &operation, parts.status, body);
-    if rewritten {
-        parts.status = status;
-        parts.headers.remove("content-length");
-        parts.headers.remove("content-md5");
-    }
     {
         let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         state.tallies.entry(operation.clone()).or_default().bytes_received += body.len() as u64;

@@ -37,6 +37,10 @@ pub enum Rule {
     /// meeting a transaction's item fails with TransactionConflictException. Also at a rate, as when the other
     /// writer is one this proxy does not see.
     TransactionConflict,
+    /// TransactWriteItems with a ClientRequestToken is idempotent: the same call again while the first is in progress
+    /// answers TransactionInProgressException; after it succeeded, its success without writing again; the token
+    /// with other parameters, IdempotentParameterMismatchException.
+    IdempotentTransactions,
     /// S3 503 SlowDown and DynamoDB ThrottlingException, in bursts.
     Throttling,
     /// A request signed with a session token that has expired answers 400 ExpiredToken, whatever a presigned URL's
@@ -45,12 +49,13 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::PartOrder,
         Rule::CompletionErrorIn200,
         Rule::DeleteErrors,
         Rule::MissingKeyAccessDenied,
         Rule::TransactionConflict,
+        Rule::IdempotentTransactions,
         Rule::Throttling,
         Rule::ExpiredToken,
     ];
@@ -100,7 +105,7 @@ impl Rules {
             Rule::TransactionConflict => self.conflict_one_in = 1,
             Rule::CompletionErrorIn200 => self.completion_error_one_in = 1,
             Rule::DeleteErrors => self.delete_error_one_in = 1,
-            Rule::PartOrder | Rule::MissingKeyAccessDenied | Rule::ExpiredToken => {}
+            Rule::PartOrder | Rule::MissingKeyAccessDenied | Rule::IdempotentTransactions | Rule::ExpiredToken => {}
         }
         self
     }
@@ -152,11 +157,23 @@ pub struct Strict {
     burst_left: u32,
     /// Items (table and key) held by writes the proxy is forwarding: whether by a transaction.
     held: HashMap<String, Holder>,
+    /// TransactWriteItems calls by their ClientRequestToken.
+    tokens: HashMap<String, Token>,
     /// Keys a DeleteObjects was made to fail once; each fails at most once, so a retry removes it.
     failed_deletes: HashSet<String>,
     /// How far ahead of the clock the layer judges session tokens: a test's time passing without waiting for it.
     pub clock_ahead: Duration,
 }
+
+/// A TransactWriteItems call a ClientRequestToken names: its request's digest, and its success once it has one.
+struct Token {
+    digest: [u8; 16],
+    succeeded: Option<(SystemTime, Bytes)>,
+}
+
+/// How long DynamoDB keeps a token's outcome: "A client request token is valid for 10 minutes after the first
+/// request that uses it is completed."
+const TOKEN_WINDOW: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Copy)]
 struct Holder {
@@ -183,6 +200,24 @@ pub struct After {
     delete_errors: Vec<(String, &'static str)>,
     /// Items held until the reply is in.
     holding: Option<Holding>,
+    /// The token of a TransactWriteItems in progress, to remember its success by.
+    token: Option<TokenInProgress>,
+}
+
+/// A token whose call is in progress; forgotten when dropped unless the call succeeded, as a failed call is tried
+/// anew with its token.
+pub struct TokenInProgress {
+    strict: Arc<Mutex<Strict>>,
+    token: String,
+}
+
+impl Drop for TokenInProgress {
+    fn drop(&mut self) {
+        let mut strict = self.strict.lock().unwrap_or_else(PoisonError::into_inner);
+        if strict.tokens.get(&self.token).is_some_and(|t| t.succeeded.is_none()) {
+            strict.tokens.remove(&self.token);
+        }
+    }
 }
 
 /// Items a forwarded write holds; let go when dropped.
@@ -216,6 +251,7 @@ impl Strict {
             seed: seed ^ role_hash,
             burst_left: 0,
             held: HashMap::new(),
+            tokens: HashMap::new(),
             failed_deletes: HashSet::new(),
             clock_ahead: Duration::ZERO,
         }
@@ -285,10 +321,20 @@ pub fn before(strict: &Arc<Mutex<Strict>>, operation: &str, parts: &Parts, body:
     }
     let mut after = After::default();
     if dynamodb {
+        if rules.has(Rule::IdempotentTransactions) && operation == "TransactWriteItems" {
+            match idempotent(&mut state, strict, &body, now) {
+                Ok(token) => after.token = token,
+                Err(answer) => return Verdict::Answer(*answer),
+            }
+        }
         if rules.has(Rule::TransactionConflict) {
             match conflict(&mut state, strict, operation, &body, rules.conflict_one_in) {
                 Ok(holding) => after.holding = holding,
-                Err(refusal) => return Verdict::Answer(*refusal),
+                Err(refusal) => {
+                    // A token in progress is forgotten as `after` drops, which takes the lock held here.
+                    drop(state);
+                    return Verdict::Answer(*refusal);
+                }
             }
         }
         return Verdict::Forward { body, after };
@@ -357,6 +403,14 @@ pub fn before(strict: &Arc<Mutex<Strict>>, operation: &str, parts: &Parts, body:
 /// Applies what [`before`] decided to the upstream's reply (status, headers, body).
 pub fn after(after: After, operation: &str, status: StatusCode, body: Bytes) -> (StatusCode, Bytes, bool) {
     drop(after.holding);
+    if let Some(token) = after.token
+        && status.is_success()
+    {
+        let mut strict = token.strict.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = strict.tokens.get_mut(&token.token) {
+            entry.succeeded = Some((SystemTime::now(), body.clone()));
+        }
+    }
     if after.remember_checksum_upload
         && status.is_success()
         && let Some(id) = elements(&body, "UploadId").into_iter().next()
@@ -607,6 +661,47 @@ fn conflict(
         holder.transaction |= transaction;
     }
     Ok(Some(Holding { strict: strict.clone(), items }))
+}
+
+/// DynamoDB API Reference, TransactWriteItems, ClientRequestToken: "multiple identical calls have the same effect as
+/// one single call"; "If you submit a request with the same client token but a change in other parameters within
+/// the 10-minute idempotency window, DynamoDB returns an IdempotentParameterMismatch exception"; and, among its
+/// errors, TransactionInProgressException: "The transaction with the given request token is already in progress",
+/// which the SDK does not retry. moto ignores the token, so an SDK retry of a call that went through (its reply lost
+/// or late) would write twice there, or fail its own condition.
+fn idempotent(
+    state: &mut Strict,
+    strict: &Arc<Mutex<Strict>>,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Option<TokenInProgress>, Box<Response<Full<Bytes>>>> {
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let Some(token) = request["ClientRequestToken"].as_str() else { return Ok(None) };
+    let digest: [u8; 16] = Md5::digest(body).into();
+    state.tokens.retain(|_, t| t.succeeded.as_ref().is_none_or(|(at, _)| *at + TOKEN_WINDOW > now));
+    match state.tokens.get(token) {
+        Some(seen) if seen.digest != digest => Err(Box::new(dynamodb_error(
+            400,
+            "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+            "Request parameters do not match the parameters of the request with this client token",
+            None,
+        ))),
+        Some(Token { succeeded: None, .. }) => Err(Box::new(dynamodb_error(
+            400,
+            "com.amazonaws.dynamodb.v20120810#TransactionInProgressException",
+            "The transaction with the given request token is already in progress.",
+            None,
+        ))),
+        Some(Token { succeeded: Some((_, reply)), .. }) => {
+            let mut response = Response::new(Full::new(reply.clone()));
+            response.headers_mut().insert("content-type", "application/x-amz-json-1.0".parse().expect("a header"));
+            Err(Box::new(response))
+        }
+        None => {
+            state.tokens.insert(token.to_string(), Token { digest, succeeded: None });
+            Ok(Some(TokenInProgress { strict: strict.clone(), token: token.to_string() }))
+        }
+    }
 }
 
 /// Session credentials as an execution role gets them: each lives `life`, its token says until when (for

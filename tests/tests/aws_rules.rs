@@ -158,6 +158,47 @@ async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_comple
     assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
 }
 
+/// A creation whose transaction went through but whose reply was cut off (which the SDK does not retry) is sent
+/// again with the same client request token, which DynamoDB answers with the first try's success
+/// (`Rule::IdempotentTransactions`): the upload starts, counted once (before: a 503, and the upload the first try
+/// created left counted against its owner until it expired).
+#[tokio::test]
+async fn a_creation_whose_transaction_reply_was_lost_is_counted_once() {
+    let table = own_table().await;
+    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
+    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (user, owner) = fresh("lost-creation");
+    let file = data(MIB, 1811);
+    dynamodb.arm("TransactWriteItems", Fault::CutAfter);
+    svc.start_upload(&user, &file, MIB).await;
+    assert!(dynamodb.all_fired());
+    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, MIB as u64));
+}
+
+/// A creation whose transaction is still in progress when the SDK's attempt times out: the service sends it again
+/// with the same token, meets TransactionInProgressException, and asks again until the first try's outcome is
+/// known; the upload starts, counted once (before: a 503, and the upload the first try created left counted).
+#[tokio::test]
+async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_outcome() {
+    let table = own_table().await;
+    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
+    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (user, owner) = fresh("creation-in-progress");
+    let file = data(MIB, 1812);
+    dynamodb.arm("TransactWriteItems", Fault::HoldBefore);
+    let release_after_retries = async {
+        let held = dynamodb.held().await;
+        // The SDK's retry after its attempt timed out, then at least one of the service's own.
+        while dynamodb.tallies()["TransactWriteItems"].calls < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        held.release();
+    };
+    let (reply, ()) = tokio::join!(svc.chunk(&user, None, 0, &file, file.len(), Encoding::Raw), release_after_retries);
+    reply.assert_status(200);
+    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, MIB as u64));
+}
+
 /// Anonymous uploads count against the caller's network: one client at its limit does not lock out another.
 #[tokio::test]
 async fn one_anonymous_client_cannot_use_up_the_limit_of_all() {

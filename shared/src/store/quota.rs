@@ -175,31 +175,53 @@ impl Table {
     /// starts and completions of one owner), with a `TransactionConflict` reason, which the SDK does not retry: it
     /// is tried again here after a random wait (DynamoDB Developer Guide, "Transaction conflict handling": retry
     /// with exponential backoff and jitter), so a conflict a retry would pass is never answered 503.
+    ///
+    /// Each try carries a client request token (TransactWriteItems, ClientRequestToken: "multiple identical calls
+    /// have the same effect as one single call"), so a try whose outcome is unknown (timed out, its reply cut off,
+    /// which the SDK does not retry, or met TransactionInProgressException, which it does not retry either) is sent
+    /// again here with the same token until DynamoDB says what became of it: an upload created but answered 503
+    /// would stay counted against its owner until it expired.
     async fn put_and_update(&self, put: Put, update: Update) -> Result<Option<Vec<CancellationReason>>, ApiError> {
         let (started, mut backoff, mut attempt) = (std::time::Instant::now(), CONFLICT_BACKOFF, 1);
+        let mut token = request_token();
         loop {
             let result = self
                 .client()
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put.clone()).build())
                 .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .client_request_token(&token)
                 .send()
                 .await;
-            let reasons = match result {
+            let unknown = match result {
                 Ok(_) => return Ok(None),
-                Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => match e.into_err() {
-                    TransactWriteItemsError::TransactionCanceledException(c) => {
-                        c.cancellation_reasons.unwrap_or_default()
+                Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                    let TransactWriteItemsError::TransactionCanceledException(c) = e.into_err() else {
+                        return Err(ApiError::Unavailable("TransactWriteItems: canceled".into()));
+                    };
+                    let reasons = c.cancellation_reasons.unwrap_or_default();
+                    let code = |wanted: &str| reasons.iter().any(|r| r.code() == Some(wanted));
+                    if started.elapsed() >= CONFLICT_BUDGET
+                        || !code("TransactionConflict")
+                        || code("ConditionalCheckFailed")
+                    {
+                        return Ok(Some(reasons));
                     }
-                    _ => return Err(ApiError::Unavailable("TransactWriteItems: canceled".into())),
-                },
-                Err(err) => return Err(unavailable("TransactWriteItems", &err)),
+                    false
+                }
+                Err(SdkError::ServiceError(e)) if !e.err().is_transaction_in_progress_exception() => {
+                    return Err(unavailable("TransactWriteItems", &SdkError::ServiceError(e)));
+                }
+                Err(err) if started.elapsed() >= CONFLICT_BUDGET => {
+                    return Err(unavailable("TransactWriteItems", &err));
+                }
+                Err(_) => true,
             };
-            let code = |wanted: &str| reasons.iter().any(|r| r.code() == Some(wanted));
-            if started.elapsed() >= CONFLICT_BUDGET || !code("TransactionConflict") || code("ConditionalCheckFailed") {
-                return Ok(Some(reasons));
+            // A canceled try wrote nothing: the next one is a new call, with a token of its own.
+            if !unknown {
+                token = request_token();
             }
-            tracing::info!(attempt, "TransactWriteItems met a conflict; trying again");
+            tracing::info!(attempt, unknown, "TransactWriteItems met a conflict or has no known outcome; trying again");
             tokio::time::sleep(backoff.mul_f64(rand::random::<f64>())).await;
             backoff = (backoff * 2).min(CONFLICT_BACKOFF_MAX);
             attempt += 1;
@@ -224,9 +246,16 @@ impl Table {
     }
 }
 
+/// A ClientRequestToken (1 to 36 characters): 32 random hex digits.
+fn request_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 fn canceled(reasons: &[CancellationReason]) -> ApiError {
     let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
-    ApiError::Unavailable(format!("TransactWriteItems canceled: {codes:?}"))
+    let detail = format!("TransactWriteItems canceled: {codes:?}");
+    tracing::warn!(error = %detail, "storage call failed");
+    ApiError::Unavailable(detail)
 }
 
 fn over_bytes(max: u64) -> ApiError {
