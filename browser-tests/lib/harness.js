@@ -115,9 +115,10 @@ function isChunkUrl(url, method) {
  * Intercepts the page's chunk requests (POST /upload on the API). `plan(n)`, n counting chunk requests from 1, says
  * what becomes of each: 'pass' (go to the server), 'hold' (wait, in flight, until the test acts), or a response
  * ({ status, json }) given instead of the server's. Returns `held()`, the next held request's route (a promise; the
- * test may abort it), and `passAll()`, which lets held and later chunk requests through (held requests of a page
- * since reloaded are gone with it). `matches(url, method)` picks other requests instead (a direct upload's PUTs to S3,
- * say).
+ * test may abort it), `passAll()`, which lets held and later chunk requests through (held requests of a page
+ * since reloaded are gone with it), and `abortAll()`, which fails them (as a closed tab does: a page closed with
+ * requests held would let them go on). `matches(url, method)` picks other requests instead (a direct upload's PUTs
+ * to S3, say).
  */
 export async function interceptChunks(page, plan, { matches = isChunkUrl } = {}) {
   const held = [];
@@ -125,12 +126,14 @@ export async function interceptChunks(page, plan, { matches = isChunkUrl } = {})
   const holding = new Set(); // every held route not let through yet, handed to the test or not
   let count = 0;
   let passing = false;
+  let aborting = false;
   // A request the page has given up on (aborted, or gone with a reload) cannot be let through any more.
   const pass = (route) => route.fallback().catch(() => {});
   await page.route(
     () => true,
     async (route) => {
       if (!matches(new URL(route.request().url()), route.request().method())) return route.fallback();
+      if (aborting) return route.abort('aborted').catch(() => {});
       const action = passing ? 'pass' : plan(++count);
       if (action === 'pass') return pass(route);
       if (action === 'hold') {
@@ -152,6 +155,12 @@ export async function interceptChunks(page, plan, { matches = isChunkUrl } = {})
       passing = true;
       held.splice(0);
       holding.forEach(pass);
+      holding.clear();
+    },
+    async abortAll() {
+      aborting = true;
+      held.splice(0);
+      await Promise.all([...holding].map((route) => route.abort('aborted').catch(() => {})));
       holding.clear();
     },
   };
