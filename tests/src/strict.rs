@@ -677,7 +677,8 @@ fn idempotent(
 ) -> Result<Option<TokenInProgress>, Box<Response<Full<Bytes>>>> {
     let request: Value = serde_json::from_slice(body).unwrap_or_default();
     let Some(token) = request["ClientRequestToken"].as_str() else { return Ok(None) };
-    let digest: [u8; 16] = Md5::digest(body).into();
+    // The parameters as DynamoDB compares them, not as serialized: keys in order.
+    let digest: [u8; 16] = Md5::digest(serde_json::to_vec(&request).unwrap_or_default()).into();
     state.tokens.retain(|_, t| t.succeeded.as_ref().is_none_or(|(at, _)| *at + TOKEN_WINDOW > now));
     match state.tokens.get(token) {
         Some(seen) if seen.digest != digest => Err(Box::new(dynamodb_error(
