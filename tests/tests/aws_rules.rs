@@ -17,6 +17,20 @@ fn fresh(prefix: &str) -> (User, String) {
     (User::named(&sub), sub)
 }
 
+/// A service through proxies that counts uploads against their owners (a limit set), on a table of its own; its
+/// DynamoDB proxy, to arm faults on.
+async fn counting_service() -> (Service, integration_tests::proxy::Proxy) {
+    let table = own_table().await;
+    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
+    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    (svc, dynamodb)
+}
+
+/// The uploads and bytes counted against `owner`.
+async fn counted(svc: &Service, owner: &str) -> (u64, u64) {
+    svc.app.table.in_progress(&counter_key(owner)).await.expect("counters")
+}
+
 /// Sends the first `chunks` MiB of `file` in 1 MiB chunks (buffered: a part is at least 5 MiB); the upload's id.
 async fn send_first(svc: &Service, user: &User, file: &[u8], chunks: usize) -> String {
     let id = svc.start_upload(user, file, MIB).await;
@@ -135,16 +149,14 @@ async fn concurrent_starts_and_completes_of_one_owner_leave_it_counted_for_nothi
         }
     });
     join_all(uploads).await;
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
+    assert_eq!(counted(&svc, &owner).await, (0, 0));
 }
 
 /// A release of the owner's share that fails at completion fails the completion, whose repetition gives it back: no
 /// completed upload is left counted (before, the completion answered 200 and the owner stayed counted).
 #[tokio::test]
 async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_complete() {
-    let table = own_table().await;
-    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
-    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (svc, dynamodb) = counting_service().await;
     let (user, owner) = fresh("release");
     let file = data(3 * MIB, 1806);
     let id = svc.start_upload(&user, &file, file.len()).await;
@@ -155,40 +167,37 @@ async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_comple
     assert!(dynamodb.all_fired() && dynamodb.tallies()["TransactWriteItems"].calls > creations);
     first.assert_status(503);
     svc.complete(&user, &id, &md5_hex(&file)).await.assert_status(200);
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
+    assert_eq!(counted(&svc, &owner).await, (0, 0));
 }
 
-/// A creation whose transaction went through but whose reply was cut off (which the SDK does not retry) is sent
-/// again with the same client request token, which DynamoDB answers with the first try's success
-/// (`Rule::IdempotentTransactions`): the upload starts, counted once (before: a 503, and the upload the first try
-/// created left counted against its owner until it expired).
+/// A creation whose transaction went through but whose reply was cut off (the SDK's own retries are off here, as
+/// when they are spent) is sent again with the same client request token, which DynamoDB answers with the first
+/// try's success (`Rule::IdempotentTransactions`): the upload starts, counted once (before: a 503, and the upload
+/// the first try created left counted against its owner until it expired).
 #[tokio::test]
 async fn a_creation_whose_transaction_reply_was_lost_is_counted_once() {
-    let table = own_table().await;
-    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
-    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (svc, dynamodb) = counting_service().await;
     let (user, owner) = fresh("lost-creation");
     let file = data(MIB, 1811);
     dynamodb.arm("TransactWriteItems", Fault::CutAfter);
     svc.start_upload(&user, &file, MIB).await;
     assert!(dynamodb.all_fired());
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, MIB as u64));
+    assert_eq!(counted(&svc, &owner).await, (1, MIB as u64));
 }
 
-/// A creation whose transaction is still in progress when the SDK's attempt times out: the service sends it again
+/// A creation whose transaction is still in progress when the SDK's attempt times out (no SDK retry here, as when
+/// they are spent; an SDK retry, with the same token, would meet the same): the service sends it again
 /// with the same token, meets TransactionInProgressException, and asks again until the first try's outcome is
 /// known; the upload starts, counted once (before: a 503, and the upload the first try created left counted).
 #[tokio::test]
 async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_outcome() {
-    let table = own_table().await;
-    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
-    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
+    let (svc, dynamodb) = counting_service().await;
     let (user, owner) = fresh("creation-in-progress");
     let file = data(MIB, 1812);
     dynamodb.arm("TransactWriteItems", Fault::HoldBefore);
     let release_after_retries = async {
         let held = dynamodb.held().await;
-        // The SDK's retry after its attempt timed out, then at least one of the service's own.
+        // The service's tries after the SDK's attempt timed out.
         while dynamodb.tallies()["TransactWriteItems"].calls < 3 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -196,7 +205,7 @@ async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_o
     };
     let (reply, ()) = tokio::join!(svc.chunk(&user, None, 0, &file, file.len(), Encoding::Raw), release_after_retries);
     reply.assert_status(200);
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, MIB as u64));
+    assert_eq!(counted(&svc, &owner).await, (1, MIB as u64));
 }
 
 /// Anonymous uploads count against the caller's network: one client at its limit does not lock out another.

@@ -177,10 +177,10 @@ impl Table {
     /// with exponential backoff and jitter), so a conflict a retry would pass is never answered 503.
     ///
     /// Each try carries a client request token (TransactWriteItems, ClientRequestToken: "multiple identical calls
-    /// have the same effect as one single call"), so a try whose outcome is unknown (timed out, its reply cut off,
-    /// which the SDK does not retry, or met TransactionInProgressException, which it does not retry either) is sent
-    /// again here with the same token until DynamoDB says what became of it: an upload created but answered 503
-    /// would stay counted against its owner until it expired.
+    /// have the same effect as one single call"), so a try whose outcome is unknown (timed out or its reply cut
+    /// off once the SDK's own retries are spent, or met TransactionInProgressException, which the SDK does not
+    /// retry) is sent again here with the same token until DynamoDB says what became of it: an upload created but
+    /// answered 503 would stay counted against its owner until it expired.
     async fn put_and_update(&self, put: Put, update: Update) -> Result<Option<Vec<CancellationReason>>, ApiError> {
         let (started, mut backoff, mut attempt) = (std::time::Instant::now(), CONFLICT_BACKOFF, 1);
         let mut token = request_token();
