@@ -57,6 +57,10 @@ class Plan:
     many_bytes: int
     owners: int = 10
 
+    def concurrent_systems(self) -> list[System]:
+        """The systems that take part in the many-uploads run."""
+        return [s for s in self.systems if s.concurrent and not s.pending]
+
 
 def plan_from_env() -> Plan:
     quick = os.environ.get("BENCH_LINK_PLAN", "full") == "quick"
@@ -244,7 +248,7 @@ class Bench:
     def many(self, plan: Plan, files: list[File]) -> dict:
         """`plan.many` uploads at once by `plan.owners` owners over one link, the concurrent systems in turn."""
         ctx = self.ctx
-        systems = [s for s in plan.systems if s.concurrent and not s.pending]
+        systems = plan.concurrent_systems()
         commands = []
         for i, file in enumerate(files):
             system = systems[i % len(systems)]
@@ -402,7 +406,10 @@ def run_plan(plan: Plan, scratch: Path, stack: list, out) -> None:
             storage.clean_prefix(tus_bucket)
             storage.clean_prefix(companion_bucket)
 
-    if plan.many:
+    # A BENCH_LINK_SYSTEMS without a concurrent system has nothing to run the many uploads with.
+    if plan.many and not plan.concurrent_systems():
+        log("many: skipped, none of the systems chosen takes part (the CLI's modes and tus do)")
+    elif plan.many:
         profile = PROFILES[MANY_PROFILE] if PROFILES[MANY_PROFILE] in plan.profiles else plan.profiles[0]
         proxy.set_profile(profile)
         files = [random_file(scratch / f"many-{i}.bin", plan.many_bytes + i) for i in range(plan.many)]

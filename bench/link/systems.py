@@ -1,5 +1,5 @@
 """The systems the link benchmark sets side by side: ours (the CLI and the browser client in each mode;
-tus-js-client against this service's tus route; Uppy's S3 plugin against this service, pending) and what users would
+tus-js-client against this service's tus route; Uppy's S3 plugin against this service) and what users would
 pick instead (boto3 at the AWS CLI's defaults, Uppy with Companion, tus-node-server driven by tus-js-client).
 
 A system is a command that uploads one file and prints one JSON line saying where the object is. Adding one is
@@ -144,10 +144,8 @@ def our_upload_location(ctx: Context, upload_id: str) -> tuple[str, str]:
     return status["bucket"], status["key"]
 
 
-# This service's tus route (tus 1.0.0 at /files); BENCH_LINK_TUS_PATH when a deployment serves it elsewhere. Its
-# Uppy S3 routes are being built on another branch: BENCH_LINK_RUN_PENDING=1 tries them before they are marked ready.
+# This service's tus route (tus 1.0.0 at /files); BENCH_LINK_TUS_PATH when a deployment serves it elsewhere.
 OUR_TUS_PATH = os.environ.get("BENCH_LINK_TUS_PATH", "/files")
-PENDING = None if os.environ.get("BENCH_LINK_RUN_PENDING") == "1" else "being built on another branch"
 
 SYSTEMS: list[System] = [
     System("cli-sequential", "CLI sequential", "ours", cli("sequential"), result_location, concurrent=True),
@@ -166,7 +164,7 @@ SYSTEMS: list[System] = [
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 4, 4 * 1024 * 1024, True),
            lambda ctx, line: our_upload_location(ctx, line["id"])),
     System("ours-uppy-s3", "Uppy S3 plugin", "ours", uppy(lambda ctx: ctx.api, True),
-           lambda ctx, line: (ctx.bucket, line["key"]), pending=PENDING),
+           lambda ctx, line: (ctx.bucket, line["key"])),
     System("boto3", "boto3 upload_file", "theirs", boto3_command, result_location),
     System("uppy-companion", "Uppy + Companion", "theirs", uppy(lambda ctx: ctx.companion, False),
            lambda ctx, line: (ctx.companion_bucket, line["key"])),
