@@ -228,6 +228,14 @@ impl Service {
         (svc, s3, dynamodb)
     }
 
+    /// [`Self::through_proxies`] with a per-owner limit high enough never to refuse, so uploads are counted in
+    /// transactions (`store::quota`), on a table of its own (see [`own_table`]).
+    pub async fn counting_through_proxies() -> (Self, proxy::Proxy, proxy::Proxy) {
+        let table = own_table().await;
+        Self::through_proxies(&[("CHUNKED_UPLOAD_TABLE", &table), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "1000000")])
+            .await
+    }
+
     pub async fn default() -> Self {
         Self::new(&[]).await
     }
@@ -540,6 +548,12 @@ impl Service {
             .send()
             .await;
         out.unwrap_or_else(|e| panic!("GetItem: {e:?}")).item
+    }
+
+    /// The uploads and bytes counted against `owner` (its quota counters).
+    pub async fn counted(&self, owner: &str) -> (u64, u64) {
+        let key = shared::store::quota::counter_key(owner);
+        self.app.table.in_progress(&key).await.expect("counters")
     }
 
     /// The record of an upload, if any.

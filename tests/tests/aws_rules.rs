@@ -9,26 +9,11 @@ use integration_tests::strict::{Rule, Rules};
 use integration_tests::*;
 use lambda_http::http;
 use serde_json::json;
-use shared::store::quota::counter_key;
 
 /// An owner of its own, so its counters start at zero.
 fn fresh(prefix: &str) -> (User, String) {
     let sub = format!("{prefix}-{}", shared::protocol::UploadId::new());
     (User::named(&sub), sub)
-}
-
-/// A service through proxies that counts uploads against their owners (a limit set), on a table of its own; its
-/// DynamoDB proxy, to arm faults on.
-async fn counting_service() -> (Service, integration_tests::proxy::Proxy) {
-    let table = own_table().await;
-    let settings = [("CHUNKED_UPLOAD_TABLE", table.as_str()), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "100")];
-    let (svc, _, dynamodb) = Service::through_proxies(&settings).await;
-    (svc, dynamodb)
-}
-
-/// The uploads and bytes counted against `owner`.
-async fn counted(svc: &Service, owner: &str) -> (u64, u64) {
-    svc.app.table.in_progress(&counter_key(owner)).await.expect("counters")
 }
 
 /// Sends the first `chunks` MiB of `file` in 1 MiB chunks (buffered: a part is at least 5 MiB); the upload's id.
@@ -149,14 +134,14 @@ async fn concurrent_starts_and_completes_of_one_owner_leave_it_counted_for_nothi
         }
     });
     join_all(uploads).await;
-    assert_eq!(counted(&svc, &owner).await, (0, 0));
+    assert_eq!(svc.counted(&owner).await, (0, 0));
 }
 
 /// A release of the owner's share that fails at completion fails the completion, whose repetition gives it back: no
 /// completed upload is left counted (before, the completion answered 200 and the owner stayed counted).
 #[tokio::test]
 async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_complete() {
-    let (svc, dynamodb) = counting_service().await;
+    let (svc, _, dynamodb) = Service::counting_through_proxies().await;
     let (user, owner) = fresh("release");
     let file = data(3 * MIB, 1806);
     let id = svc.start_upload(&user, &file, file.len()).await;
@@ -167,7 +152,7 @@ async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_comple
     assert!(dynamodb.all_fired() && dynamodb.tallies()["TransactWriteItems"].calls > creations);
     first.assert_status(503);
     svc.complete(&user, &id, &md5_hex(&file)).await.assert_status(200);
-    assert_eq!(counted(&svc, &owner).await, (0, 0));
+    assert_eq!(svc.counted(&owner).await, (0, 0));
 }
 
 /// A creation whose transaction went through but whose reply was cut off (the SDK's own retries are off here, as
@@ -176,13 +161,13 @@ async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_comple
 /// the first try created left counted against its owner until it expired).
 #[tokio::test]
 async fn a_creation_whose_transaction_reply_was_lost_is_counted_once() {
-    let (svc, dynamodb) = counting_service().await;
+    let (svc, _, dynamodb) = Service::counting_through_proxies().await;
     let (user, owner) = fresh("lost-creation");
     let file = data(MIB, 1811);
     dynamodb.arm("TransactWriteItems", Fault::CutAfter);
     svc.start_upload(&user, &file, MIB).await;
     assert!(dynamodb.all_fired());
-    assert_eq!(counted(&svc, &owner).await, (1, MIB as u64));
+    assert_eq!(svc.counted(&owner).await, (1, MIB as u64));
 }
 
 /// A creation whose transaction is still in progress when the SDK's attempt times out (no SDK retry here, as when
@@ -191,7 +176,7 @@ async fn a_creation_whose_transaction_reply_was_lost_is_counted_once() {
 /// known; the upload starts, counted once (before: a 503, and the upload the first try created left counted).
 #[tokio::test]
 async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_outcome() {
-    let (svc, dynamodb) = counting_service().await;
+    let (svc, _, dynamodb) = Service::counting_through_proxies().await;
     let (user, owner) = fresh("creation-in-progress");
     let file = data(MIB, 1812);
     dynamodb.arm("TransactWriteItems", Fault::HoldBefore);
@@ -205,7 +190,7 @@ async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_o
     };
     let (reply, ()) = tokio::join!(svc.chunk(&user, None, 0, &file, file.len(), Encoding::Raw), release_after_retries);
     reply.assert_status(200);
-    assert_eq!(counted(&svc, &owner).await, (1, MIB as u64));
+    assert_eq!(svc.counted(&owner).await, (1, MIB as u64));
 }
 
 /// Anonymous uploads count against the caller's network: one client at its limit does not lock out another.

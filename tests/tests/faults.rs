@@ -5,21 +5,13 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::proxy::{Fault, Proxy};
-use integration_tests::{Encoding, MIB, Reply, Service, User, data, md5_hex, own_table};
+use integration_tests::{Encoding, MIB, Reply, Service, User, data, md5_hex};
 
 /// Where a fault strikes: the proxy, the call, and how many calls of it pass first.
 struct Point {
     s3: bool,
     operation: &'static str,
     after: usize,
-}
-
-/// The service with a per-owner limit high enough never to refuse, so uploads are counted in transactions
-/// (`store::quota`), on a table of its own (see `own_table`).
-async fn counted() -> (Service, Proxy, Proxy) {
-    let table = own_table().await;
-    Service::through_proxies(&[("CHUNKED_UPLOAD_TABLE", &table), ("CHUNKED_UPLOAD_MAX_UPLOADS_PER_OWNER", "1000000")])
-        .await
 }
 
 const POINTS: &[Point] = &[
@@ -54,8 +46,11 @@ async fn arm_later(proxy: &Proxy, operation: &'static str, after: usize, fault: 
 }
 
 async fn survive(point: &Point, fault: Fault, seed: u64) {
-    let (svc, s3, dynamodb) =
-        if point.operation == "PutItem" { Service::through_proxies(&[]).await } else { counted().await };
+    let (svc, s3, dynamodb) = if point.operation == "PutItem" {
+        Service::through_proxies(&[]).await
+    } else {
+        Service::counting_through_proxies().await
+    };
     let proxy = if point.s3 { &s3 } else { &dynamodb };
     let file = data(6 * MIB + 3, seed);
     let user = User::named("alice");
@@ -92,7 +87,7 @@ async fn a_cut_after_any_call_acted_is_survived() {
 
 /// An abort that meets a fault at any of its calls, retried by the client, still removes everything.
 async fn abort_survives(operation: &'static str, fault: Fault, seed: u64) {
-    let (svc, s3, dynamodb) = counted().await;
+    let (svc, s3, dynamodb) = Service::counting_through_proxies().await;
     let user = User::named("alice");
     let file = data(8 * MIB, seed);
     let id = svc.start_upload(&user, &file, 2 * MIB).await;

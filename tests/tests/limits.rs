@@ -4,7 +4,6 @@
 use futures_util::future::join_all;
 use integration_tests::{Encoding, KIB, Service, User, batch, data, md5_hex, own_table};
 use shared::cleanup;
-use shared::store::quota::counter_key;
 
 /// An owner of its own, so counters start at zero whatever other tests did: the user and its owner name.
 fn fresh_owner() -> (User, String) {
@@ -38,7 +37,7 @@ async fn uploads_in_progress_are_limited_and_released_by_complete_abort_and_expi
     svc.chunk(&user, Some(&second), 10 * KIB, &file[10 * KIB..], file.len(), Encoding::Raw).await.assert_status(200);
     svc.complete(&user, &second, &md5_hex(&file)).await.assert_status(200);
     let fourth = start(&svc, &user, &file).await.upload_id();
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (2, 2 * file.len() as u64));
+    assert_eq!(svc.counted(&owner).await, (2, 2 * file.len() as u64));
 
     // Expiry: TTL removes the record and the stream delivers its removal, twice; it is released once.
     let removal = svc.removal(&third, 300, true).await;
@@ -47,14 +46,14 @@ async fn uploads_in_progress_are_limited_and_released_by_complete_abort_and_expi
         let response = cleanup::handle_stream(&svc.app, batch(vec![removal.clone()])).await;
         assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     }
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, file.len() as u64));
+    assert_eq!(svc.counted(&owner).await, (1, file.len() as u64));
     // And the completed upload's eventual removal, or the aborted one's, releases nothing more.
     let completed_removal = svc.removal(&second, 301, true).await;
     cleanup::handle_stream(&svc.app, batch(vec![completed_removal])).await;
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, file.len() as u64));
+    assert_eq!(svc.counted(&owner).await, (1, file.len() as u64));
     svc.abort(&user, &fourth).await.assert_status(200);
     svc.abort(&user, &fourth).await.assert_status(404);
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
+    assert_eq!(svc.counted(&owner).await, (0, 0));
 }
 
 #[tokio::test]
@@ -83,5 +82,5 @@ async fn concurrent_creates_never_pass_the_limit() {
     let accepted = replies.iter().filter(|r| r.status == 200).count();
     assert_eq!(accepted, 3, "{replies:?}");
     assert!(replies.iter().all(|r| matches!(r.status, 200 | 429)), "{replies:?}");
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters").0, 3);
+    assert_eq!(svc.counted(&owner).await.0, 3);
 }

@@ -8,7 +8,6 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::store::quota::counter_key;
 
 const UPLOADS: usize = 50;
 /// The uploads of the one owner with many files; each of the others has an owner of its own.
@@ -146,7 +145,7 @@ async fn fifty_uploads_at_once_in_mixed_modes_all_arrive_and_leave_no_owner_coun
         svc.assert_object(key, file).await;
     }
     for i in [0].into_iter().chain(ONE_OWNERS..UPLOADS) {
-        let counted = svc.app.table.in_progress(&counter_key(&owner(i))).await.expect("counters");
+        let counted = svc.counted(&owner(i)).await;
         if counted != (0, 0) {
             let listed = svc.list(&User::named(&owner(i)), "status=uploading").await;
             panic!("{} is left counted: {counted:?}; in progress: {:?}", owner(i), listed.body);

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use integration_tests::{KIB, MIB, Service, User, crc64, data, md5_hex, own_table, stream_record};
 use lambda_http::http::{self, Method};
 use serde_json::json;
-use shared::store::quota::counter_key;
 
 const B64: base64_simd::Base64 = base64_simd::STANDARD;
 
@@ -554,7 +553,7 @@ async fn uploads_count_against_the_owners_limits_and_a_deferred_one_counts_its_m
     expect(&created, 201);
     let path = path_of(&created);
     // Until its length is known, it counts as the largest it may be: the owner's byte limit.
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, 10 * MIB as u64));
+    assert_eq!(svc.counted(&owner).await, (1, 10 * MIB as u64));
     let refused = tus.create(10, "").await;
     expect(&refused, 429);
     assert!(text(&refused).starts_with("ERR_OVER_LIMIT: "), "{}", text(&refused));
@@ -563,7 +562,7 @@ async fn uploads_count_against_the_owners_limits_and_a_deferred_one_counts_its_m
     let declared =
         tus.send(tus.patch_request(&path, 64 * KIB).header("upload-length", 200 * KIB), &file[64 * KIB..]).await;
     expect(&declared, 204);
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (1, 200 * KIB as u64));
+    assert_eq!(svc.counted(&owner).await, (1, 200 * KIB as u64));
     // A length over what was counted is refused.
     let other = Tus::new(&svc, User::named(&format!("{owner}-2")));
     let deferred =
@@ -571,7 +570,7 @@ async fn uploads_count_against_the_owners_limits_and_a_deferred_one_counts_its_m
     let too_long = other.send(other.patch_request(&deferred, 0).header("upload-length", 11 * MIB), b"x").await;
     expect(&too_long, 413);
     expect(&tus.delete(&path).await, 204);
-    assert_eq!(svc.app.table.in_progress(&counter_key(&owner)).await.expect("counters"), (0, 0));
+    assert_eq!(svc.counted(&owner).await, (0, 0));
 }
 
 #[tokio::test]
