@@ -304,8 +304,10 @@ def budgets(link: Link) -> list[str]:
              "Each budget on every profile, with slow start and TLS off and on; where one is missed, what stands in "
              "the way, measured.", ""]
     if link.big is not None:
-        for system in [s for s in link.systems if BASELINES.get(s) == "boto3"]:
+        for system in [s for s in link.systems if BASELINES.get(s) == "boto3" and s not in FLOORS]:
             lines += relayed_and_direct(link, system)
+        for system in [s for s in link.systems if s in FLOORS]:
+            lines += floored(link, system)
         for system in [s for s in link.systems if s.endswith("-sequential")]:
             lines += sequential(link, system)
     lines += small_budget(link)
@@ -353,6 +355,38 @@ def relayed_and_direct(link: Link, system: str) -> list[str]:
             lines.append(f"  - {profile}, {VARIANT_LABEL[variant]}: **{verdict}**: " +
                          "; ".join(("" if ok else "missed: ") + text for ok, text in checks) +
                          (f". In the way: {'; '.join(why)}" if why else ""))
+    return lines
+
+
+def floored(link: Link, system: str) -> list[str]:
+    """A protocol's system against what its users would run instead, on the big file: at least FLOORS times its
+    MiB/s. Where missed, the differences that measure why: before the first byte and after the last, link idle,
+    and the service's time per route."""
+    base, floor = BASELINES[system], FLOORS[system]
+    lines = [f"- **{link.label(system)}**: at least {floor:.2f}x {link.label(base)}."]
+    keys = ("seconds", "before_first_byte", "after_last_byte", "idle_seconds")
+    for variant in link.variants:
+        for profile in link.profiles:
+            ours = {k: link.med(profile, variant, link.big, system, k) for k in keys}
+            theirs = {k: link.med(profile, variant, link.big, base, k) for k in keys}
+            if ours["seconds"] is None or theirs["seconds"] is None:
+                lines.append(f"  - {profile}, {VARIANT_LABEL[variant]}: not measured")
+                continue
+            ratio = theirs["seconds"] / ours["seconds"]
+            text = f"{ratio:.3f}x {link.label(base)} ({ours['seconds']:.2f} s against {theirs['seconds']:.2f} s)"
+            if ratio >= floor:
+                lines.append(f"  - {profile}, {VARIANT_LABEL[variant]}: **met**: {text}")
+                continue
+            why = [f"{name} {fmt(ours[k])} s against {fmt(theirs[k])} s"
+                   for k, name in (("before_first_byte", "before the first byte"),
+                                   ("idle_seconds", "link idle"), ("after_last_byte", "after the last byte"))
+                   if ours[k] is not None and theirs[k] is not None and ours[k] > theirs[k]]
+            routes = sorted({route for r in link.rows(profile, variant, link.big, system)
+                             for route in r.get("handler_ms_by_route", {})})
+            served = [f"{route} {handler_median(link, profile, variant, system, route):.0f} ms" for route in routes]
+            if served:
+                why.append("the service's time per request (medians): " + ", ".join(served))
+            lines.append(f"  - {profile}, {VARIANT_LABEL[variant]}: **missed**: {text}. In the way: " + "; ".join(why))
     return lines
 
 
@@ -408,13 +442,13 @@ def small_budget(link: Link) -> list[str]:
                 server = median([sum(map(sum, r.get("handler_ms_by_route", {}).values())) for r in rows])
                 start = median([r.get("before_first_request") for r in rows])
                 rest = timed[best] - link.small / link.rate(profile) - (server or 0) / 1000 - (start or 0)
-                extra = (f"; in the way: the server's time {fmt(server, 0)} ms, the client's start-up "
+                extra = (f"in the way: the server's time {fmt(server, 0)} ms, the client's start-up "
                          f"{fmt(start and start * 1000, 0)} ms, and {rest / link.rtt(profile):.1f} RTT of round trips"
                          " (the connection's handshake and each request's" +
                          (", and slow start's" if variant != "plain" else "") + ")")
             lines.append(f"  - {profile}, {VARIANT_LABEL[variant]}: **{'met' if met else 'missed'}** by "
                          f"{link.label(best)}: {timed[best] * 1000:.0f} ms against {budget * 1000:.0f} ms; "
-                         + "; ".join(autos) + extra)
+                         + "; ".join([*autos, extra] if extra else autos))
     return lines
 
 

@@ -103,12 +103,19 @@ def browser_command(ctx: Context, file: Path, cut: int | None, extra: list[str])
     return Command(argv, {}, in_namespace=False, marks_itself=True)
 
 
-def uppy(endpoint: Callable[[Context], str], with_token: bool) -> Callable[[Context, Path, str, int | None], Command]:
-    def command(ctx: Context, file: Path, token: str, cut: int | None) -> Command:
-        extra = ["--client", "uppy", "--page", f"{ctx.companion}/", "--endpoint", endpoint(ctx)]
-        return browser_command(ctx, file, cut, extra + (["--token", token] if with_token else []))
+def uppy_companion(ctx: Context, file: Path, _token: str, cut: int | None) -> Command:
+    # The page is Companion's, as a deployment that serves both from one origin has it.
+    extra = ["--client", "uppy", "--page", f"{ctx.companion}/", "--endpoint", ctx.companion]
+    return browser_command(ctx, file, cut, extra)
 
-    return command
+
+def uppy_ours(ctx: Context, file: Path, token: str, cut: int | None) -> Command:
+    # The page is on the API's origin, as our browser client's is and as Uppy + Companion's is on Companion's: like
+    # for like. Cross-origin, each API request would pay a preflight round trip for its Authorization header, which
+    # Uppy's unauthenticated requests to Companion do not (docs/benchmarks.md). The bundle is Companion's copy.
+    extra = ["--client", "uppy", "--page", f"{ctx.api}/client/package.json", "--endpoint", ctx.api,
+             "--bundle", f"{ctx.companion}/uppy/uppy.min.mjs", "--token", token]
+    return browser_command(ctx, file, cut, extra)
 
 
 def boto3_command(ctx: Context, file: Path, _token: str, _cut: int | None) -> Command:
@@ -163,10 +170,10 @@ SYSTEMS: list[System] = [
     System("ours-tus-parallel", "tus, parallelUploads 4", "ours",
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 4, 4 * 1024 * 1024, True),
            lambda ctx, line: our_upload_location(ctx, line["id"])),
-    System("ours-uppy-s3", "Uppy S3 plugin", "ours", uppy(lambda ctx: ctx.api, True),
+    System("ours-uppy-s3", "Uppy S3 plugin", "ours", uppy_ours,
            lambda ctx, line: (ctx.bucket, line["key"])),
     System("boto3", "boto3 upload_file", "theirs", boto3_command, result_location),
-    System("uppy-companion", "Uppy + Companion", "theirs", uppy(lambda ctx: ctx.companion, False),
+    System("uppy-companion", "Uppy + Companion", "theirs", uppy_companion,
            lambda ctx, line: (ctx.companion_bucket, line["key"])),
     System("tus-node-server", "tus-node-server", "theirs",
            tus_js_client(lambda ctx: f"{ctx.tus}/files", 1, None, False), tus_node_server_location),

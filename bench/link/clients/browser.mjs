@@ -5,12 +5,13 @@
 //
 //   node browser.mjs --chromium PATH --proxy URL --page URL --file PATH --control URL [--cut-after BYTES]
 //                    --client ours --endpoint API [--mode M] [--token T] [--parallel N]
-//                    --client uppy --endpoint COMPANION [--token T]
+//                    --client uppy --endpoint COMPANION [--token T] [--bundle URL]
 //
 // The page is loaded and the client's code with it; then the link proxy's run is marked (and a cut armed), and the
 // file (picked through an <input type=file>, so Chromium reads it from disk) is uploaded:
 // - ours: client/index.js, `new ChunkedUpload(file, {endpoint, token, mode, parallel})`;
-// - uppy: the uppy bundle's Uppy with its S3 plugin in Companion mode (`companionEndpoint`), its defaults otherwise.
+// - uppy: the uppy bundle's Uppy with its S3 plugin in Companion mode (`companionEndpoint`), its defaults otherwise;
+//   the bundle is imported from --bundle (default /uppy/uppy.min.mjs, the page's own origin).
 //   With --token, the page adds `Authorization: Bearer` to its fetches to the endpoint (Uppy 6 sends no headers of
 //   its own). After a cut (--cut-after) a failed upload is retried once, as its user would click Retry.
 // Prints one JSON line: {"bucket", "key", "started_monotonic"} (uppy: {"key", "location", ...}), the upload's start on
@@ -32,6 +33,7 @@ const { values: opt } = parseArgs({
     mode: { type: 'string', default: 'auto' },
     token: { type: 'string' },
     parallel: { type: 'string', default: '4' },
+    bundle: { type: 'string', default: '/uppy/uppy.min.mjs' },
   },
   strict: true,
 });
@@ -61,15 +63,15 @@ try {
   const page = await browser.newPage();
   page.on('console', (m) => m.type() === 'error' && process.stderr.write(`page: ${m.text()}\n`));
   await page.goto(opt.page);
-  await page.evaluate(async ({ client }) => {
+  await page.evaluate(async ({ client, bundle }) => {
     const input = document.createElement('input');
     input.type = 'file';
     input.id = 'file';
     document.body.append(input);
     // The client's code is loaded before the run is marked: a page has it when its user picks a file.
     window.benchClient =
-      client === 'ours' ? await import('/client/index.js') : await import('/uppy/uppy.min.mjs');
-  }, { client: opt.client });
+      client === 'ours' ? await import('/client/index.js') : await import(bundle);
+  }, { client: opt.client, bundle: opt.bundle });
   await page.setInputFiles('#file', opt.file);
   await control('/mark');
   if (opt['cut-after']) await control(`/cut?link=client&after=${opt['cut-after']}`);

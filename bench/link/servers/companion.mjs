@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // @uppy/companion's S3 multipart routes (/s3/multipart...) as a user of Uppy deploys them, beside the page Uppy runs
-// in (the uppy bundle, same origin as Companion, as our browser client's page is on the API's origin).
+// in (the uppy bundle, same origin as Companion, as our browser client's page is on the API's origin). The bundle
+// may be imported from other origins too: the page of Uppy against this service is on the API's origin.
 //
 //   node companion.mjs --s3-endpoint URL --bucket NAME [--port N] [--region R]
 //
@@ -34,7 +35,10 @@ if (!values['s3-endpoint'] || !values.bucket) {
 const filePath = fs.mkdtempSync(path.join(os.tmpdir(), 'companion-'));
 const app = express();
 app.get('/', (_req, res) => res.type('html').send('<!doctype html><meta charset="utf-8"><title>Uppy</title>'));
-app.use('/uppy', express.static(path.join(HERE, '..', 'node_modules', 'uppy', 'dist')));
+app.use('/uppy', express.static(path.join(HERE, '..', 'node_modules', 'uppy', 'dist'), {
+  // A module imported from another origin needs CORS.
+  setHeaders: (res) => res.set('Access-Control-Allow-Origin', '*'),
+}));
 const { app: companionApp } = companion.app({
   secret: 'bench-link-companion',
   filePath,
