@@ -212,7 +212,7 @@ class Bench:
         if "error" in row:
             return row
         try:
-            bucket, key = system.stored(ctx, line)
+            bucket, key = system.stored(ctx, line, ctx.token)
             self.storage.verify_and_delete(bucket, key, file.md5, file.size)
             row["verified"] = True
             row["mode"] = line.get("mode")
@@ -253,22 +253,22 @@ class Bench:
         for i, file in enumerate(files):
             system = systems[i % len(systems)]
             token = harness.dev_token(f"owner-{i % plan.owners}")
-            commands.append((system, file, system.command(ctx, file.path, token, None)))
+            commands.append((system, file, token, system.command(ctx, file.path, token, None)))
         ctx.proxy.mark()
         load = os.getloadavg()[0]
         started = time.monotonic()
         procs = [subprocess.Popen(ctx.ns.wrap(c.argv), env={**os.environ, **c.env}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, cwd=HERE) for _, _, c in commands]
+                                  stderr=subprocess.PIPE, text=True, cwd=HERE) for _, _, _, c in commands]
         outputs = [p.communicate(timeout=RUN_TIMEOUT_S) for p in procs]
         wall = time.monotonic() - started
         report = ctx.proxy.report()
         verified, failures = 0, []
-        for (system, file, _), proc, (stdout, stderr) in zip(commands, procs, outputs):
+        for (system, file, token, _), proc, (stdout, stderr) in zip(commands, procs, outputs):
             if proc.returncode != 0:
                 failures.append(f"{system.name}: {stderr.strip()[-300:]}")
                 continue
             try:
-                bucket, key = system.stored(ctx, parse_line(stdout))
+                bucket, key = system.stored(ctx, parse_line(stdout), token)
                 self.storage.verify_and_delete(bucket, key, file.md5, file.size)
                 verified += 1
             except Exception as e:

@@ -63,8 +63,8 @@ class System:
     family: str  # "ours" or "theirs"
     # (ctx, file, token, cut_after) -> the command; cut_after only for commands that mark the run themselves.
     command: Callable[[Context, Path, str, int | None], Command]
-    # (ctx, the JSON line printed) -> (bucket, key) of the object
-    stored: Callable[[Context, dict], tuple[str, str]]
+    # (ctx, the JSON line printed, the uploader's token) -> (bucket, key) of the object
+    stored: Callable[[Context, dict, str], tuple[str, str]]
     sizes: tuple[str, ...] = ("big", "small")
     # Why it does not run yet; the results say "pending" instead of a figure.
     pending: str | None = None
@@ -82,7 +82,7 @@ def cli(mode: str) -> Callable[[Context, Path, str, int | None], Command]:
     return command
 
 
-def result_location(_ctx: Context, line: dict) -> tuple[str, str]:
+def result_location(_ctx: Context, line: dict, _token: str) -> tuple[str, str]:
     return line["bucket"], line["key"]
 
 
@@ -138,14 +138,15 @@ def tus_js_client(endpoint: Callable[[Context], str], parallel: int, chunk_bytes
     return command
 
 
-def tus_node_server_location(ctx: Context, line: dict) -> tuple[str, str]:
+def tus_node_server_location(ctx: Context, line: dict, _token: str) -> tuple[str, str]:
     # @tus/s3-store keys the object by the upload id.
     return ctx.tus_bucket, line["id"]
 
 
-def our_upload_location(ctx: Context, upload_id: str) -> tuple[str, str]:
-    """Where the service stored an upload it completed: its status says (asked from the host, not over the link)."""
-    request = urllib.request.Request(f"{ctx.api}/upload/{upload_id}", headers={"Authorization": f"Bearer {ctx.token}"})
+def our_upload_location(ctx: Context, line: dict, token: str) -> tuple[str, str]:
+    """Where the service stored a tus upload it completed (its id is the upload URL's last segment): its status says,
+    asked by its owner (another owner is told 404) from the host, not over the link."""
+    request = urllib.request.Request(f"{ctx.api}/upload/{line['id']}", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         status = json.loads(response.read())
     return status["bucket"], status["key"]
@@ -166,15 +167,15 @@ SYSTEMS: list[System] = [
     # PATCHes of 4 MiB: API Gateway takes a request of at most 10 MB, Lambda an event of 6 MB.
     System("ours-tus", "tus (tus-js-client)", "ours",
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 1, 4 * 1024 * 1024, True),
-           lambda ctx, line: our_upload_location(ctx, line["id"]), concurrent=True),
+           our_upload_location, concurrent=True),
     System("ours-tus-parallel", "tus, parallelUploads 4", "ours",
            tus_js_client(lambda ctx: f"{ctx.api}{OUR_TUS_PATH}", 4, 4 * 1024 * 1024, True),
-           lambda ctx, line: our_upload_location(ctx, line["id"])),
+           our_upload_location),
     System("ours-uppy-s3", "Uppy S3 plugin", "ours", uppy_ours,
-           lambda ctx, line: (ctx.bucket, line["key"])),
+           lambda ctx, line, _token: (ctx.bucket, line["key"])),
     System("boto3", "boto3 upload_file", "theirs", boto3_command, result_location),
     System("uppy-companion", "Uppy + Companion", "theirs", uppy_companion,
-           lambda ctx, line: (ctx.companion_bucket, line["key"])),
+           lambda ctx, line, _token: (ctx.companion_bucket, line["key"])),
     System("tus-node-server", "tus-node-server", "theirs",
            tus_js_client(lambda ctx: f"{ctx.tus}/files", 1, None, False), tus_node_server_location),
 ]
