@@ -112,7 +112,7 @@ def uppy_companion(ctx: Context, file: Path, _token: str, cut: int | None) -> Co
 def uppy_ours(ctx: Context, file: Path, token: str, cut: int | None) -> Command:
     # The page is on the API's origin, as our browser client's is and as Uppy + Companion's is on Companion's: like
     # for like. Cross-origin, each API request would pay a preflight round trip for its Authorization header, which
-    # Uppy's unauthenticated requests to Companion do not (docs/benchmarks.md). The bundle is Companion's copy.
+    # Uppy's unauthenticated requests to Companion do not (bench/link/README.md). The bundle is Companion's copy.
     extra = ["--client", "uppy", "--page", f"{ctx.api}/client/package.json", "--endpoint", ctx.api,
              "--bundle", f"{ctx.companion}/uppy/uppy.min.mjs", "--token", token]
     return browser_command(ctx, file, cut, extra)
