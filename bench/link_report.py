@@ -111,8 +111,8 @@ class Link:
     def resent(self, cut_row: dict) -> int:
         """File bytes a cut made its system send again: the payload beyond the file's size, less what the same
         system's runs without a cut carry beyond it too (form fields, multipart boundaries)."""
-        framing = self.med(cut_row["profile"], cut_row["variant"], cut_row["size"], cut_row["system"], "payload_bytes")
-        overhead = max(0, framing - cut_row["size"]) if framing is not None else 0
+        uncut_payload = self.med(cut_row["profile"], cut_row["variant"], cut_row["size"], cut_row["system"], "payload_bytes")
+        overhead = max(0, uncut_payload - cut_row["size"]) if uncut_payload is not None else 0
         return max(0, cut_row["cut"]["resent_bytes"] - overhead)
 
     def label(self, system) -> str:
