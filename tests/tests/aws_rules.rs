@@ -9,6 +9,7 @@ use integration_tests::strict::{Rule, Rules};
 use integration_tests::*;
 use lambda_http::http;
 use serde_json::json;
+use shared::cleanup;
 
 /// An owner of its own, so its counters start at zero.
 fn fresh(prefix: &str) -> (User, String) {
@@ -152,6 +153,33 @@ async fn a_release_that_fails_at_completion_is_given_back_by_the_repeated_comple
     assert!(dynamodb.all_fired() && dynamodb.tallies()["TransactWriteItems"].calls > creations);
     first.assert_status(503);
     svc.complete(&user, &id, &md5_hex(&file)).await.assert_status(200);
+    assert_eq!(svc.counted(&owner).await, (0, 0));
+}
+
+/// A start that fails once its owner is counted (S3 refused the multipart upload) and whose release fails too keeps
+/// its record, so that TTL's removal brings the cleanup function, which gives the share back (before: the record was
+/// deleted all the same, and the owner stayed counted for good for an upload that was gone).
+#[tokio::test]
+async fn a_failed_start_whose_release_fails_is_given_back_by_the_cleanup() {
+    let (svc, s3, dynamodb) = Service::counting_through_proxies().await;
+    let (user, owner) = fresh("failed-start");
+    s3.arm("CreateMultipartUpload", Fault::HoldBefore);
+    let fail_both = async {
+        let held = s3.held().await;
+        dynamodb.arm("TransactWriteItems", Fault::FailBefore);
+        // Dropped unanswered: the multipart upload is refused once the upload is counted.
+        drop(held);
+    };
+    let opening = json!({"mode": "direct", "size": 8 * MIB, "filename": "d.bin"});
+    let (reply, ()) = tokio::join!(svc.open(&user, opening), fail_both);
+    reply.assert_status(503);
+    assert!(s3.all_fired() && dynamodb.all_fired());
+    assert_eq!(svc.counted(&owner).await, (1, 8 * MIB as u64));
+    let listed = svc.list(&user, "").await;
+    let id = listed.body["uploads"][0]["upload_id"].as_str().expect("the record is kept").to_string();
+    let removal = svc.removal(&id, 1, true).await;
+    svc.remove_record(&id).await;
+    assert!(cleanup::handle_stream(&svc.app, batch(vec![removal])).await.batch_item_failures.is_empty());
     assert_eq!(svc.counted(&owner).await, (0, 0));
 }
 

@@ -205,25 +205,25 @@ impl App {
     }
 
     /// Removes the record of an upload nothing was accepted for, and gives back its share of the owner's limits; what
-    /// fails here, TTL and the cleanup function finish.
+    /// fails here, TTL and the cleanup function finish. The record goes only once the share is back: the cleanup
+    /// function acts on TTL's removals alone, so a record deleted with its share still counted would stay counted.
     async fn forget_quietly(&self, record: &UploadRecord) {
-        let released = self.table.release(record, record.expires_at_ms / 1000).await;
-        if let Err(e) = released.and(self.table.delete(&record.upload_id).await) {
+        let forgotten = async {
+            self.table.release(record, record.expires_at_ms / 1000).await?;
+            self.table.delete(&record.upload_id).await
+        };
+        if let Err(e) = forgotten.await {
             tracing::warn!(upload_id = %record.upload_id, error = %e, "could not remove a failed upload's record");
         }
     }
 
-    /// Deletes objects nothing refers to any more; a failure only leaves garbage for the lifecycle rule. Owns what
-    /// it needs, so that it can also run on after the answer.
-    fn delete_quietly(&self, keys: Vec<String>) -> impl Future<Output = ()> + Send + 'static {
-        let bucket = self.bucket.clone();
-        async move {
-            if keys.is_empty() {
-                return;
-            }
-            if let Err(e) = bucket.delete(&keys).await {
-                tracing::warn!(error = %e, count = keys.len(), "could not delete buffered chunks");
-            }
+    /// Deletes objects nothing refers to any more; a failure only leaves garbage for the lifecycle rule.
+    async fn delete_quietly(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.bucket.delete(&keys).await {
+            tracing::warn!(error = %e, count = keys.len(), "could not delete buffered chunks");
         }
     }
 
