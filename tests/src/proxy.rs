@@ -318,6 +318,9 @@ pub fn operation<B>(req: &Request<B>) -> String {
         (&Method::POST, true) if has("uploads") => "CreateMultipartUpload",
         (&Method::POST, true) if has("uploadId") => "CompleteMultipartUpload",
         (&Method::POST, false) if has("delete") => "DeleteObjects",
+        (&Method::PUT, true) if has("partNumber") && req.headers().contains_key("x-amz-copy-source") => {
+            "UploadPartCopy"
+        }
         (&Method::PUT, true) if has("partNumber") => "UploadPart",
         (&Method::PUT, true) => "PutObject",
         (&Method::GET, true) if has("uploadId") => "ListParts",

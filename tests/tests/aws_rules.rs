@@ -110,10 +110,17 @@ async fn a_missing_buffered_chunk_is_a_conflict_whatever_s3_calls_it() {
         let file = data(6 * MIB, 1805);
         let id = send_first(&svc, &user, &file, 4).await;
         let buffered = svc.buffered_keys(&id).await;
-        let gone = svc.s3.delete_object().bucket(&svc.app.config.bucket).key(&buffered[1]);
-        gone.send().await.expect("delete a buffered chunk");
-        // The chunk that fills the first part reads the buffered ones.
-        let reply = svc.chunk(&user, Some(&id), 4 * MIB, &file[4 * MIB..5 * MIB], file.len(), Encoding::Raw).await;
+        // The chunk that fills the first part lists the buffered ones, then reads them: one goes in between, so
+        // that its read is what misses it.
+        svc.s3_proxy.arm("ListObjectsV2", Fault::HoldAfter);
+        let remove_after_listing = async {
+            let held = svc.s3_proxy.held().await;
+            let gone = svc.s3.delete_object().bucket(&svc.app.config.bucket).key(&buffered[1]);
+            gone.send().await.expect("delete a buffered chunk");
+            held.release();
+        };
+        let filling = svc.chunk(&user, Some(&id), 4 * MIB, &file[4 * MIB..5 * MIB], file.len(), Encoding::Raw);
+        let (reply, ()) = tokio::join!(filling, remove_after_listing);
         reply.assert_status(409);
     }
 }
@@ -210,10 +217,13 @@ async fn a_creation_retried_while_its_transaction_is_in_progress_waits_for_its_o
     dynamodb.arm("TransactWriteItems", Fault::HoldBefore);
     let release_after_retries = async {
         let held = dynamodb.held().await;
-        // The service's tries after the SDK's attempt timed out.
-        while dynamodb.tallies()["TransactWriteItems"].calls < 3 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The service's tries after the SDK's attempt timed out (one that gives up instead fails the asserts below).
+        let tried_again = async {
+            while dynamodb.tallies()["TransactWriteItems"].calls < 3 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), tried_again).await;
         held.release();
     };
     let (reply, ()) = tokio::join!(svc.chunk(&user, None, 0, &file, file.len(), Encoding::Raw), release_after_retries);

@@ -407,8 +407,15 @@ async fn concatenation_copies_large_pieces_in_s3_and_joins_a_small_one() {
         paths.push(partial(&tus, piece).await);
     }
     let meta = metadata(&[("filename", "joined.bin")]);
+    svc.s3_proxy.reset();
     let created = concatenate(&tus, &paths, &meta).await;
     expect(&created, 201);
+    // S3 copies the large piece (UploadPartCopy): only the small ones pass through the service again.
+    let s3_calls = svc.s3_proxy.tallies();
+    assert!(s3_calls.get("UploadPartCopy").is_some_and(|t| t.calls == 1), "{s3_calls:?}");
+    let relayed = s3_calls.get("UploadPart").map_or(0, |t| t.bytes_sent);
+    let small = (pieces[1].len() + pieces[2].len()) as u64;
+    assert!((small..pieces[0].len() as u64).contains(&relayed), "{relayed} bytes sent in UploadPart calls");
     let path = path_of(&created);
     assert_eq!(header(&created, "upload-offset"), Some(file.len().to_string().as_str()));
     let result = tus.status(&path).await;

@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use integration_tests::lambda_runtime::{FunctionProcess, build_functions};
 use integration_tests::{
-    KIB, MIB, Reply, Service, User, api_gateway_event, crc64, data, multipart_body, removal_of, service_env,
-    stream_record, to_s3,
+    KIB, MIB, Reply, Service, User, api_gateway_event, crc64, data, multipart_body, removal_of, stream_record, to_s3,
 };
 use lambda_http::http::{self, Method};
 use serde_json::{Value, json};
@@ -597,7 +596,7 @@ async fn the_complete_function_binary_takes_s3s_reports_and_http_requests() {
         .await
         .expect("build")
         .expect("build the complete function");
-    let function = FunctionProcess::spawn(&binaries["complete"], service_env(&[])).await.expect("spawn");
+    let function = FunctionProcess::spawn(&binaries["complete"], svc.env(&[])).await.expect("spawn");
     let form = params(&svc, &user, "binary.txt", "text/plain").await.body;
     let key = form["key"].as_str().expect("key").to_string();
     assert_eq!(post(&form, &[], b"posted").await.0, 201);
