@@ -79,7 +79,8 @@ describe('jQuery-File-Upload', () => {
     await uploadWithJquery(t, await startFixtureServer(t));
   });
 
-  // An anonymous deployment: the secret of the first answer goes in JFU's `headers` option from then on.
+  // An anonymous deployment: the secret of the first answer goes with every later chunk (added in `chunksend`) and
+  // with the complete request.
   test('jQuery-File-Upload uploads anonymously from another origin', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     await uploadWithJquery(t, await startFixtureServer(t), null);
   });

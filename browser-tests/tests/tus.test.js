@@ -177,6 +177,28 @@ describe('tus-js-client in Node', { concurrency: true }, () => {
     assert.equal((await head(upload.url)).status, 404);
   });
 
+  // tus cannot announce a chunk limit, and tus-js-client's default chunkSize sends the whole file in one PATCH.
+  test('chunkSize left at its default: the PATCH refused, once, with what to set', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const refusal = async (size) => {
+      const patches = [];
+      const error = await nodeUpload(file(size).bytes, {
+        chunkSize: Infinity,
+        onBeforeRequest: (req) => req.getMethod() === 'PATCH' && patches.push(req.getURL()),
+      }).then(() => assert.fail('an upload over the request limit succeeded'), (e) => e);
+      // A 4xx tus-js-client does not retry: the user sees the answer at once.
+      assert.equal(patches.length, 1, 'one PATCH');
+      return { status: error.originalResponse?.getStatus(), message: String(error) };
+    };
+    // Over the service's 4.5 MB and within Lambda's payload, the function answers, and says what to do.
+    const service = await refusal(4_600_000);
+    assert.equal(service.status, 413);
+    assert.match(service.message, /set the tus client's chunkSize to 4 MiB \(4194304\) or less/);
+    // Past Lambda's payload, API Gateway answers by itself (as the local server emulates it), before any function.
+    const gateway = await refusal(8 * MIB);
+    assert.equal(gateway.status, 413);
+    assert.match(gateway.message, /Request too long for a Lambda invocation/);
+  });
+
   test('tuspy (Python) uploads with a SHA-1 checksum on every PATCH', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const f = await randomFile(t, 'tuspy.bin', 700 * KIB + 1);
     const here = path.dirname(fileURLToPath(import.meta.url));

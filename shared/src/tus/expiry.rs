@@ -1,6 +1,7 @@
 //! The expiration extension: an unfinished upload expires `CHUNKED_UPLOAD_EXPIRATION_DELTA` after its creation (as
-//! every upload here), said in `Upload-Expires` on its creation, on every PATCH and on HEAD; past it every request
-//! for it is a 410, and TTL and the cleanup function remove what it left.
+//! every upload here), said in `Upload-Expires` on its creation, on every PATCH that leaves it unfinished and on
+//! HEAD; past it every request for it but a DELETE (which aborts it) is a 410, and TTL and the cleanup function
+//! remove what it left.
 
 use super::answer::Answer;
 use crate::clock::http_date;
