@@ -396,6 +396,13 @@ def _shape_tus_upload(case) -> dict | None:
     return upload
 
 
+def _tus_method(case) -> str:
+    """The method a tus request stands for: a POST's `X-HTTP-Method-Override`, else its own."""
+    method = case.method.upper()
+    override = _header(case, "x-http-method-override")
+    return override.strip().upper() if method == "POST" and override else method
+
+
 def _shape_tus_patch(case) -> None:
     upload = _shape_tus_upload(case)
     if upload is None or not _chunk_bytes(case):
@@ -418,7 +425,7 @@ def before_call(context, case, kwargs):
         _ensure_uploads_to_list()
     if _is_positive(case) and case.path == "/files/{upload_id}":
         _SHAPED.add(id(case))
-        if case.method.upper() == "PATCH":
+        if _tus_method(case) == "PATCH":
             _shape_tus_patch(case)
         elif case.method.upper() == "HEAD":
             _shape_tus_upload(case)
@@ -490,7 +497,7 @@ def _tus_answered(case, response) -> None:
         data = first + random.Random(upload_id).randbytes(length - len(first))
         with _LOCK:
             _TUS[upload_id] = {"data": data, "offset": int(offset or 0)}
-    elif case.method.upper() == "PATCH" and response.status_code == 204 and offset is not None:
+    elif _tus_method(case) == "PATCH" and response.status_code == 204 and offset is not None:
         with _LOCK:
             upload = _TUS.get((case.path_parameters or {}).get("upload_id"))
             if upload is not None:
