@@ -454,7 +454,13 @@ fn make_uri_safe(
     path: Option<&mut String>,
     query: Option<&mut String>,
 ) {
-    let host_ok = |v: &[u8]| !v.is_empty() && v.iter().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b));
+    // lambda_http unwraps `Url::parse` of `{scheme}://{host}{path}`: a host the parser refuses (a bracket out of an
+    // IPv6 literal, a label IDNA rejects, a port that is not a number) would panic there.
+    let host_ok = |v: &[u8]| {
+        !v.is_empty()
+            && v.iter().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(b))
+            && std::str::from_utf8(v).is_ok_and(|host| url::Url::parse(&format!("https://{host}/")).is_ok())
+    };
     let scheme_ok = |v: &[u8]| v == b"https" || v == b"http";
     for map in [headers, multi] {
         if map.get_all("host").iter().any(|v| !host_ok(v.as_bytes())) {
@@ -526,6 +532,9 @@ mod tests {
             r#"{"resource":"/upload","httpMethod":"POST","path":"/upload","headers":{"Host":"a b"},"requestContext":{"httpMethod":"POST"}}"#,
             r#"{"resource":"/upload","httpMethod":"POST","path":"/upload","headers":{"Host":"a`b"},"requestContext":{"httpMethod":"POST"}}"#,
             r#"{"httpMethod":"POST","path":"/upload","multiValueQueryStringParameters":{"a":[],"b":["1","2"]},"requestContext":{"httpMethod":"POST"}}"#,
+            r#"{"resource":"/upload","httpMethod":"POST","path":"/upload","headers":{"Host":"example.co[m"},"requestContext":{"httpMethod":"POST"}}"#,
+            r#"{"version":"2.0","rawPath":"/upload","rawQueryString":"","headers":{"host":"h:x"},"requestContext":{"http":{"method":"POST"}}}"#,
+            r#"{"version":"2.0","rawPath":"/upload","rawQueryString":"","headers":{"host":"[::1"},"requestContext":{"http":{"method":"POST"}}}"#,
         ];
         for json in events {
             let mut event: LambdaRequest = serde_json::from_str(json).expect(json);
