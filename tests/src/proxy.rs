@@ -121,7 +121,7 @@ impl Proxy {
         format!("http://{}", self.addr)
     }
 
-    /// Arms `fault` for the next call of `operation`.
+    /// Arms `fault` for the next call of `operation` that the strict layer does not answer itself.
     pub fn arm(&self, operation: &str, fault: Fault) {
         self.lock().armed.push((operation.to_string(), fault));
     }
@@ -214,7 +214,14 @@ async fn forward(
     let rules = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).strict.clone();
     let sent = body.clone();
     let (body, after) = match strict::before(&rules, &operation, &parts, body) {
-        Verdict::Answer(response) => return Ok(with_cors(response, origin)),
+        Verdict::Answer(response) => {
+            // A call the layer answers itself (a throttle the SDK then retries) never reaches the emulator: the fault
+            // armed for the next call is for the next one that does, or a test waiting on its hold would wait forever.
+            if let Some(fault) = fault {
+                state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).armed.insert(0, (operation, fault));
+            }
+            return Ok(with_cors(response, origin));
+        }
         Verdict::Forward { body, after } => (body, after),
     };
     if body.as_ptr() != sent.as_ptr() || body.len() != sent.len() {
